@@ -1,0 +1,94 @@
+//! Startup: builds every part from [`Settings`] and runs the HTTP server and
+//! the worker until shutdown.
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use anyhow::{Context, Result};
+use tokio::net::TcpListener;
+use tokio::sync::{Notify, watch};
+
+use crate::config::Settings;
+use crate::http::{self, AppState};
+use crate::inbox::worker::Worker;
+use crate::inbox::{Inbox, SqliteInbox};
+use crate::plugins::{self, PluginSet};
+use crate::routes::RouteTable;
+use crate::runtime::Runtime;
+
+/// A built server with its listener bound.
+pub struct Application {
+    listener: TcpListener,
+    state: Arc<AppState>,
+    worker: Arc<Worker>,
+}
+
+impl Application {
+    /// Opens the store, loads plugins, builds routes and binds `HOST:PORT`.
+    pub async fn build(settings: Settings) -> Result<Self> {
+        let routes = Arc::new(RouteTable::build(&settings)?);
+        let pool_size = settings.worker.concurrency as u32 + 4;
+        let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
+        // Embedded mode is one process per data folder: any lease left over
+        // belongs to a process that is gone.
+        let released = sqlite.release_all_leases().await?;
+        if released > 0 {
+            tracing::info!(released, "events left in flight by the previous run are pending again");
+        }
+        let inbox: Arc<dyn Inbox> = Arc::new(sqlite);
+
+        let runtime = Arc::new(Runtime::new(&settings.runtime)?);
+        let plugin_set = Arc::new(PluginSet::default());
+        plugin_set.replace(plugins::load_dir(&runtime, &settings.plugins_dir, &settings.runtime)?);
+        for route in routes.iter() {
+            if plugin_set.get(&route.plugin).is_none() {
+                tracing::warn!(route = %route.name, plugin = %route.plugin, "the route's plugin is not loaded; its events wait");
+            }
+        }
+
+        let listener = TcpListener::bind((settings.host.as_str(), settings.port))
+            .await
+            .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
+        let wake = Arc::new(Notify::new());
+        let state = Arc::new(AppState {
+            inbox: inbox.clone(),
+            routes: routes.clone(),
+            plugins: plugin_set.clone(),
+            wake: wake.clone(),
+            instance_id: settings.instance_id.clone(),
+            body_limit: settings.http.body_limit_bytes,
+        });
+        let worker = Arc::new(Worker {
+            inbox,
+            runtime,
+            plugins: plugin_set,
+            routes,
+            settings: settings.worker.clone(),
+            owner: settings.instance_id.clone(),
+            wake,
+        });
+        Ok(Self { listener, state, worker })
+    }
+
+    pub fn local_addr(&self) -> Result<SocketAddr> {
+        Ok(self.listener.local_addr()?)
+    }
+
+    /// Serves until `shutdown` resolves, then stops taking requests, lets
+    /// in-flight events finish and returns.
+    pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
+        let (stop_tx, stop_rx) = watch::channel(false);
+        let worker = tokio::spawn(self.worker.clone().run(stop_rx));
+        axum::serve(self.listener, http::router(self.state))
+            .with_graceful_shutdown(async move {
+                shutdown.await;
+                tracing::info!("shutting down");
+                let _ = stop_tx.send(true);
+            })
+            .await
+            .context("serving HTTP")?;
+        worker.await.context("the worker stopped abnormally")?;
+        Ok(())
+    }
+}

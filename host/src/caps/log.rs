@@ -1,0 +1,34 @@
+//! `log`: plugin messages into the host log, tagged with plugin and event.
+
+use crate::runtime::bindings::log::{Host, Level};
+
+/// Longest message kept; the rest is cut.
+const MAX_MESSAGE: usize = 4096;
+
+pub struct LogState {
+    plugin: String,
+    event_id: String,
+}
+
+impl LogState {
+    pub fn new(plugin: &str, event_id: &str) -> Self {
+        Self { plugin: plugin.into(), event_id: event_id.into() }
+    }
+}
+
+impl Host for LogState {
+    async fn log(&mut self, level: Level, message: String) {
+        let mut end = message.len().min(MAX_MESSAGE);
+        while !message.is_char_boundary(end) {
+            end -= 1;
+        }
+        let (plugin, event_id, message) = (&self.plugin, &self.event_id, &message[..end]);
+        match level {
+            Level::Trace => tracing::trace!(%plugin, %event_id, "plugin: {message}"),
+            Level::Debug => tracing::debug!(%plugin, %event_id, "plugin: {message}"),
+            Level::Info => tracing::info!(%plugin, %event_id, "plugin: {message}"),
+            Level::Warn => tracing::warn!(%plugin, %event_id, "plugin: {message}"),
+            Level::Error => tracing::error!(%plugin, %event_id, "plugin: {message}"),
+        }
+    }
+}

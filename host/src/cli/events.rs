@@ -1,0 +1,58 @@
+//! `webhook-host events list|show`: read the inbox.
+
+use anyhow::{Result, bail};
+use clap::Subcommand;
+
+use crate::config::Settings;
+use crate::inbox::{Inbox, SqliteInbox, Status};
+
+#[derive(Subcommand)]
+pub enum Command {
+    /// Newest events first.
+    List {
+        /// Only events in this status: pending, processing, done, dead.
+        #[arg(long)]
+        status: Option<String>,
+        #[arg(long, default_value_t = 20)]
+        limit: u32,
+    },
+    /// One event, with its body, as JSON.
+    Show { id: String },
+}
+
+pub async fn run(settings: Settings, command: Command) -> Result<()> {
+    let inbox = SqliteInbox::open(&settings.data_dir, 1).await?;
+    match command {
+        Command::List { status, limit } => {
+            let status = match status.as_deref() {
+                None => None,
+                Some(s) => match Status::parse(s) {
+                    Some(status) => Some(status),
+                    None => bail!("unknown status {s:?}; use pending, processing, done or dead"),
+                },
+            };
+            println!("{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  last error", "id", "status", "try", "route", "delivery");
+            for e in inbox.list(status, limit).await? {
+                println!(
+                    "{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  {}",
+                    e.id,
+                    e.status.as_str(),
+                    e.attempts,
+                    e.route,
+                    e.delivery_id.chars().take(20).collect::<String>(),
+                    e.last_error.as_deref().unwrap_or("")
+                );
+            }
+        }
+        Command::Show { id } => {
+            let Some(event) = inbox.get(&id).await? else { bail!("no event {id}") };
+            let mut value = serde_json::to_value(&event)?;
+            value["body"] = match std::str::from_utf8(&event.body) {
+                Ok(text) => serde_json::from_str(text).unwrap_or_else(|_| text.into()),
+                Err(_) => format!("<{} bytes of binary>", event.body.len()).into(),
+            };
+            println!("{}", serde_json::to_string_pretty(&value)?);
+        }
+    }
+    Ok(())
+}

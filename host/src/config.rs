@@ -1,0 +1,360 @@
+//! Settings: built-in defaults, then the TOML file, then the environment.
+//!
+//! The environment names are the deployment's (`HOST`, `PORT`, `DATABASE_URL`,
+//! `FAL_WEBHOOK_SECRET`, `LOG_LEVEL`, …). Routes and the worker, runtime and
+//! HTTP tunables live in the TOML file (`CONFIG_FILE`, default
+//! `webhook-host.toml` when present). Secrets are read from the environment
+//! variables the routes name, and are held in [`Secret`], which never prints.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, Result, bail};
+use serde::Deserialize;
+
+/// A secret value that never appears in `Debug` or `Display` output.
+#[derive(Clone)]
+pub struct Secret(String);
+
+impl Secret {
+    pub fn new(value: impl Into<String>) -> Self {
+        Self(value.into())
+    }
+    /// The secret itself, for the one place that needs it.
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Debug for Secret {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Secret(***)")
+    }
+}
+
+/// Everything the host needs to run, validated.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// Address to listen on (`HOST`); containers listen on all interfaces.
+    pub host: String,
+    /// Port to listen on (`PORT`); 0 picks a free one.
+    pub port: u16,
+    /// Where embedded state lives (`DATA_DIR`): the SQLite database.
+    pub data_dir: PathBuf,
+    /// Folder of `<name>.wasm` + `<name>.toml` plugins (`PLUGINS_DIR`).
+    pub plugins_dir: PathBuf,
+    /// Production database (`DATABASE_URL`); none means embedded SQLite.
+    pub database_url: Option<Secret>,
+    /// Names this process in leases, logs and `/health` (`INSTANCE_ID`).
+    pub instance_id: String,
+    /// Lets routes run without verification when their secret is missing.
+    pub insecure_dev: bool,
+    pub http: HttpSettings,
+    pub worker: WorkerSettings,
+    pub runtime: RuntimeSettings,
+    pub routes: Vec<RouteConfig>,
+    /// Secret values by environment variable name, for the routes that name them.
+    pub secrets: BTreeMap<String, Secret>,
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct HttpSettings {
+    /// Largest accepted request body; larger ones get 413.
+    pub body_limit_bytes: usize,
+}
+
+impl Default for HttpSettings {
+    fn default() -> Self {
+        Self { body_limit_bytes: 1024 * 1024 }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct WorkerSettings {
+    /// Events processed at once by this instance.
+    pub concurrency: usize,
+    /// Attempts before an event is marked `dead` (routes may override).
+    pub max_attempts: u32,
+    /// First retry delay; doubles each attempt.
+    pub backoff_base_ms: u64,
+    /// Ceiling of the retry delay.
+    pub backoff_max_ms: u64,
+    /// How often an idle worker looks for due events without being woken.
+    pub poll_interval_ms: u64,
+}
+
+impl Default for WorkerSettings {
+    fn default() -> Self {
+        Self {
+            concurrency: 4,
+            max_attempts: 8,
+            backoff_base_ms: 2_000,
+            backoff_max_ms: 10 * 60 * 1000,
+            poll_interval_ms: 1_000,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RuntimeSettings {
+    /// Default linear-memory ceiling per plugin instance (manifests may lower or raise it
+    /// up to `max_memory_mb`).
+    pub memory_limit_mb: u64,
+    /// Hard ceiling any manifest may ask for; sizes the instance pool's slots.
+    pub max_memory_mb: u64,
+    /// Default wall-clock budget of one `handle` call.
+    pub timeout_ms: u64,
+    /// Instances alive at once across all plugins; sizes the pooling allocator.
+    pub max_instances: u32,
+    /// Epoch tick: how often running guests are checked against their deadline.
+    pub epoch_tick_ms: u64,
+}
+
+impl Default for RuntimeSettings {
+    fn default() -> Self {
+        Self {
+            memory_limit_mb: 64,
+            max_memory_mb: 512,
+            timeout_ms: 10_000,
+            max_instances: 32,
+            epoch_tick_ms: 10,
+        }
+    }
+}
+
+/// What a route's body must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyKind {
+    /// `Content-Type` must be JSON (else 415) and the body valid JSON (else 400).
+    #[default]
+    Json,
+    /// Any bytes.
+    Any,
+}
+
+/// One webhook route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name: served at `/hooks/{name}` and recorded on each event.
+    pub name: String,
+    /// An extra fixed path serving this route (the FAL URL the bot registers).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The plugin that handles its events.
+    pub plugin: String,
+    /// Accepted signature schemes; any one verifying accepts. Empty only with
+    /// `--insecure-dev`.
+    #[serde(default)]
+    pub verify: Vec<VerifyConfig>,
+    #[serde(default)]
+    pub body: BodyKind,
+    /// Overrides `worker.max_attempts` for this route.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+}
+
+/// One signature scheme on a route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Scheme name, e.g. `fal-hmac`.
+    pub scheme: String,
+    /// Environment variable holding the secret.
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    /// Accepted clock skew for timestamped schemes.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+/// The TOML file's shape.
+#[derive(Debug, Default, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+struct FileConfig {
+    host: Option<String>,
+    port: Option<u16>,
+    data_dir: Option<PathBuf>,
+    plugins_dir: Option<PathBuf>,
+    http: HttpSettings,
+    worker: WorkerSettings,
+    runtime: RuntimeSettings,
+    routes: Option<Vec<RouteConfig>>,
+}
+
+/// The route served when the file names none: FAL's training-status webhook.
+fn default_routes() -> Vec<RouteConfig> {
+    vec![RouteConfig {
+        name: "fal-avatar-status".into(),
+        path: Some("/api/v1/avatar/status_update".into()),
+        plugin: "fal-avatar-status".into(),
+        verify: vec![VerifyConfig {
+            scheme: "fal-hmac".into(),
+            secret_env: Some("FAL_WEBHOOK_SECRET".into()),
+            tolerance_secs: default_tolerance(),
+        }],
+        body: BodyKind::Json,
+        max_attempts: None,
+    }]
+}
+
+impl Settings {
+    /// Loads settings from the process environment and the file it names.
+    pub fn from_env(config_file: Option<&Path>, insecure_dev: bool) -> Result<Self> {
+        Self::load(config_file, insecure_dev, |name| std::env::var(name).ok())
+    }
+
+    /// Loads settings with `env` standing in for the environment.
+    pub fn load(
+        config_file: Option<&Path>,
+        insecure_dev: bool,
+        env: impl Fn(&str) -> Option<String>,
+    ) -> Result<Self> {
+        let path = config_file
+            .map(Path::to_path_buf)
+            .or_else(|| env("CONFIG_FILE").map(PathBuf::from))
+            .or_else(|| {
+                let default = PathBuf::from("webhook-host.toml");
+                default.exists().then_some(default)
+            });
+        let file: FileConfig = match &path {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .with_context(|| format!("reading config file {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => FileConfig::default(),
+        };
+
+        let port = match env("PORT") {
+            Some(p) => p.parse().with_context(|| format!("PORT={p:?} is not a port"))?,
+            None => file.port.unwrap_or(8000),
+        };
+        let routes = file.routes.unwrap_or_else(default_routes);
+        let mut secrets = BTreeMap::new();
+        for verify in routes.iter().flat_map(|r| &r.verify) {
+            if let Some(name) = &verify.secret_env {
+                if let Some(value) = env(name).filter(|v| !v.is_empty()) {
+                    secrets.insert(name.clone(), Secret::new(value));
+                }
+            }
+        }
+        let settings = Self {
+            host: env("HOST").or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
+            port,
+            data_dir: env("DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| "data".into()),
+            plugins_dir: env("PLUGINS_DIR")
+                .map(PathBuf::from)
+                .or(file.plugins_dir)
+                .unwrap_or_else(|| "plugins-dist".into()),
+            database_url: env("DATABASE_URL").filter(|v| !v.is_empty()).map(Secret::new),
+            instance_id: env("INSTANCE_ID").unwrap_or_else(default_instance_id),
+            insecure_dev,
+            http: file.http,
+            worker: file.worker,
+            runtime: file.runtime,
+            routes,
+            secrets,
+        };
+        settings.validate()?;
+        Ok(settings)
+    }
+
+    fn validate(&self) -> Result<()> {
+        let mut names = std::collections::BTreeSet::new();
+        for route in &self.routes {
+            if route.name.is_empty()
+                || !route.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+            {
+                bail!("route name {:?} must be letters, digits, '-' or '_'", route.name);
+            }
+            if !names.insert(&route.name) {
+                bail!("route {:?} is configured twice", route.name);
+            }
+            if let Some(path) = &route.path {
+                if !path.starts_with('/') || path.starts_with("/hooks/") || path.starts_with("/health") {
+                    bail!("route {:?}: path {path:?} must start with '/' and not shadow /hooks or /health", route.name);
+                }
+            }
+        }
+        if self.worker.concurrency == 0 || self.worker.max_attempts == 0 {
+            bail!("worker.concurrency and worker.max_attempts must be at least 1");
+        }
+        if self.runtime.memory_limit_mb > self.runtime.max_memory_mb {
+            bail!("runtime.memory_limit_mb exceeds runtime.max_memory_mb");
+        }
+        if self.database_url.is_some() {
+            bail!("DATABASE_URL is set, but this build runs embedded (SQLite) mode only; unset it");
+        }
+        Ok(())
+    }
+
+    /// Attempts allowed for events on `route`.
+    pub fn max_attempts(&self, route: &RouteConfig) -> u32 {
+        route.max_attempts.unwrap_or(self.worker.max_attempts)
+    }
+}
+
+fn default_instance_id() -> String {
+    let host = std::env::var("HOSTNAME")
+        .ok()
+        .or_else(|| std::fs::read_to_string("/etc/hostname").ok())
+        .map(|h| h.trim().to_string())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "host".into());
+    format!("{host}-{}", std::process::id())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn env_of(pairs: &'static [(&'static str, &'static str)]) -> impl Fn(&str) -> Option<String> {
+        move |name| pairs.iter().find(|(k, _)| *k == name).map(|(_, v)| v.to_string())
+    }
+
+    #[test]
+    fn defaults_serve_the_fal_route_on_port_8000() {
+        let s = Settings::load(None, false, env_of(&[("CONFIG_FILE", "/nonexistent/x.toml")]));
+        assert!(s.is_err(), "a named config file that is missing is an error");
+        let s = Settings::load(None, false, env_of(&[])).unwrap();
+        assert_eq!((s.host.as_str(), s.port), ("0.0.0.0", 8000));
+        assert_eq!(s.routes[0].path.as_deref(), Some("/api/v1/avatar/status_update"));
+        assert_eq!(s.http.body_limit_bytes, 1024 * 1024);
+    }
+
+    #[test]
+    fn environment_overrides_and_secrets_never_print() {
+        let s = Settings::load(
+            None,
+            false,
+            env_of(&[("PORT", "9001"), ("HOST", "127.0.0.1"), ("FAL_WEBHOOK_SECRET", "hunter2")]),
+        )
+        .unwrap();
+        assert_eq!(s.port, 9001);
+        assert_eq!(s.secrets["FAL_WEBHOOK_SECRET"].expose(), "hunter2");
+        assert!(!format!("{s:?}").contains("hunter2"));
+    }
+
+    #[test]
+    fn file_routes_replace_the_default_and_are_validated() {
+        let dir = tempfile::tempdir().unwrap();
+        let file = dir.path().join("c.toml");
+        std::fs::write(&file, "[[routes]]\nname = \"bad name\"\nplugin = \"p\"\n").unwrap();
+        let err = Settings::load(Some(&file), false, env_of(&[])).unwrap_err();
+        assert!(err.to_string().contains("bad name"));
+        std::fs::write(&file, "[worker]\nconcurrency = 2\n[[routes]]\nname = \"gh\"\nplugin = \"p\"\n").unwrap();
+        let s = Settings::load(Some(&file), false, env_of(&[])).unwrap();
+        assert_eq!(s.routes.len(), 1);
+        assert_eq!(s.worker.concurrency, 2);
+    }
+}

@@ -1,0 +1,35 @@
+//! The HTTP edge: webhook intake and health. Each file ends in a `router`.
+
+mod error;
+mod health;
+mod webhooks;
+
+use std::sync::Arc;
+
+use axum::Router;
+use tokio::sync::Notify;
+
+use crate::inbox::Inbox;
+use crate::plugins::PluginSet;
+use crate::routes::RouteTable;
+
+pub use error::ApiError;
+
+/// What every handler can reach.
+pub struct AppState {
+    pub inbox: Arc<dyn Inbox>,
+    pub routes: Arc<RouteTable>,
+    pub plugins: Arc<PluginSet>,
+    /// Wakes the worker when an event is stored.
+    pub wake: Arc<Notify>,
+    pub instance_id: String,
+    pub body_limit: usize,
+}
+
+pub fn router(state: Arc<AppState>) -> Router {
+    Router::new()
+        .merge(webhooks::router(&state.routes))
+        .merge(health::router())
+        .fallback(|| async { ApiError::not_found("no such path") })
+        .with_state(state)
+}

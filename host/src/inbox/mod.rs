@@ -1,0 +1,140 @@
+//! The durable inbox: every accepted webhook is a row before the sender hears
+//! 200, and stays until a plugin has handled it (`done`) or it has run out of
+//! attempts (`dead`).
+//!
+//! [`Inbox`] is the small trait the rest of the host uses; [`SqliteInbox`] is
+//! the embedded backend. The [`worker`] claims due events and dispatches them.
+
+pub mod backoff;
+mod sqlite;
+pub mod worker;
+
+use anyhow::Result;
+use serde::Serialize;
+
+pub use sqlite::SqliteInbox;
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Processing,
+    Done,
+    Dead,
+}
+
+impl Status {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Done => "done",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        [Status::Pending, Status::Processing, Status::Done, Status::Dead]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// A verified delivery, about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub route: String,
+    pub delivery_id: String,
+    pub received_at_ms: i64,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Vec<u8>,
+}
+
+/// What storing a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert {
+    Accepted { event_id: String },
+    /// The same delivery id was already stored on this route.
+    Duplicate { event_id: String },
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub route: String,
+    pub delivery_id: String,
+    pub received_at_ms: i64,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub status: Status,
+    /// Attempts started so far, this one included once claimed.
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub lease_owner: Option<String>,
+    pub plugin: Option<String>,
+    pub plugin_version: Option<String>,
+    pub last_error: Option<String>,
+    pub finished_at_ms: Option<i64>,
+}
+
+/// An open transaction on the inbox's database: the plugin's `db` statements
+/// run in it, and [`Inbox::complete`] commits it with the event's move to `done`.
+pub enum Tx {
+    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+}
+
+/// Who is finishing which event, with which plugin version.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub event_id: &'a str,
+    /// The lease owner that claimed it; a finish from anyone else is ignored.
+    pub owner: &'a str,
+    pub plugin: &'a str,
+    pub plugin_version: Option<&'a str>,
+}
+
+/// The inbox's storage operations.
+#[async_trait::async_trait]
+pub trait Inbox: Send + Sync {
+    /// Stores a delivery unless its `(route, delivery_id)` is already stored.
+    /// Returns only after the row is committed.
+    async fn insert(&self, event: NewEvent) -> Result<Insert>;
+
+    /// Leases up to `limit` due events to `owner` for `lease_ms`: pending ones
+    /// whose time has come and processing ones whose lease expired. Counts
+    /// the attempt.
+    async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>>;
+
+    /// Opens the transaction an event's plugin runs in.
+    async fn begin(&self) -> Result<Tx>;
+
+    /// Marks the event `done` inside `tx` and commits. Returns false (and
+    /// rolls back) when `owner` no longer holds the lease.
+    async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool>;
+
+    /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
+    /// when `retry_at_ms` is none.
+    async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()>;
+
+    /// Returns every leased event to `pending`; for a single-instance store at
+    /// start, when no other process can hold a lease. Returns how many.
+    async fn release_all_leases(&self) -> Result<u64>;
+
+    /// Newest first, optionally of one status.
+    async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>>;
+
+    async fn get(&self, id: &str) -> Result<Option<Event>>;
+
+    /// Checks the database answers.
+    async fn ping(&self) -> Result<()>;
+}
+
+/// A fresh event id: `evt_` and a time-ordered UUID.
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}

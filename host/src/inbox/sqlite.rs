@@ -1,0 +1,248 @@
+//! The embedded inbox: one SQLite file under `DATA_DIR`, in WAL mode with
+//! `synchronous = FULL`, so a committed row survives a crash of the process
+//! or the machine.
+//!
+//! SQLite has one writer at a time. Statements start deferred and every
+//! connection waits up to `BUSY_TIMEOUT` for the lock, so intake and workers
+//! queue behind each other instead of failing.
+
+use std::borrow::Cow;
+use std::path::Path;
+use std::str::FromStr;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::{Row, SqlitePool};
+
+use super::{Event, Finish, Inbox, Insert, NewEvent, Status, Tx, new_event_id};
+use crate::now_ms;
+
+const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
+/// The database file's name inside `DATA_DIR`.
+pub const DB_FILE: &str = "webhooks.db";
+
+const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, attempts, \
+     next_attempt_at, lease_owner, plugin, plugin_version, last_error, finished_at";
+
+fn migrator() -> Migrator {
+    let migration = |version, description, sql| {
+        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+    };
+    Migrator {
+        migrations: Cow::Owned(vec![migration(
+            1,
+            "webhook events",
+            include_str!("../../migrations/sqlite/0001_webhook_events.sql"),
+        )]),
+        ignore_missing: true,
+        locking: true,
+        no_tx: false,
+    }
+}
+
+/// The SQLite-backed inbox.
+#[derive(Clone)]
+pub struct SqliteInbox {
+    pool: SqlitePool,
+}
+
+impl SqliteInbox {
+    /// Opens (creating if needed) `data_dir/webhooks.db` and applies migrations.
+    pub async fn open(data_dir: &Path, max_connections: u32) -> Result<Self> {
+        std::fs::create_dir_all(data_dir)
+            .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+        let path = data_dir.join(DB_FILE);
+        let options = SqliteConnectOptions::from_str("sqlite:")?
+            .filename(&path)
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Full)
+            .busy_timeout(BUSY_TIMEOUT)
+            .foreign_keys(true);
+        let pool = SqlitePoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .connect_with(options)
+            .await
+            .with_context(|| format!("opening {}", path.display()))?;
+        migrator().run(&pool).await.context("applying inbox migrations")?;
+        Ok(Self { pool })
+    }
+
+    /// The pool, for operator commands (`webhook-host db`).
+    pub fn pool(&self) -> &SqlitePool {
+        &self.pool
+    }
+}
+
+fn pairs_to_json(pairs: &[(String, String)]) -> String {
+    serde_json::to_string(pairs).expect("string pairs always serialise")
+}
+
+fn event_from_row(row: &SqliteRow) -> Result<Event> {
+    let pairs = |column: &str| -> Result<Vec<(String, String)>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).with_context(|| format!("column {column} is not JSON pairs"))
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        route: row.try_get("route")?,
+        delivery_id: row.try_get("delivery_id")?,
+        received_at_ms: row.try_get("received_at")?,
+        headers: pairs("headers")?,
+        query: pairs("query")?,
+        body: row.try_get("body")?,
+        status: Status::parse(&status).with_context(|| format!("unknown status {status:?}"))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at_ms: row.try_get("next_attempt_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        plugin: row.try_get("plugin")?,
+        plugin_version: row.try_get("plugin_version")?,
+        last_error: row.try_get("last_error")?,
+        finished_at_ms: row.try_get("finished_at")?,
+    })
+}
+
+#[async_trait::async_trait]
+impl Inbox for SqliteInbox {
+    async fn insert(&self, event: NewEvent) -> Result<Insert> {
+        let id = new_event_id();
+        let inserted = sqlx::query(
+            "INSERT INTO webhook_events \
+             (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
+             ON CONFLICT (route, delivery_id) DO NOTHING",
+        )
+        .bind(&id)
+        .bind(&event.route)
+        .bind(&event.delivery_id)
+        .bind(event.received_at_ms)
+        .bind(pairs_to_json(&event.headers))
+        .bind(pairs_to_json(&event.query))
+        .bind(&event.body)
+        .execute(&self.pool)
+        .await
+        .context("storing the event")?;
+        if inserted.rows_affected() == 1 {
+            return Ok(Insert::Accepted { event_id: id });
+        }
+        let existing: String =
+            sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
+                .bind(&event.route)
+                .bind(&event.delivery_id)
+                .fetch_one(&self.pool)
+                .await
+                .context("finding the stored duplicate")?;
+        Ok(Insert::Duplicate { event_id: existing })
+    }
+
+    async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
+        let now = now_ms();
+        let sql = format!(
+            "UPDATE webhook_events \
+             SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+             WHERE id IN (SELECT id FROM webhook_events \
+                 WHERE (status = 'pending' AND next_attempt_at <= $3) \
+                    OR (status = 'processing' AND lease_until < $3) \
+                 ORDER BY next_attempt_at LIMIT $4) \
+             RETURNING {COLUMNS}"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming due events")?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn begin(&self) -> Result<Tx> {
+        Ok(Tx::Sqlite(self.pool.begin().await.context("opening the event transaction")?))
+    }
+
+    async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
+        let Tx::Sqlite(mut tx) = tx;
+        let marked = sqlx::query(
+            "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
+             plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $4 AND lease_owner = $5 AND status = 'processing'",
+        )
+        .bind(now_ms())
+        .bind(finish.plugin)
+        .bind(finish.plugin_version)
+        .bind(finish.event_id)
+        .bind(finish.owner)
+        .execute(&mut *tx)
+        .await
+        .context("marking the event done")?;
+        if marked.rows_affected() != 1 {
+            tx.rollback().await.context("rolling back after a lost lease")?;
+            return Ok(false);
+        }
+        tx.commit().await.context("committing the event")?;
+        Ok(true)
+    }
+
+    async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_events SET \
+               status = CASE WHEN $1 IS NULL THEN 'dead' ELSE 'pending' END, \
+               next_attempt_at = COALESCE($1, next_attempt_at), \
+               finished_at = CASE WHEN $1 IS NULL THEN $2 ELSE NULL END, \
+               last_error = $3, plugin = $4, plugin_version = $5, \
+               lease_owner = NULL, lease_until = NULL \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(retry_at_ms)
+        .bind(now_ms())
+        .bind(error)
+        .bind(finish.plugin)
+        .bind(finish.plugin_version)
+        .bind(finish.event_id)
+        .bind(finish.owner)
+        .execute(&self.pool)
+        .await
+        .context("recording the failed attempt")?;
+        Ok(())
+    }
+
+    async fn release_all_leases(&self) -> Result<u64> {
+        let released = sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL \
+             WHERE status = 'processing'",
+        )
+        .execute(&self.pool)
+        .await
+        .context("releasing leases")?;
+        Ok(released.rows_affected())
+    }
+
+    async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_events WHERE ($1 IS NULL OR status = $1) \
+             ORDER BY received_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(status.map(Status::as_str))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .context("listing events")?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Event>> {
+        let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
+        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.context("reading the event")?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
+        Ok(())
+    }
+}

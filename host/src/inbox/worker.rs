@@ -1,0 +1,147 @@
+//! The worker loop: claims due events, runs each on its route's plugin, and
+//! records the outcome.
+//!
+//! On success the plugin's `db` statements and the event's move to `done`
+//! commit in one transaction. On any failure that transaction rolls back and
+//! the event goes back to `pending` with a backoff delay, or to `dead` once it
+//! is out of attempts (at once for `invalid`). At most `concurrency` events
+//! run at a time; the loop wakes when intake stores an event, and polls as a
+//! backstop.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Notify, Semaphore, watch};
+use tokio::task::JoinSet;
+
+use super::{Event, Finish, Inbox, backoff};
+use crate::config::WorkerSettings;
+use crate::now_ms;
+use crate::plugins::PluginSet;
+use crate::routes::RouteTable;
+use crate::runtime::Runtime;
+
+/// How long a claim is held before another claimer may take the event over.
+const LEASE_MS: i64 = 5 * 60 * 1000;
+
+pub struct Worker {
+    pub inbox: Arc<dyn Inbox>,
+    pub runtime: Arc<Runtime>,
+    pub plugins: Arc<PluginSet>,
+    pub routes: Arc<RouteTable>,
+    pub settings: WorkerSettings,
+    /// This instance's lease owner name.
+    pub owner: String,
+    /// Notified by intake when an event is stored.
+    pub wake: Arc<Notify>,
+}
+
+impl Worker {
+    /// Runs until `shutdown` turns true, then waits for in-flight events.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
+        let mut tasks = JoinSet::new();
+        while !*shutdown.borrow() {
+            while tasks.try_join_next().is_some() {}
+            let free = slots.available_permits();
+            let mut claimed = 0;
+            if free > 0 {
+                match self.inbox.claim(&self.owner, free, LEASE_MS).await {
+                    Ok(events) => {
+                        claimed = events.len();
+                        for event in events {
+                            let permit = slots.clone().acquire_owned().await.expect("never closed");
+                            let worker = self.clone();
+                            tasks.spawn(async move {
+                                worker.process(event).await;
+                                drop(permit);
+                            });
+                        }
+                    }
+                    Err(e) => tracing::error!("claiming events failed: {e:#}"),
+                }
+            }
+            if claimed > 0 && claimed == free {
+                continue; // there may be more due right now
+            }
+            tokio::select! {
+                _ = self.wake.notified() => {}
+                _ = tokio::time::sleep(poll) => {}
+                changed = shutdown.changed() => if changed.is_err() { break },
+                Some(_) = tasks.join_next(), if !tasks.is_empty() => {}
+            }
+        }
+        while tasks.join_next().await.is_some() {}
+    }
+
+    /// Runs one claimed event to its next state.
+    async fn process(&self, event: Event) {
+        let Some(route) = self.routes.get(&event.route) else {
+            let finish = Finish { event_id: &event.id, owner: &self.owner, plugin: "", plugin_version: None };
+            let error = format!("route {:?} is not configured", event.route);
+            return self.record_failure(&event, self.settings.max_attempts, finish, error, true).await;
+        };
+        let Some(plugin) = self.plugins.get(&route.plugin) else {
+            let finish = Finish { event_id: &event.id, owner: &self.owner, plugin: &route.plugin, plugin_version: None };
+            let error = format!("plugin {:?} is not loaded", route.plugin);
+            return self.record_failure(&event, route.max_attempts, finish, error, true).await;
+        };
+        let finish = Finish {
+            event_id: &event.id,
+            owner: &self.owner,
+            plugin: &plugin.name,
+            plugin_version: Some(&plugin.version),
+        };
+        let tx = match self.inbox.begin().await {
+            Ok(tx) => tx,
+            Err(e) => return self.record_failure(&event, route.max_attempts, finish, format!("{e:#}"), true).await,
+        };
+        let dispatched = self.runtime.dispatch(&plugin, &event, tx).await;
+        let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;
+        match (dispatched.result, dispatched.tx) {
+            (Ok(_), Some(tx)) => match self.inbox.complete(tx, finish).await {
+                Ok(true) => tracing::info!(
+                    event_id = %event.id, route = %event.route, plugin = %plugin.name,
+                    attempt = event.attempts, elapsed_ms, "event done"
+                ),
+                Ok(false) => tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event"),
+                Err(e) => {
+                    let error = format!("committing: {e:#}");
+                    self.record_failure(&event, route.max_attempts, finish, error, true).await
+                }
+            },
+            (Ok(_), None) => {
+                let error = "the event transaction was lost".to_string();
+                self.record_failure(&event, route.max_attempts, finish, error, true).await
+            }
+            (Err(err), tx) => {
+                drop(tx); // rolls back whatever the plugin wrote
+                let retryable = err.retryable();
+                self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable).await
+            }
+        }
+    }
+
+    async fn record_failure(&self, event: &Event, max_attempts: u32, finish: Finish<'_>, error: String, retryable: bool) {
+        let retry_at = (retryable && event.attempts < max_attempts).then(|| {
+            let delay =
+                backoff::delay_ms(event.attempts, self.settings.backoff_base_ms, self.settings.backoff_max_ms, &mut rand::rng());
+            now_ms() + delay as i64
+        });
+        match retry_at {
+            Some(at) => tracing::warn!(
+                event_id = %event.id, route = %event.route, attempt = event.attempts,
+                retry_in_ms = at - now_ms(), "attempt failed: {error}"
+            ),
+            None => tracing::error!(
+                event_id = %event.id, route = %event.route, attempt = event.attempts,
+                "event is dead: {error}"
+            ),
+        }
+        if let Err(e) = self.inbox.fail(finish, &error, retry_at).await {
+            // The lease will expire and the event will be claimed again.
+            tracing::error!(event_id = %event.id, "recording the failure failed: {e:#}");
+        }
+    }
+}

@@ -1,0 +1,148 @@
+//! Plugins: manifests and the set of loaded plugins.
+//!
+//! In embedded mode plugins come from a folder: `<name>.toml` is the manifest
+//! (owned by the operator) and `<name>.wasm` the component (or the file the
+//! manifest's `component` names). The loaded set sits behind an `ArcSwap`, so
+//! the hot path reads it without a lock and a reload swaps it whole.
+
+use std::collections::{BTreeMap, HashMap};
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use arc_swap::ArcSwap;
+use serde::Deserialize;
+
+use crate::caps::Grants;
+use crate::config::RuntimeSettings;
+use crate::runtime::{Limits, LoadedPlugin, Runtime};
+
+/// A plugin manifest (`<name>.toml`).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Manifest {
+    /// The plugin's name; routes refer to it.
+    pub name: String,
+    /// Component file, relative to the manifest; default `<name>.wasm`.
+    #[serde(default)]
+    pub component: Option<String>,
+    #[serde(default)]
+    pub limits: ManifestLimits,
+    #[serde(default)]
+    pub grants: Grants,
+    /// Values the plugin reads through the `config` capability.
+    #[serde(default)]
+    pub config: BTreeMap<String, String>,
+}
+
+/// Limits a manifest may set; unset ones take the host's defaults.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestLimits {
+    pub memory_mb: Option<u64>,
+    pub timeout_ms: Option<u64>,
+}
+
+impl Manifest {
+    pub fn parse(text: &str) -> Result<Self> {
+        let manifest: Manifest = toml::from_str(text)?;
+        let name_ok = !manifest.name.is_empty()
+            && manifest.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+        if !name_ok {
+            bail!("plugin name {:?} must be lowercase letters, digits, '-' or '_'", manifest.name);
+        }
+        Ok(manifest)
+    }
+
+    pub fn limits(&self, defaults: &RuntimeSettings) -> Limits {
+        Limits {
+            memory_bytes: (self.limits.memory_mb.unwrap_or(defaults.memory_limit_mb) as usize) << 20,
+            timeout: Duration::from_millis(self.limits.timeout_ms.unwrap_or(defaults.timeout_ms)),
+        }
+    }
+}
+
+/// The loaded plugins by name, swapped whole on reload.
+#[derive(Default)]
+pub struct PluginSet {
+    current: ArcSwap<HashMap<String, Arc<LoadedPlugin>>>,
+}
+
+impl PluginSet {
+    pub fn get(&self, name: &str) -> Option<Arc<LoadedPlugin>> {
+        self.current.load().get(name).cloned()
+    }
+
+    /// Names and versions of the loaded plugins, sorted by name.
+    pub fn versions(&self) -> Vec<(String, String)> {
+        let mut all: Vec<_> =
+            self.current.load().values().map(|p| (p.name.clone(), p.version.clone())).collect();
+        all.sort();
+        all
+    }
+
+    pub fn replace(&self, plugins: HashMap<String, Arc<LoadedPlugin>>) {
+        self.current.store(Arc::new(plugins));
+    }
+}
+
+/// Loads every plugin in `dir`. A plugin that fails to load is reported and
+/// skipped; routes that need it report it on `/health`.
+pub fn load_dir(runtime: &Runtime, dir: &Path, defaults: &RuntimeSettings) -> Result<HashMap<String, Arc<LoadedPlugin>>> {
+    let mut loaded = HashMap::new();
+    if !dir.exists() {
+        tracing::warn!(dir = %dir.display(), "plugin folder does not exist; no plugins loaded");
+        return Ok(loaded);
+    }
+    let mut manifests: Vec<_> = std::fs::read_dir(dir)
+        .with_context(|| format!("reading plugin folder {}", dir.display()))?
+        .filter_map(|entry| entry.ok().map(|e| e.path()))
+        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
+        .collect();
+    manifests.sort();
+    for path in manifests {
+        match load_one(runtime, &path, defaults) {
+            Ok(plugin) => {
+                tracing::info!(plugin = %plugin.name, version = %&plugin.version[..12], "plugin loaded");
+                loaded.insert(plugin.name.clone(), Arc::new(plugin));
+            }
+            Err(e) => tracing::error!(manifest = %path.display(), "plugin not loaded: {e:#}"),
+        }
+    }
+    Ok(loaded)
+}
+
+fn load_one(runtime: &Runtime, manifest_path: &Path, defaults: &RuntimeSettings) -> Result<LoadedPlugin> {
+    let text = std::fs::read_to_string(manifest_path).context("reading the manifest")?;
+    let manifest = Manifest::parse(&text).context("parsing the manifest")?;
+    let file = manifest.component.clone().unwrap_or_else(|| format!("{}.wasm", manifest.name));
+    let component_path = manifest_path.parent().unwrap_or(Path::new(".")).join(file);
+    let bytes = std::fs::read(&component_path)
+        .with_context(|| format!("reading component {}", component_path.display()))?;
+    runtime.load(&manifest.name, &bytes, manifest.limits(defaults), manifest.grants, manifest.config.clone())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn manifest_takes_limits_grants_and_config() {
+        let m = Manifest::parse(
+            "name = \"fal-avatar-status\"\n[limits]\nmemory_mb = 32\n[grants]\ndb = true\n[config]\nk = \"v\"\n",
+        )
+        .unwrap();
+        assert!(m.grants.db);
+        assert_eq!(m.config["k"], "v");
+        let limits = m.limits(&RuntimeSettings::default());
+        assert_eq!(limits.memory_bytes, 32 << 20);
+        assert_eq!(limits.timeout, Duration::from_millis(RuntimeSettings::default().timeout_ms));
+    }
+
+    #[test]
+    fn manifest_rejects_bad_names_and_unknown_keys() {
+        assert!(Manifest::parse("name = \"../etc\"").is_err());
+        assert!(Manifest::parse("name = \"ok\"\n[grants]\nroot = true\n").is_err());
+    }
+}

@@ -1,0 +1,280 @@
+//! The WebAssembly runtime: one wasmtime [`Engine`] per process, one
+//! pre-linked [`LoadedPlugin`] per plugin version, and a fresh `Store` per
+//! event attempt, so nothing leaks between events.
+//!
+//! Isolation, in the order a misbehaving plugin meets it:
+//! - memory: a [`MemoryLimiter`] per store; growth past the plugin's limit traps;
+//! - time: epoch interruption (a ticker thread bumps the epoch every
+//!   `epoch_tick_ms`); at each tick a running guest yields to tokio, and past
+//!   its deadline it is interrupted. A wall-clock timeout around the whole
+//!   call also covers time spent waiting inside host calls;
+//! - instances: a semaphore keeps live instances below the pooling
+//!   allocator's slots;
+//! - WASI: stdio only (into the log); no files, environment, sockets or args.
+//!
+//! A trap, timeout or limit hit fails that one event; the host goes on.
+
+pub mod bindings;
+mod output;
+pub mod state;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, anyhow, bail};
+use tokio::sync::Semaphore;
+use wasmtime::component::{Component, Linker, ResourceTable};
+use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
+use wasmtime_wasi::WasiCtxBuilder;
+
+use crate::caps::{self, Grants, config::ConfigState, db::DbState, log::LogState};
+use crate::config::RuntimeSettings;
+use crate::inbox::{Event, Tx};
+use bindings::types::HandlerError;
+use bindings::{Handler, HandlerPre};
+use output::GuestOutput;
+pub use state::{MemoryLimiter, State};
+
+/// Extra wall-clock time beyond a plugin's budget before the call is dropped,
+/// for guests that are waiting in a host call when the deadline passes.
+const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
+
+/// Resource limits of one plugin.
+#[derive(Debug, Clone, Copy)]
+pub struct Limits {
+    pub memory_bytes: usize,
+    pub timeout: Duration,
+}
+
+/// A plugin version compiled, checked against its grants and pre-linked.
+pub struct LoadedPlugin {
+    pub name: String,
+    /// sha256 of the component bytes, hex: versions are content-addressed.
+    pub version: String,
+    pub limits: Limits,
+    pub grants: Grants,
+    /// Operator-set values the plugin reads through the `config` capability.
+    pub config: Arc<BTreeMap<String, String>>,
+    pre: HandlerPre<State>,
+}
+
+impl std::fmt::Debug for LoadedPlugin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("LoadedPlugin").field("name", &self.name).field("version", &self.version).finish()
+    }
+}
+
+/// Why one attempt of an event did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// The plugin says the event can never succeed: not retried.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("retry: {0}")]
+    Retry(String),
+    #[error("fatal: {0}")]
+    Fatal(String),
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("timeout: the plugin ran longer than {0} ms")]
+    Timeout(u64),
+    #[error("memory limit: the plugin asked for {asked_mib} MiB, its limit is {limit_mib} MiB")]
+    MemoryLimit { asked_mib: usize, limit_mib: usize },
+}
+
+impl DispatchError {
+    /// Whether another attempt could succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, DispatchError::Invalid(_))
+    }
+}
+
+/// The result of one attempt, with the event's transaction handed back.
+pub struct Dispatched {
+    pub result: Result<Option<Vec<u8>>, DispatchError>,
+    /// The transaction the plugin's statements ran in; commit it on success.
+    pub tx: Option<Tx>,
+    pub elapsed: Duration,
+}
+
+/// The process-wide wasmtime engine and what every instance shares.
+pub struct Runtime {
+    engine: Engine,
+    linker: Linker<State>,
+    /// Keeps live instances below the pool's slots.
+    slots: Arc<Semaphore>,
+    max_memory_bytes: usize,
+    /// Tells the epoch ticker thread to stop.
+    stop_ticker: Arc<AtomicBool>,
+}
+
+impl Runtime {
+    pub fn new(settings: &RuntimeSettings) -> Result<Self> {
+        let max_instances = settings.max_instances.max(1);
+        let max_memory_bytes = (settings.max_memory_mb as usize) << 20;
+        let mut pool = PoolingAllocationConfig::new();
+        pool.total_component_instances(max_instances)
+            .total_core_instances(max_instances * 16)
+            .total_memories(max_instances * 4)
+            .total_tables(max_instances * 8)
+            .total_stacks(max_instances)
+            .max_memory_size(max_memory_bytes);
+        let mut config = Config::new();
+        config
+            .allocation_strategy(InstanceAllocationStrategy::Pooling(pool))
+            .epoch_interruption(true)
+            .memory_init_cow(true)
+            .wasm_component_model(true);
+        let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasm engine: {e}"))?;
+
+        let mut linker = Linker::new(&engine);
+        wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("linking WASI: {e}"))?;
+        caps::add_to_linker(&mut linker).map_err(|e| anyhow!("linking capabilities: {e}"))?;
+
+        let stop_ticker = Arc::new(AtomicBool::new(false));
+        let (ticking, stop) = (engine.clone(), stop_ticker.clone());
+        let tick = Duration::from_millis(settings.epoch_tick_ms.max(1));
+        std::thread::Builder::new()
+            .name("wasm-epoch".into())
+            .spawn(move || {
+                while !stop.load(Ordering::Relaxed) {
+                    std::thread::sleep(tick);
+                    ticking.increment_epoch();
+                }
+            })
+            .context("starting the epoch ticker")?;
+
+        Ok(Self {
+            engine,
+            linker,
+            slots: Arc::new(Semaphore::new(max_instances as usize)),
+            max_memory_bytes,
+            stop_ticker,
+        })
+    }
+
+    /// Compiles a component and links it; fails with a clear message when the
+    /// component imports something the host does not provide or its grants
+    /// do not cover.
+    pub fn load(
+        &self,
+        name: &str,
+        bytes: &[u8],
+        limits: Limits,
+        grants: Grants,
+        config: BTreeMap<String, String>,
+    ) -> Result<LoadedPlugin> {
+        if limits.memory_bytes > self.max_memory_bytes {
+            bail!(
+                "plugin {name}: memory limit {} MiB exceeds the host's runtime.max_memory_mb ({} MiB)",
+                limits.memory_bytes >> 20,
+                self.max_memory_bytes >> 20
+            );
+        }
+        let component =
+            Component::new(&self.engine, bytes).map_err(|e| anyhow!("plugin {name}: not a valid component: {e}"))?;
+        for (import, _) in component.component_type().imports(&self.engine) {
+            caps::check_import(import, &grants).with_context(|| format!("plugin {name}"))?;
+        }
+        let pre = self
+            .linker
+            .instantiate_pre(&component)
+            .map_err(|e| anyhow!("plugin {name}: cannot be linked: {e}"))?;
+        let pre = HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
+        let version = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
+        Ok(LoadedPlugin { name: name.to_string(), version, limits, grants, config: Arc::new(config), pre })
+    }
+
+    /// Runs one attempt of `event` on `plugin`, inside `tx`.
+    pub async fn dispatch(&self, plugin: &LoadedPlugin, event: &Event, tx: Tx) -> Dispatched {
+        let started = Instant::now();
+        let _slot = self.slots.acquire().await.expect("the instance semaphore is never closed");
+        let (stdout, stderr) = GuestOutput::pair(&plugin.name, &event.id);
+        let state = State {
+            wasi: WasiCtxBuilder::new()
+                .stdout(stdout)
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter { max_bytes: plugin.limits.memory_bytes, exceeded: None },
+            db: DbState::new(tx, plugin.grants.db),
+            config: ConfigState::new(plugin.config.clone()),
+            log: LogState::new(&plugin.name, &event.id),
+            timed_out: false,
+        };
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let deadline = started + plugin.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let wit_event = to_wit(event);
+        let call = async {
+            let handler: Handler = plugin.pre.instantiate_async(&mut store).await?;
+            handler.call_handle(&mut store, &wit_event).await
+        };
+        let outcome = tokio::time::timeout(plugin.limits.timeout + HOST_CALL_GRACE, call).await;
+        let timeout_ms = plugin.limits.timeout.as_millis() as u64;
+        let result = match outcome {
+            Err(_) => Err(DispatchError::Timeout(timeout_ms)),
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(HandlerError::Invalid(m)))) => Err(DispatchError::Invalid(m)),
+            Ok(Ok(Err(HandlerError::Retry(m)))) => Err(DispatchError::Retry(m)),
+            Ok(Ok(Err(HandlerError::Fatal(m)))) => Err(DispatchError::Fatal(m)),
+            Ok(Err(trap)) => {
+                let state = store.data();
+                Err(if state.timed_out {
+                    DispatchError::Timeout(timeout_ms)
+                } else if let Some(asked) = state.limiter.exceeded {
+                    DispatchError::MemoryLimit { asked_mib: asked >> 20, limit_mib: plugin.limits.memory_bytes >> 20 }
+                } else {
+                    let mut message = trap.to_string();
+                    if let Some(said) = stderr.last_line() {
+                        message = format!("{message} (guest stderr: {said})");
+                    }
+                    DispatchError::Trap(message)
+                })
+            }
+        };
+        let tx = store.data_mut().db.take_tx();
+        Dispatched { result, tx, elapsed: started.elapsed() }
+    }
+}
+
+impl Drop for Runtime {
+    fn drop(&mut self) {
+        self.stop_ticker.store(true, Ordering::Relaxed);
+    }
+}
+
+fn to_wit(event: &Event) -> bindings::types::Event {
+    bindings::types::Event {
+        id: event.id.clone(),
+        route: event.route.clone(),
+        delivery_id: event.delivery_id.clone(),
+        received_at_ms: event.received_at_ms.max(0) as u64,
+        attempt: event.attempts,
+        headers: event
+            .headers
+            .iter()
+            .map(|(name, value)| bindings::types::Header { name: name.clone(), value: value.clone() })
+            .collect(),
+        query: event.query.clone(),
+        body: event.body.clone(),
+    }
+}

@@ -1,0 +1,72 @@
+//! A plugin that misbehaves on purpose, so the host's isolation can be tested
+//! against a real component.
+//!
+//! The event body is JSON `{"mode": "..."}`:
+//! - `ok`: succeeds;
+//! - `trap`: panics (a Wasm trap);
+//! - `loop`: spins forever;
+//! - `oom`: allocates without bound;
+//! - `retry` / `invalid`: returns that handler error;
+//! - `print`: writes to stdout and stderr, then succeeds;
+//! - `write`: inserts a row into `plugin_effects` and then traps, so the
+//!   host's rollback can be observed.
+
+wit_bindgen::generate!({
+    path: "../../wit",
+    world: "handler",
+});
+
+use webhook::plugin::db;
+use webhook::plugin::types::{Event, HandlerError};
+
+struct Misbehave;
+
+fn mode_of(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(body);
+    // A tiny scan keeps this plugin free of a JSON dependency.
+    text.split("\"mode\"")
+        .nth(1)
+        .and_then(|rest| rest.split('"').nth(1))
+        .unwrap_or("ok")
+        .to_string()
+}
+
+impl Guest for Misbehave {
+    fn handle(event: Event) -> Result<Option<Vec<u8>>, HandlerError> {
+        match mode_of(&event.body).as_str() {
+            "ok" => Ok(None),
+            "trap" => panic!("test-misbehave was asked to trap"),
+            "loop" => {
+                let mut n: u64 = 0;
+                loop {
+                    n = std::hint::black_box(n.wrapping_add(1));
+                }
+            }
+            "oom" => {
+                let mut hoard: Vec<Vec<u8>> = Vec::new();
+                loop {
+                    hoard.push(vec![1u8; 1 << 20]);
+                    std::hint::black_box(&hoard);
+                }
+            }
+            "retry" => Err(HandlerError::Retry("asked to retry".into())),
+            "invalid" => Err(HandlerError::Invalid("asked to be invalid".into())),
+            "print" => {
+                println!("hello from {} on stdout", event.id);
+                eprintln!("hello from {} on stderr", event.id);
+                Ok(None)
+            }
+            "write" => {
+                db::execute(
+                    "INSERT INTO plugin_effects (event_id) VALUES ($1)",
+                    &[db::Value::Text(event.id.clone())],
+                )
+                .map_err(HandlerError::Fatal)?;
+                panic!("trapping after a write");
+            }
+            other => Err(HandlerError::Invalid(format!("unknown mode {other:?}"))),
+        }
+    }
+}
+
+export!(Misbehave);
