@@ -1,1 +1,8 @@
+//! Integration tests: the real `webhook-host` binary on loopback, real SQLite,
+//! real plugins built for wasm32-wasip2.
 
+mod crash;
+mod harness;
+mod intake;
+mod isolation;
+mod processing;

@@ -10,6 +10,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use crate::inbox::Tx;
+use crate::inbox::sqlite_is_plain_select as is_plain_select;
 use crate::runtime::bindings::db::{Host, Rows, Value};
 
 /// Most rows one query may return.
@@ -45,13 +46,17 @@ impl DbState {
 impl Host for DbState {
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, String> {
         match self.tx()? {
-            Tx::Sqlite(tx) => sqlite_query(tx, &sql, params).await,
+            Tx::Sqlite(tx) => match tx.pool().filter(|_| is_plain_select(&sql)) {
+                Some(pool) => sqlite_query(pool, &sql, params).await,
+                None => sqlite_query(&mut **tx.open().await.map_err(|e| e.to_string())?, &sql, params).await,
+            },
         }
     }
 
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, String> {
         match self.tx()? {
             Tx::Sqlite(tx) => {
+                let tx = tx.open().await.map_err(|e| e.to_string())?;
                 let done = bind_sqlite(sqlx::query(&sql), params)
                     .execute(&mut **tx)
                     .await
@@ -78,12 +83,12 @@ fn bind_sqlite(mut query: SqliteQuery<'_>, params: Vec<Value>) -> SqliteQuery<'_
     query
 }
 
-async fn sqlite_query(
-    tx: &mut sqlx::Transaction<'static, Sqlite>,
+async fn sqlite_query<'c>(
+    executor: impl sqlx::Executor<'c, Database = Sqlite>,
     sql: &str,
     params: Vec<Value>,
 ) -> Result<Rows, String> {
-    let mut stream = bind_sqlite(sqlx::query(sql), params).fetch(&mut **tx);
+    let mut stream = bind_sqlite(sqlx::query(sql), params).fetch(executor);
     let mut rows = Rows { columns: Vec::new(), values: Vec::new() };
     while let Some(row) = stream.try_next().await.map_err(|e| e.to_string())? {
         if rows.values.len() == MAX_ROWS {

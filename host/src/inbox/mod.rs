@@ -12,7 +12,7 @@ pub mod worker;
 use anyhow::Result;
 use serde::Serialize;
 
-pub use sqlite::SqliteInbox;
+pub use sqlite::{SqliteEventTx, SqliteInbox, is_plain_select as sqlite_is_plain_select};
 
 /// Where an event is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
@@ -85,7 +85,7 @@ pub struct Event {
 /// An open transaction on the inbox's database: the plugin's `db` statements
 /// run in it, and [`Inbox::complete`] commits it with the event's move to `done`.
 pub enum Tx {
-    Sqlite(sqlx::Transaction<'static, sqlx::Sqlite>),
+    Sqlite(SqliteEventTx),
 }
 
 /// Who is finishing which event, with which plugin version.

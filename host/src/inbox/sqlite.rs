@@ -2,9 +2,11 @@
 //! `synchronous = FULL`, so a committed row survives a crash of the process
 //! or the machine.
 //!
-//! SQLite has one writer at a time. Statements start deferred and every
-//! connection waits up to `BUSY_TIMEOUT` for the lock, so intake and workers
-//! queue behind each other instead of failing.
+//! SQLite has one writer at a time; every connection waits up to
+//! `BUSY_TIMEOUT` for the write lock, so intake and workers queue behind each
+//! other instead of failing. An event's transaction ([`SqliteEventTx`]) takes
+//! the lock only at its first write, so a plugin that reads, then talks to
+//! the network, then writes does not hold up intake while it waits.
 
 use std::borrow::Cow;
 use std::path::Path;
@@ -74,6 +76,42 @@ impl SqliteInbox {
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
     }
+}
+
+/// An event's transaction on SQLite, begun lazily.
+///
+/// Reads before the first write run on their own and see the latest committed
+/// data (as PostgreSQL's READ COMMITTED would). The first statement that is
+/// not a plain `SELECT` opens the transaction with `BEGIN IMMEDIATE`, taking
+/// the write lock up front: a deferred transaction that read first could
+/// not upgrade to writing after any other commit and would fail with "database
+/// is locked". From then on every statement, and the event's move to `done`,
+/// run in that one transaction. Dropped uncommitted, it rolls back.
+pub struct SqliteEventTx {
+    pool: SqlitePool,
+    tx: Option<sqlx::Transaction<'static, sqlx::Sqlite>>,
+}
+
+impl SqliteEventTx {
+    /// Where a read-only statement runs while no write has happened yet.
+    pub fn pool(&self) -> Option<&SqlitePool> {
+        self.tx.is_none().then_some(&self.pool)
+    }
+
+    /// The open transaction, beginning it (and taking the write lock) if needed.
+    pub async fn open(&mut self) -> Result<&mut sqlx::Transaction<'static, sqlx::Sqlite>, sqlx::Error> {
+        if self.tx.is_none() {
+            self.tx = Some(self.pool.begin_with("BEGIN IMMEDIATE").await?);
+        }
+        Ok(self.tx.as_mut().expect("just opened"))
+    }
+}
+
+/// Whether a statement only reads: it starts with `SELECT`. Anything else,
+/// including a `WITH` that might write, counts as a write.
+pub fn is_plain_select(sql: &str) -> bool {
+    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    first.eq_ignore_ascii_case("select")
 }
 
 fn pairs_to_json(pairs: &[(String, String)]) -> String {
@@ -161,11 +199,13 @@ impl Inbox for SqliteInbox {
     }
 
     async fn begin(&self) -> Result<Tx> {
-        Ok(Tx::Sqlite(self.pool.begin().await.context("opening the event transaction")?))
+        Ok(Tx::Sqlite(SqliteEventTx { pool: self.pool.clone(), tx: None }))
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
-        let Tx::Sqlite(mut tx) = tx;
+        let Tx::Sqlite(mut event_tx) = tx;
+        event_tx.open().await.context("opening the event transaction")?;
+        let mut tx = event_tx.tx.take().expect("opened above");
         let marked = sqlx::query(
             "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
              plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
@@ -244,5 +284,20 @@ impl Inbox for SqliteInbox {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_plain_selects_count_as_reads() {
+        assert!(is_plain_select("  select id FROM avatars"));
+        assert!(is_plain_select("SELECT(1)"));
+        assert!(!is_plain_select("UPDATE avatars SET status = 'x'"));
+        assert!(!is_plain_select("WITH x AS (SELECT 1) UPDATE t SET a = 1"));
+        assert!(!is_plain_select("-- comment\nSELECT 1"));
+        assert!(!is_plain_select(""));
     }
 }

@@ -243,8 +243,11 @@ impl Runtime {
                 } else if let Some(asked) = state.limiter.exceeded {
                     DispatchError::MemoryLimit { asked_mib: asked >> 20, limit_mib: plugin.limits.memory_bytes >> 20 }
                 } else {
-                    let mut message = trap.to_string();
-                    if let Some(said) = stderr.last_line() {
+                    let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
+                        Some(code) => code.to_string(),
+                        None => trap.root_cause().to_string(),
+                    };
+                    if let Some(said) = stderr.recent_lines() {
                         message = format!("{message} (guest stderr: {said})");
                     }
                     DispatchError::Trap(message)

@@ -2,10 +2,11 @@
 //! plugin and the event id.
 //!
 //! Output is split into lines; each line is capped, and so is the total per
-//! instance, so a chatty plugin cannot flood the log. The last stderr line
-//! is kept: a Rust guest's panic message lands there just before its trap,
-//! and the host puts it into the event's error.
+//! instance, so a chatty plugin cannot flood the log. The last stderr
+//! lines are kept: a Rust guest's panic message lands there just before its
+//! trap, and the host puts it into the event's error.
 
+use std::collections::VecDeque;
 use std::pin::Pin;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
@@ -16,6 +17,8 @@ use wasmtime_wasi::cli::{IsTerminal, StdoutStream};
 
 const MAX_LINE: usize = 4096;
 const MAX_TOTAL: usize = 64 * 1024;
+/// Lines of stderr kept for the error message of a trap.
+const RECENT_LINES: usize = 3;
 
 /// Shared by one instance's stdout and stderr.
 #[derive(Clone)]
@@ -25,8 +28,8 @@ pub struct GuestOutput {
     stream: &'static str,
     /// Bytes logged so far by this instance, across both streams.
     total: Arc<AtomicUsize>,
-    /// The last complete line written to this stream.
-    last_line: Arc<Mutex<String>>,
+    /// The last few lines written to this stream, oldest first.
+    recent: Arc<Mutex<VecDeque<String>>>,
 }
 
 impl GuestOutput {
@@ -38,15 +41,21 @@ impl GuestOutput {
             event_id: event_id.into(),
             stream,
             total: total.clone(),
-            last_line: Arc::default(),
+            recent: Arc::default(),
         };
         (make("stdout"), make("stderr"))
     }
 
-    /// The last line written, if any.
-    pub fn last_line(&self) -> Option<String> {
-        let line = self.last_line.lock().map(|l| l.clone()).unwrap_or_default();
-        (!line.is_empty()).then_some(line)
+    /// The last lines written, joined, without the runtime's backtrace hint:
+    /// for a Rust guest that panicked, where and why.
+    pub fn recent_lines(&self) -> Option<String> {
+        let recent = self.recent.lock().ok()?;
+        let lines: Vec<&str> = recent
+            .iter()
+            .map(String::as_str)
+            .filter(|line| !line.starts_with("note: run with `RUST_BACKTRACE"))
+            .collect();
+        (!lines.is_empty()).then(|| lines.join(" / "))
     }
 
     fn emit(&self, bytes: &[u8]) {
@@ -55,8 +64,11 @@ impl GuestOutput {
         if line.is_empty() {
             return;
         }
-        if let Ok(mut last) = self.last_line.lock() {
-            *last = line.to_string();
+        if let Ok(mut recent) = self.recent.lock() {
+            if recent.len() == RECENT_LINES {
+                recent.pop_front();
+            }
+            recent.push_back(line.to_string());
         }
         let before = self.total.fetch_add(bytes.len(), Ordering::Relaxed);
         if before >= MAX_TOTAL {

@@ -26,7 +26,6 @@ wit_bindgen::generate!({
 use body::{Outcome, parse};
 use webhook::plugin::db::{self, Value};
 use webhook::plugin::log::{Level, log};
-use webhook::plugin::types::{Event, HandlerError};
 
 struct FalAvatarStatus;
 

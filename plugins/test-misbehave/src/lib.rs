@@ -8,6 +8,8 @@
 //! - `oom`: allocates without bound;
 //! - `retry` / `invalid`: returns that handler error;
 //! - `print`: writes to stdout and stderr, then succeeds;
+//! - `effect`: inserts a row into `plugin_effects` and succeeds;
+//! - `slow`: spins for half a second, then does what `effect` does;
 //! - `write`: inserts a row into `plugin_effects` and then traps, so the
 //!   host's rollback can be observed.
 
@@ -17,9 +19,16 @@ wit_bindgen::generate!({
 });
 
 use webhook::plugin::db;
-use webhook::plugin::types::{Event, HandlerError};
 
 struct Misbehave;
+
+fn record_effect(event: &Event) -> Result<u64, HandlerError> {
+    db::execute(
+        "INSERT INTO plugin_effects (event_id) VALUES ($1)",
+        &[db::Value::Text(event.id.clone())],
+    )
+    .map_err(HandlerError::Fatal)
+}
 
 fn mode_of(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(body);
@@ -56,12 +65,16 @@ impl Guest for Misbehave {
                 eprintln!("hello from {} on stderr", event.id);
                 Ok(None)
             }
+            "effect" => record_effect(&event).map(|_| None),
+            "slow" => {
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(500) {
+                    std::hint::spin_loop();
+                }
+                record_effect(&event).map(|_| None)
+            }
             "write" => {
-                db::execute(
-                    "INSERT INTO plugin_effects (event_id) VALUES ($1)",
-                    &[db::Value::Text(event.id.clone())],
-                )
-                .map_err(HandlerError::Fatal)?;
+                record_effect(&event)?;
                 panic!("trapping after a write");
             }
             other => Err(HandlerError::Invalid(format!("unknown mode {other:?}"))),

@@ -1,0 +1,114 @@
+//! The HTTP edge: what is accepted, what is refused, and that refused
+//! requests store nothing.
+
+use crate::harness::{Signer, TestHost, fixture};
+
+const FAL_PATH: &str = "/api/v1/avatar/status_update?training_type=portrait";
+
+/// Bad signature, stale timestamp and a missing header are 401 with a reason, and nothing is stored.
+#[tokio::test]
+async fn unauthentic_requests_are_401_and_store_nothing() {
+    let host = TestHost::spawn().await;
+    let body = fixture("ok-portrait.json", "req-unauthentic");
+    let cases = [
+        (Signer { key: "wrong-secret", ..Signer::fal("req-unauthentic") }, "bad_signature"),
+        (Signer { skew_secs: -301, ..Signer::fal("req-unauthentic") }, "stale_timestamp"),
+        (Signer { skew_secs: 400, ..Signer::fal("req-unauthentic") }, "stale_timestamp"),
+        (Signer { omit: Some("x-fal-webhook-signature"), ..Signer::fal("req-unauthentic") }, "missing_header"),
+        (Signer { omit: Some("x-fal-webhook-timestamp"), ..Signer::fal("req-unauthentic") }, "missing_header"),
+    ];
+    for (signer, reason) in cases {
+        let (status, answer) = host.post(FAL_PATH, &body, signer).await;
+        assert_eq!(status, 401, "{answer}");
+        assert_eq!(answer["error"], reason, "{answer}");
+    }
+    // A body changed after signing does not verify either.
+    let signed_for = fixture("ok-portrait.json", "req-other");
+    let mut request = host.http.post(host.url(FAL_PATH)).header("content-type", "application/json");
+    for (name, value) in Signer::fal("req-unauthentic").headers(&signed_for) {
+        request = request.header(name, value);
+    }
+    let response = request.body(body.clone()).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 401);
+    assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 0);
+    assert!(!host.log().contains(crate::harness::SECRET), "the secret must never be logged");
+}
+
+/// A repeat of the same delivery answers `duplicate` and has one effect.
+#[tokio::test]
+async fn the_same_delivery_twice_is_stored_and_applied_once() {
+    let host = TestHost::spawn().await;
+    let body = br#"{"mode":"effect"}"#;
+    let signer = Signer::fal("delivery-twice");
+    let (status, first) = host.post("/hooks/misbehave", body, signer).await;
+    assert_eq!((status, first["status"].as_str()), (200, Some("accepted")), "{first}");
+    let event_id = first["event_id"].as_str().unwrap();
+    host.wait_for(event_id, "done").await;
+    let (status, second) = host.post("/hooks/misbehave", body, signer).await;
+    assert_eq!(status, 200);
+    assert_eq!(second["status"], "duplicate");
+    assert_eq!(second["event_id"], event_id);
+    // Give a wrongly re-queued event every chance to run again.
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 1);
+    assert_eq!(host.count("SELECT COUNT(*) FROM plugin_effects").await, 1);
+}
+
+/// Oversized bodies are 413, bad JSON 400, non-JSON content types 415, unknown routes 404.
+#[tokio::test]
+async fn malformed_requests_get_clear_client_errors() {
+    let host = TestHost::spawn().await;
+    let mut big = br#"{"request_id":"big","status":"OK","pad":""#.to_vec();
+    big.extend(std::iter::repeat_n(b'x', 2 * 1024 * 1024));
+    big.extend(br#""}"#);
+    let (status, answer) = host.post(FAL_PATH, &big, Signer::fal("big")).await;
+    assert_eq!(status, 413, "{answer}");
+    assert_eq!(answer["error"], "body_too_large");
+
+    let (status, answer) = host.post(FAL_PATH, b"{not json", Signer::fal("bad-json")).await;
+    assert_eq!(status, 400, "{answer}");
+    assert_eq!(answer["error"], "invalid_json");
+
+    let body = fixture("ok-portrait.json", "form");
+    let mut request = host.http.post(host.url(FAL_PATH)).header("content-type", "application/x-www-form-urlencoded");
+    for (name, value) in Signer::fal("form").headers(&body) {
+        request = request.header(name, value);
+    }
+    let response = request.body(body).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 415);
+
+    let (status, _) = host.post("/hooks/no-such-route", b"{}", Signer::fal("x")).await;
+    assert_eq!(status, 404);
+    assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 0);
+}
+
+/// `/health` reports instance, version, database and plugins; `/health/live` answers.
+#[tokio::test]
+async fn health_reports_its_checks() {
+    let host = TestHost::spawn().await;
+    let response = host.http.get(host.url("/health")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 200);
+    let health: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(health["status"], "ok");
+    assert_eq!(health["instance_id"], "test-host");
+    assert_eq!(health["checks"]["database"]["status"], "ok");
+    let loaded = health["checks"]["plugins"]["loaded"].as_array().unwrap();
+    let names: Vec<&str> = loaded.iter().map(|p| p["name"].as_str().unwrap()).collect();
+    assert_eq!(names, ["fal-avatar-status", "test-misbehave"]);
+    assert_eq!(loaded[0]["version"].as_str().unwrap().len(), 64, "versions are sha256 hex");
+    let live = host.http.get(host.url("/health/live")).send().await.unwrap();
+    assert_eq!(live.status().as_u16(), 200);
+}
+
+/// A route whose plugin is missing makes `/health` 503 and names the plugin.
+#[tokio::test]
+async fn health_is_503_when_a_routes_plugin_is_missing() {
+    let mut host = TestHost::spawn().await;
+    host.kill();
+    std::fs::remove_file(host.dir.path().join("plugins/test-misbehave.toml")).unwrap();
+    host.restart();
+    let response = host.http.get(host.url("/health")).send().await.unwrap();
+    assert_eq!(response.status().as_u16(), 503);
+    let health: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert_eq!(health["checks"]["plugins"]["missing"][0], "test-misbehave");
+}

@@ -1,0 +1,81 @@
+//! Misbehaving plugins fail their own events and nothing else.
+
+use crate::harness::{TestHost, fixture};
+
+async fn health_status(host: &TestHost) -> u16 {
+    host.http.get(host.url("/health")).send().await.unwrap().status().as_u16()
+}
+
+/// Trap, endless loop and unbounded memory each end `dead` after their
+/// retries with a clear error, while a normal event sent with them is done and
+/// `/health` stays 200.
+#[tokio::test]
+async fn trapping_looping_and_hoarding_plugins_fail_only_their_events() {
+    let host = TestHost::spawn().await;
+    let avatar = host.seed_avatar("req-beside-the-mess").await;
+    let trap = host.post_mode("trap").await;
+    let spin = host.post_mode("loop").await;
+    let hoard = host.post_mode("oom").await;
+    let (_, normal) = host.post_fal(&fixture("ok-portrait.json", "req-beside-the-mess")).await;
+
+    let normal = host.wait_for(normal["event_id"].as_str().unwrap(), "done").await;
+    assert_eq!(normal.attempts, 1);
+    assert_eq!(host.avatar(&avatar).await.status, "completed");
+    assert_eq!(health_status(&host).await, 200, "health while plugins misbehave");
+
+    let trap = host.wait_for(&trap, "dead").await;
+    let spin = host.wait_for(&spin, "dead").await;
+    let hoard = host.wait_for(&hoard, "dead").await;
+    for event in [&trap, &spin, &hoard] {
+        assert_eq!(event.attempts, 3, "{event:?}");
+    }
+    let trap_error = trap.last_error.unwrap();
+    assert!(trap_error.starts_with("trap:"), "{trap_error}");
+    assert!(trap_error.contains("asked to trap"), "the guest's panic message is kept: {trap_error}");
+    assert_eq!(spin.last_error.as_deref(), Some("timeout: the plugin ran longer than 1000 ms"));
+    let hoard_error = hoard.last_error.unwrap();
+    assert!(hoard_error.starts_with("memory limit:") && hoard_error.contains("limit is 16 MiB"), "{hoard_error}");
+    assert_eq!(health_status(&host).await, 200, "health after plugins misbehaved");
+
+    // The host still processes new events normally.
+    let after = host.post_mode("ok").await;
+    host.wait_for(&after, "done").await;
+}
+
+/// A plugin that writes and then traps leaves no trace of its write.
+#[tokio::test]
+async fn a_failed_attempt_rolls_back_the_plugins_writes() {
+    let host = TestHost::spawn().await;
+    let event = host.post_mode("write").await;
+    let event = host.wait_for(&event, "dead").await;
+    assert_eq!(event.attempts, 3);
+    assert!(event.last_error.unwrap().contains("trapping after a write"));
+    assert_eq!(host.count("SELECT COUNT(*) FROM plugin_effects").await, 0);
+}
+
+/// `retry` is retried with backoff up to the limit, `invalid` is dead at once.
+#[tokio::test]
+async fn handler_errors_decide_retry_or_dead() {
+    let host = TestHost::spawn().await;
+    let retry = host.post_mode("retry").await;
+    let invalid = host.post_mode("invalid").await;
+    let retry = host.wait_for(&retry, "dead").await;
+    assert_eq!((retry.attempts, retry.last_error.as_deref()), (3, Some("retry: asked to retry")));
+    let invalid = host.wait_for(&invalid, "dead").await;
+    assert_eq!((invalid.attempts, invalid.last_error.as_deref()), (1, Some("invalid: asked to be invalid")));
+}
+
+/// What a plugin prints reaches the host log, tagged with its event id.
+#[tokio::test]
+async fn guest_output_is_logged_with_the_event_id() {
+    let host = TestHost::spawn().await;
+    let event = host.post_mode("print").await;
+    host.wait_for(&event, "done").await;
+    let log = host.log();
+    let line = log
+        .lines()
+        .find(|line| line.contains(&format!("hello from {event} on stdout")))
+        .unwrap_or_else(|| panic!("no guest stdout line in:\n{log}"));
+    assert!(line.contains(&format!("event_id={event}")), "{line}");
+    assert!(log.contains(&format!("hello from {event} on stderr")));
+}
