@@ -1,1 +1,262 @@
-fn main(){}
+//! Prints the numbers behind the host's speed claims (run: `cargo bench`):
+//! - per-event plugin cost: fresh `Store` + instantiate + `handle`, for a
+//!   plugin that does nothing and for fal-avatar-status doing its SELECT and
+//!   UPDATE in a real SQLite transaction (rolled back each time);
+//! - end-to-end in embedded mode: signed POST → 200 (ack), and POST → event
+//!   `done` with the avatar updated, one event at a time over loopback.
+//!
+//! Numbers only; nothing here asserts a time.
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use webhook_host::app::Application;
+use webhook_host::config::{RuntimeSettings, Settings};
+use webhook_host::inbox::{Event, Inbox, SqliteInbox, Status};
+use webhook_host::plugins::Manifest;
+use webhook_host::runtime::Runtime;
+use webhook_host::verify::fal_hmac;
+
+const SECRET: &str = "bench-secret";
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
+}
+
+fn build_plugins() -> PathBuf {
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "fal-avatar-status",
+            "-p",
+            "test-misbehave",
+        ])
+        .status()
+        .expect("running cargo");
+    assert!(status.success(), "building the plugins failed");
+    workspace().join("target/wasm32-wasip2/release")
+}
+
+fn summary(label: &str, mut samples: Vec<Duration>) {
+    samples.sort();
+    let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
+    let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
+    println!(
+        "{label:<46} n={:<5} p50={:>9.1?} p90={:>9.1?} p99={:>9.1?} mean={:>9.1?}",
+        samples.len(),
+        pct(0.50),
+        pct(0.90),
+        pct(0.99),
+        mean
+    );
+}
+
+fn event(id: usize, route: &str, body: Vec<u8>) -> Event {
+    Event {
+        id: format!("evt_bench_{id}"),
+        route: route.into(),
+        delivery_id: format!("d{id}"),
+        received_at_ms: 0,
+        headers: vec![],
+        query: vec![("training_type".into(), "portrait".into())],
+        body,
+        status: Status::Processing,
+        attempts: 1,
+        next_attempt_at_ms: 0,
+        lease_owner: None,
+        plugin: None,
+        plugin_version: None,
+        last_error: None,
+        finished_at_ms: None,
+    }
+}
+
+fn load(runtime: &Runtime, dir: &Path, name: &str) -> webhook_host::runtime::LoadedPlugin {
+    let manifest =
+        std::fs::read_to_string(workspace().join(format!("plugins/{name}/manifest.toml"))).unwrap();
+    let manifest = Manifest::parse(&manifest).unwrap();
+    let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_")))).unwrap();
+    let started = Instant::now();
+    let plugin = runtime
+        .load(
+            name,
+            &bytes,
+            manifest.limits(&RuntimeSettings::default()),
+            manifest.grants,
+            manifest.config,
+        )
+        .unwrap();
+    println!(
+        "compile + link {name:<32} {:>9.1?} ({} KiB)",
+        started.elapsed(),
+        bytes.len() / 1024
+    );
+    plugin
+}
+
+async fn dispatch_costs(wasm: &Path) {
+    let data = tempfile::tempdir().unwrap();
+    let inbox = SqliteInbox::open(data.path(), 4).await.unwrap();
+    let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
+    let seed = std::fs::read_to_string(workspace().join("examples/avatars.seed.sql")).unwrap();
+    sqlx::raw_sql(&schema).execute(inbox.pool()).await.unwrap();
+    sqlx::raw_sql(&seed).execute(inbox.pool()).await.unwrap();
+    let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+    let noop = load(&runtime, wasm, "test-misbehave");
+    let fal = load(&runtime, wasm, "fal-avatar-status");
+    let ok_body = std::fs::read(workspace().join("tests/fixtures/fal/ok-portrait.json")).unwrap();
+    let ok_body = String::from_utf8(ok_body)
+        .unwrap()
+        .replace("6a0e2b52-8f0c-4c2b-9d3e-2f7f0c1a9b10", "demo-request-1");
+
+    for (label, plugin, body) in [
+        (
+            "instantiate + handle (no-op plugin)",
+            &noop,
+            br#"{"mode":"ok"}"#.to_vec(),
+        ),
+        (
+            "instantiate + handle (fal-avatar-status, SQL)",
+            &fal,
+            ok_body.into_bytes(),
+        ),
+    ] {
+        let mut samples = Vec::new();
+        for i in 0..2200 {
+            let tx = inbox.begin().await.unwrap();
+            let done = runtime
+                .dispatch(plugin, &event(i, "bench", body.clone()), tx)
+                .await;
+            assert!(done.result.is_ok(), "{:?}", done.result);
+            drop(done.tx); // roll back, so every iteration does the same work
+            if i >= 200 {
+                samples.push(done.elapsed);
+            }
+        }
+        summary(label, samples);
+    }
+}
+
+async fn end_to_end(wasm: &Path) {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        wasm.join("fal_avatar_status.wasm"),
+        plugins.join("fal-avatar-status.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(
+        workspace().join("plugins/fal-avatar-status/manifest.toml"),
+        plugins.join("fal-avatar-status.toml"),
+    )
+    .unwrap();
+    let data = dir.path().join("data");
+    let env = |name: &str| -> Option<String> {
+        match name {
+            "HOST" => Some("127.0.0.1".into()),
+            "PORT" => Some("0".into()),
+            "DATA_DIR" => Some(data.display().to_string()),
+            "PLUGINS_DIR" => Some(plugins.display().to_string()),
+            "FAL_WEBHOOK_SECRET" => Some(SECRET.into()),
+            _ => None,
+        }
+    };
+    let settings = Settings::load(None, false, env).unwrap();
+    let app = Application::build(settings).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let inbox = Arc::new(SqliteInbox::open(&data, 2).await.unwrap());
+    let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
+    sqlx::raw_sql(&schema).execute(inbox.pool()).await.unwrap();
+    sqlx::query("INSERT INTO users (id) VALUES ('u')")
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+
+    let client = reqwest::Client::new();
+    let url = format!("http://{addr}/api/v1/avatar/status_update?training_type=portrait");
+    let (mut acks, mut e2e) = (Vec::new(), Vec::new());
+    for i in 0..600 {
+        let request_id = format!("bench-{i}");
+        sqlx::query(
+            "INSERT INTO avatars (id, user_id, name, status, fal_request_id) VALUES ($1, 'u', 'b', 'training', $1)",
+        )
+        .bind(&request_id)
+        .execute(inbox.pool())
+        .await
+        .unwrap();
+        let body = format!(
+            r#"{{"request_id":"{request_id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://x/l"}}}}}}"#
+        );
+        let ts = SystemTime::now()
+            .duration_since(UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+            .to_string();
+        let signature = fal_hmac::sign(
+            SECRET,
+            &fal_hmac::canonical_message(&request_id, "u", &ts, body.as_bytes()),
+        );
+        let started = Instant::now();
+        let response = client
+            .post(&url)
+            .header("content-type", "application/json")
+            .header(fal_hmac::REQUEST_ID, &request_id)
+            .header(fal_hmac::USER_ID, "u")
+            .header(fal_hmac::TIMESTAMP, &ts)
+            .header(fal_hmac::SIGNATURE, signature)
+            .body(body)
+            .send()
+            .await
+            .unwrap();
+        let ack = started.elapsed();
+        let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        let id = answer["event_id"].as_str().unwrap().to_string();
+        loop {
+            if inbox
+                .get(&id)
+                .await
+                .unwrap()
+                .is_some_and(|e| e.status == Status::Done)
+            {
+                break;
+            }
+            tokio::time::sleep(Duration::from_micros(100)).await;
+        }
+        if i >= 100 {
+            acks.push(ack);
+            e2e.push(started.elapsed());
+        }
+    }
+    summary("HTTP POST -> 200 accepted (committed)", acks);
+    summary("HTTP POST -> event done, avatar updated", e2e);
+    let _ = stop.send(());
+    server.await.unwrap().unwrap();
+}
+
+fn main() {
+    let wasm = build_plugins();
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap();
+    runtime.block_on(async {
+        dispatch_costs(&wasm).await;
+        end_to_end(&wasm).await;
+    });
+}

@@ -3,6 +3,7 @@
 
 use std::future::Future;
 use std::net::SocketAddr;
+use std::path::Path;
 use std::sync::Arc;
 
 use anyhow::{Context, Result};
@@ -19,6 +20,8 @@ use crate::runtime::Runtime;
 
 /// A built server with its listener bound.
 pub struct Application {
+    /// Held while the application lives: one process per data folder.
+    _data_lock: std::fs::File,
     listener: TcpListener,
     state: Arc<AppState>,
     worker: Arc<Worker>,
@@ -28,19 +31,27 @@ impl Application {
     /// Opens the store, loads plugins, builds routes and binds `HOST:PORT`.
     pub async fn build(settings: Settings) -> Result<Self> {
         let routes = Arc::new(RouteTable::build(&settings)?);
+        let data_lock = lock_data_dir(&settings.data_dir)?;
         let pool_size = settings.worker.concurrency as u32 + 4;
         let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
         // Embedded mode is one process per data folder: any lease left over
         // belongs to a process that is gone.
         let released = sqlite.release_all_leases().await?;
         if released > 0 {
-            tracing::info!(released, "events left in flight by the previous run are pending again");
+            tracing::info!(
+                released,
+                "events left in flight by the previous run are pending again"
+            );
         }
         let inbox: Arc<dyn Inbox> = Arc::new(sqlite);
 
         let runtime = Arc::new(Runtime::new(&settings.runtime)?);
         let plugin_set = Arc::new(PluginSet::default());
-        plugin_set.replace(plugins::load_dir(&runtime, &settings.plugins_dir, &settings.runtime)?);
+        plugin_set.replace(plugins::load_dir(
+            &runtime,
+            &settings.plugins_dir,
+            &settings.runtime,
+        )?);
         for route in routes.iter() {
             if plugin_set.get(&route.plugin).is_none() {
                 tracing::warn!(route = %route.name, plugin = %route.plugin, "the route's plugin is not loaded; its events wait");
@@ -68,7 +79,12 @@ impl Application {
             owner: settings.instance_id.clone(),
             wake,
         });
-        Ok(Self { listener, state, worker })
+        Ok(Self {
+            _data_lock: data_lock,
+            listener,
+            state,
+            worker,
+        })
     }
 
     pub fn local_addr(&self) -> Result<SocketAddr> {
@@ -90,5 +106,27 @@ impl Application {
             .context("serving HTTP")?;
         worker.await.context("the worker stopped abnormally")?;
         Ok(())
+    }
+}
+
+/// Takes the data folder's lock file, so that a second host on the same
+/// folder fails at start instead of taking over the first one's leases.
+fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
+    std::fs::create_dir_all(data_dir)
+        .with_context(|| format!("creating data folder {}", data_dir.display()))?;
+    let path = data_dir.join("webhook-host.lock");
+    let file = std::fs::OpenOptions::new()
+        .create(true)
+        .truncate(false)
+        .write(true)
+        .open(&path)
+        .with_context(|| format!("opening {}", path.display()))?;
+    match file.try_lock() {
+        Ok(()) => Ok(file),
+        Err(std::fs::TryLockError::WouldBlock) => anyhow::bail!(
+            "another webhook-host is already serving from {}; embedded mode is one process per data folder",
+            data_dir.display()
+        ),
+        Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
 }

@@ -67,7 +67,9 @@ pub struct HttpSettings {
 
 impl Default for HttpSettings {
     fn default() -> Self {
-        Self { body_limit_bytes: 1024 * 1024 }
+        Self {
+            body_limit_bytes: 1024 * 1024,
+        }
     }
 }
 
@@ -241,17 +243,22 @@ impl Settings {
         };
         let routes = file.routes.unwrap_or_else(default_routes);
         let mut secrets = BTreeMap::new();
-        for verify in routes.iter().flat_map(|r| &r.verify) {
-            if let Some(name) = &verify.secret_env {
-                if let Some(value) = env(name).filter(|v| !v.is_empty()) {
-                    secrets.insert(name.clone(), Secret::new(value));
-                }
+        for name in routes
+            .iter()
+            .flat_map(|r| &r.verify)
+            .filter_map(|v| v.secret_env.as_ref())
+        {
+            if let Some(value) = env(name).filter(|v| !v.is_empty()) {
+                secrets.insert(name.clone(), Secret::new(value));
             }
         }
         let settings = Self {
             host: env("HOST").or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
             port,
-            data_dir: env("DATA_DIR").map(PathBuf::from).or(file.data_dir).unwrap_or_else(|| "data".into()),
+            data_dir: env("DATA_DIR")
+                .map(PathBuf::from)
+                .or(file.data_dir)
+                .unwrap_or_else(|| "data".into()),
             plugins_dir: env("PLUGINS_DIR")
                 .map(PathBuf::from)
                 .or(file.plugins_dir)
@@ -273,17 +280,23 @@ impl Settings {
         let mut names = std::collections::BTreeSet::new();
         for route in &self.routes {
             if route.name.is_empty()
-                || !route.name.chars().all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
+                || !route
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_')
             {
                 bail!("route name {:?} must be letters, digits, '-' or '_'", route.name);
             }
             if !names.insert(&route.name) {
                 bail!("route {:?} is configured twice", route.name);
             }
-            if let Some(path) = &route.path {
-                if !path.starts_with('/') || path.starts_with("/hooks/") || path.starts_with("/health") {
-                    bail!("route {:?}: path {path:?} must start with '/' and not shadow /hooks or /health", route.name);
-                }
+            let shadows =
+                |p: &str| !p.starts_with('/') || p.starts_with("/hooks/") || p.starts_with("/health");
+            if let Some(path) = route.path.as_deref().filter(|p| shadows(p)) {
+                bail!(
+                    "route {:?}: path {path:?} must start with '/' and not shadow /hooks or /health",
+                    route.name
+                );
             }
         }
         if self.worker.concurrency == 0 || self.worker.max_attempts == 0 {
@@ -337,7 +350,11 @@ mod tests {
         let s = Settings::load(
             None,
             false,
-            env_of(&[("PORT", "9001"), ("HOST", "127.0.0.1"), ("FAL_WEBHOOK_SECRET", "hunter2")]),
+            env_of(&[
+                ("PORT", "9001"),
+                ("HOST", "127.0.0.1"),
+                ("FAL_WEBHOOK_SECRET", "hunter2"),
+            ]),
         )
         .unwrap();
         assert_eq!(s.port, 9001);
@@ -352,7 +369,11 @@ mod tests {
         std::fs::write(&file, "[[routes]]\nname = \"bad name\"\nplugin = \"p\"\n").unwrap();
         let err = Settings::load(Some(&file), false, env_of(&[])).unwrap_err();
         assert!(err.to_string().contains("bad name"));
-        std::fs::write(&file, "[worker]\nconcurrency = 2\n[[routes]]\nname = \"gh\"\nplugin = \"p\"\n").unwrap();
+        std::fs::write(
+            &file,
+            "[worker]\nconcurrency = 2\n[[routes]]\nname = \"gh\"\nplugin = \"p\"\n",
+        )
+        .unwrap();
         let s = Settings::load(Some(&file), false, env_of(&[])).unwrap();
         assert_eq!(s.routes.len(), 1);
         assert_eq!(s.worker.concurrency, 2);

@@ -20,7 +20,10 @@ pub const SECRET: &str = "test-secret-not-for-production";
 const WAIT: Duration = Duration::from_secs(60);
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 /// Builds the plugins for wasm32-wasip2 once per test run; returns their folder.
@@ -30,7 +33,16 @@ pub fn plugin_dir() -> &'static Path {
         let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
         let status = Command::new(cargo)
             .current_dir(workspace())
-            .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "fal-avatar-status", "-p", "test-misbehave"])
+            .args([
+                "build",
+                "--release",
+                "--target",
+                "wasm32-wasip2",
+                "-p",
+                "fal-avatar-status",
+                "-p",
+                "test-misbehave",
+            ])
             .status()
             .expect("running cargo to build the plugins");
         assert!(status.success(), "building the plugins failed");
@@ -88,13 +100,24 @@ impl TestHost {
         std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
-        let options = SqliteConnectOptions::new().filename(data.join("webhooks.db")).create_if_missing(true);
+        let options = SqliteConnectOptions::new()
+            .filename(data.join("webhooks.db"))
+            .create_if_missing(true);
         let db = SqlitePool::connect_with(options).await.unwrap();
         let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
         sqlx::raw_sql(&schema).execute(&db).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE plugin_effects (event_id TEXT NOT NULL)").execute(&db).await.unwrap();
+        sqlx::raw_sql("CREATE TABLE plugin_effects (event_id TEXT NOT NULL)")
+            .execute(&db)
+            .await
+            .unwrap();
         let (child, addr) = start(dir.path());
-        TestHost { dir, addr, child, http: reqwest::Client::new(), db }
+        TestHost {
+            dir,
+            addr,
+            child,
+            http: reqwest::Client::new(),
+            db,
+        }
     }
 
     /// Kills the process with SIGKILL: no shutdown, no flush.
@@ -121,7 +144,10 @@ impl TestHost {
 
     /// Posts `body` to `path`, signed by `signer`; returns status and JSON answer.
     pub async fn post(&self, path: &str, body: &[u8], signer: Signer<'_>) -> (u16, Value) {
-        let mut request = self.http.post(self.url(path)).header("content-type", "application/json");
+        let mut request = self
+            .http
+            .post(self.url(path))
+            .header("content-type", "application/json");
         for (name, value) in signer.headers(body) {
             request = request.header(name, value);
         }
@@ -134,14 +160,21 @@ impl TestHost {
     /// Posts a correctly signed FAL body to the FAL route.
     pub async fn post_fal(&self, body: &[u8]) -> (u16, Value) {
         let request_id = request_id_of(body);
-        self.post("/api/v1/avatar/status_update?training_type=portrait", body, Signer::fal(&request_id)).await
+        self.post(
+            "/api/v1/avatar/status_update?training_type=portrait",
+            body,
+            Signer::fal(&request_id),
+        )
+        .await
     }
 
     /// Posts `{"mode": mode}` to the misbehaving plugin's route; returns the event id.
     pub async fn post_mode(&self, mode: &str) -> String {
         let body = format!(r#"{{"mode":"{mode}","nonce":"{}"}}"#, uuid::Uuid::now_v7());
         let request_id = format!("{mode}-{}", uuid::Uuid::now_v7());
-        let (status, answer) = self.post("/hooks/misbehave", body.as_bytes(), Signer::fal(&request_id)).await;
+        let (status, answer) = self
+            .post("/hooks/misbehave", body.as_bytes(), Signer::fal(&request_id))
+            .await;
         assert_eq!(status, 200, "{answer}");
         answer["event_id"].as_str().unwrap().to_string()
     }
@@ -150,12 +183,16 @@ impl TestHost {
     pub async fn wait_for(&self, event_id: &str, status: &str) -> EventRow {
         let started = Instant::now();
         loop {
-            if let Some(row) = self.event(event_id).await {
-                if row.status == status {
-                    return row;
-                }
+            if let Some(row) = self.event(event_id).await
+                && row.status == status
+            {
+                return row;
             }
-            assert!(started.elapsed() < WAIT, "event {event_id} never reached {status}: {:?}", self.event(event_id).await);
+            assert!(
+                started.elapsed() < WAIT,
+                "event {event_id} never reached {status}: {:?}",
+                self.event(event_id).await
+            );
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     }
@@ -204,7 +241,15 @@ impl TestHost {
     }
 
     pub async fn avatar(&self, id: &str) -> AvatarRow {
-        type Row = (String, i64, Option<String>, Option<String>, Option<String>, Option<String>, Option<String>);
+        type Row = (
+            String,
+            i64,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+            Option<String>,
+        );
         let row: Row = sqlx::query_as(
             "SELECT status, training_progress, diffusers_lora_file_url, config_file_url, \
              training_error, training_completed_at, fal_response_data FROM avatars WHERE id = $1",
@@ -235,7 +280,11 @@ impl Drop for TestHost {
 /// Starts `webhook-host serve` in `dir` on a free port; waits for its
 /// "listening" line.
 fn start(dir: &Path) -> (Child, SocketAddr) {
-    let log = std::fs::OpenOptions::new().create(true).append(true).open(dir.join("host.log")).unwrap();
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(dir.join("host.log"))
+        .unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-host"))
         .current_dir(dir)
         .args(["--config", "config.toml", "serve"])
@@ -283,7 +332,12 @@ pub struct Signer<'a> {
 
 impl<'a> Signer<'a> {
     pub fn fal(request_id: &'a str) -> Self {
-        Self { request_id, key: SECRET, skew_secs: 0, omit: None }
+        Self {
+            request_id,
+            key: SECRET,
+            skew_secs: 0,
+            omit: None,
+        }
     }
 
     pub fn headers(&self, body: &[u8]) -> Vec<(&'static str, String)> {

@@ -11,11 +11,41 @@ async fn unauthentic_requests_are_401_and_store_nothing() {
     let host = TestHost::spawn().await;
     let body = fixture("ok-portrait.json", "req-unauthentic");
     let cases = [
-        (Signer { key: "wrong-secret", ..Signer::fal("req-unauthentic") }, "bad_signature"),
-        (Signer { skew_secs: -301, ..Signer::fal("req-unauthentic") }, "stale_timestamp"),
-        (Signer { skew_secs: 400, ..Signer::fal("req-unauthentic") }, "stale_timestamp"),
-        (Signer { omit: Some("x-fal-webhook-signature"), ..Signer::fal("req-unauthentic") }, "missing_header"),
-        (Signer { omit: Some("x-fal-webhook-timestamp"), ..Signer::fal("req-unauthentic") }, "missing_header"),
+        (
+            Signer {
+                key: "wrong-secret",
+                ..Signer::fal("req-unauthentic")
+            },
+            "bad_signature",
+        ),
+        (
+            Signer {
+                skew_secs: -301,
+                ..Signer::fal("req-unauthentic")
+            },
+            "stale_timestamp",
+        ),
+        (
+            Signer {
+                skew_secs: 400,
+                ..Signer::fal("req-unauthentic")
+            },
+            "stale_timestamp",
+        ),
+        (
+            Signer {
+                omit: Some("x-fal-webhook-signature"),
+                ..Signer::fal("req-unauthentic")
+            },
+            "missing_header",
+        ),
+        (
+            Signer {
+                omit: Some("x-fal-webhook-timestamp"),
+                ..Signer::fal("req-unauthentic")
+            },
+            "missing_header",
+        ),
     ];
     for (signer, reason) in cases {
         let (status, answer) = host.post(FAL_PATH, &body, signer).await;
@@ -24,14 +54,20 @@ async fn unauthentic_requests_are_401_and_store_nothing() {
     }
     // A body changed after signing does not verify either.
     let signed_for = fixture("ok-portrait.json", "req-other");
-    let mut request = host.http.post(host.url(FAL_PATH)).header("content-type", "application/json");
+    let mut request = host
+        .http
+        .post(host.url(FAL_PATH))
+        .header("content-type", "application/json");
     for (name, value) in Signer::fal("req-unauthentic").headers(&signed_for) {
         request = request.header(name, value);
     }
     let response = request.body(body.clone()).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 401);
     assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 0);
-    assert!(!host.log().contains(crate::harness::SECRET), "the secret must never be logged");
+    assert!(
+        !host.log().contains(crate::harness::SECRET),
+        "the secret must never be logged"
+    );
 }
 
 /// A repeat of the same delivery answers `duplicate` and has one effect.
@@ -41,7 +77,11 @@ async fn the_same_delivery_twice_is_stored_and_applied_once() {
     let body = br#"{"mode":"effect"}"#;
     let signer = Signer::fal("delivery-twice");
     let (status, first) = host.post("/hooks/misbehave", body, signer).await;
-    assert_eq!((status, first["status"].as_str()), (200, Some("accepted")), "{first}");
+    assert_eq!(
+        (status, first["status"].as_str()),
+        (200, Some("accepted")),
+        "{first}"
+    );
     let event_id = first["event_id"].as_str().unwrap();
     host.wait_for(event_id, "done").await;
     let (status, second) = host.post("/hooks/misbehave", body, signer).await;
@@ -70,7 +110,10 @@ async fn malformed_requests_get_clear_client_errors() {
     assert_eq!(answer["error"], "invalid_json");
 
     let body = fixture("ok-portrait.json", "form");
-    let mut request = host.http.post(host.url(FAL_PATH)).header("content-type", "application/x-www-form-urlencoded");
+    let mut request = host
+        .http
+        .post(host.url(FAL_PATH))
+        .header("content-type", "application/x-www-form-urlencoded");
     for (name, value) in Signer::fal("form").headers(&body) {
         request = request.header(name, value);
     }
@@ -95,7 +138,11 @@ async fn health_reports_its_checks() {
     let loaded = health["checks"]["plugins"]["loaded"].as_array().unwrap();
     let names: Vec<&str> = loaded.iter().map(|p| p["name"].as_str().unwrap()).collect();
     assert_eq!(names, ["fal-avatar-status", "test-misbehave"]);
-    assert_eq!(loaded[0]["version"].as_str().unwrap().len(), 64, "versions are sha256 hex");
+    assert_eq!(
+        loaded[0]["version"].as_str().unwrap().len(),
+        64,
+        "versions are sha256 hex"
+    );
     let live = host.http.get(host.url("/health/live")).send().await.unwrap();
     assert_eq!(live.status().as_u16(), 200);
 }
@@ -111,4 +158,70 @@ async fn health_is_503_when_a_routes_plugin_is_missing() {
     assert_eq!(response.status().as_u16(), 503);
     let health: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
     assert_eq!(health["checks"]["plugins"]["missing"][0], "test-misbehave");
+}
+
+/// Without `FAL_WEBHOOK_SECRET` the host refuses to start, naming the
+/// variable; `--insecure-dev` starts it with the route unverified.
+#[tokio::test]
+async fn a_missing_secret_stops_the_host_unless_insecure_dev() {
+    let host = TestHost::spawn().await;
+    let run = |extra: &[&str]| {
+        std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
+            .current_dir(host.dir.path())
+            .args(["--config", "config.toml", "serve"])
+            .args(extra)
+            .env_clear()
+            .env("HOST", "127.0.0.1")
+            .env("PORT", "0")
+            .env("DATA_DIR", host.dir.path().join("data-unsigned"))
+            .env("PLUGINS_DIR", host.dir.path().join("plugins"))
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let refused = run(&[]).wait_with_output().unwrap();
+    assert!(!refused.status.success());
+    let stderr = String::from_utf8_lossy(&refused.stderr);
+    assert!(
+        stderr.contains("FAL_WEBHOOK_SECRET") && stderr.contains("--insecure-dev"),
+        "{stderr}"
+    );
+
+    let mut open = run(&["--insecure-dev"]);
+    let mut first_line = String::new();
+    std::io::BufRead::read_line(
+        &mut std::io::BufReader::new(open.stdout.take().unwrap()),
+        &mut first_line,
+    )
+    .unwrap();
+    open.kill().unwrap();
+    open.wait().unwrap();
+    assert!(
+        first_line.starts_with("webhook-host listening on"),
+        "{first_line}"
+    );
+}
+
+/// A second host on the same data folder refuses to start.
+#[tokio::test]
+async fn a_second_host_on_the_same_data_folder_refuses_to_start() {
+    let host = TestHost::spawn().await;
+    let second = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
+        .current_dir(host.dir.path())
+        .args(["--config", "config.toml", "serve"])
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATA_DIR", host.dir.path().join("data"))
+        .env("PLUGINS_DIR", host.dir.path().join("plugins"))
+        .env("FAL_WEBHOOK_SECRET", crate::harness::SECRET)
+        .output()
+        .unwrap();
+    assert!(!second.status.success());
+    let stderr = String::from_utf8_lossy(&second.stderr);
+    assert!(
+        stderr.contains("another webhook-host is already serving"),
+        "{stderr}"
+    );
 }

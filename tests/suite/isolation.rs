@@ -3,7 +3,13 @@
 use crate::harness::{TestHost, fixture};
 
 async fn health_status(host: &TestHost) -> u16 {
-    host.http.get(host.url("/health")).send().await.unwrap().status().as_u16()
+    host.http
+        .get(host.url("/health"))
+        .send()
+        .await
+        .unwrap()
+        .status()
+        .as_u16()
 }
 
 /// Trap, endless loop and unbounded memory each end `dead` after their
@@ -16,7 +22,9 @@ async fn trapping_looping_and_hoarding_plugins_fail_only_their_events() {
     let trap = host.post_mode("trap").await;
     let spin = host.post_mode("loop").await;
     let hoard = host.post_mode("oom").await;
-    let (_, normal) = host.post_fal(&fixture("ok-portrait.json", "req-beside-the-mess")).await;
+    let (_, normal) = host
+        .post_fal(&fixture("ok-portrait.json", "req-beside-the-mess"))
+        .await;
 
     let normal = host.wait_for(normal["event_id"].as_str().unwrap(), "done").await;
     assert_eq!(normal.attempts, 1);
@@ -31,10 +39,19 @@ async fn trapping_looping_and_hoarding_plugins_fail_only_their_events() {
     }
     let trap_error = trap.last_error.unwrap();
     assert!(trap_error.starts_with("trap:"), "{trap_error}");
-    assert!(trap_error.contains("asked to trap"), "the guest's panic message is kept: {trap_error}");
-    assert_eq!(spin.last_error.as_deref(), Some("timeout: the plugin ran longer than 1000 ms"));
+    assert!(
+        trap_error.contains("asked to trap"),
+        "the guest's panic message is kept: {trap_error}"
+    );
+    assert_eq!(
+        spin.last_error.as_deref(),
+        Some("timeout: the plugin ran longer than 1000 ms")
+    );
     let hoard_error = hoard.last_error.unwrap();
-    assert!(hoard_error.starts_with("memory limit:") && hoard_error.contains("limit is 16 MiB"), "{hoard_error}");
+    assert!(
+        hoard_error.starts_with("memory limit:") && hoard_error.contains("limit is 16 MiB"),
+        "{hoard_error}"
+    );
     assert_eq!(health_status(&host).await, 200, "health after plugins misbehaved");
 
     // The host still processes new events normally.
@@ -60,9 +77,15 @@ async fn handler_errors_decide_retry_or_dead() {
     let retry = host.post_mode("retry").await;
     let invalid = host.post_mode("invalid").await;
     let retry = host.wait_for(&retry, "dead").await;
-    assert_eq!((retry.attempts, retry.last_error.as_deref()), (3, Some("retry: asked to retry")));
+    assert_eq!(
+        (retry.attempts, retry.last_error.as_deref()),
+        (3, Some("retry: asked to retry"))
+    );
     let invalid = host.wait_for(&invalid, "dead").await;
-    assert_eq!((invalid.attempts, invalid.last_error.as_deref()), (1, Some("invalid: asked to be invalid")));
+    assert_eq!(
+        (invalid.attempts, invalid.last_error.as_deref()),
+        (1, Some("invalid: asked to be invalid"))
+    );
 }
 
 /// What a plugin prints reaches the host log, tagged with its event id.

@@ -20,7 +20,10 @@ async fn ok_body_completes_the_avatar() {
         row.diffusers_lora_file_url.as_deref(),
         Some("https://v3.fal.media/files/lion/Qx1/pytorch_lora_weights.safetensors")
     );
-    assert_eq!(row.config_file_url.as_deref(), Some("https://v3.fal.media/files/lion/Qx2/config.json"));
+    assert_eq!(
+        row.config_file_url.as_deref(),
+        Some("https://v3.fal.media/files/lion/Qx2/config.json")
+    );
     assert!(row.training_completed_at.is_some());
     assert!(row.training_error.is_none());
     assert!(row.fal_response_data.unwrap().contains("diffusers_lora_file"));
@@ -55,7 +58,11 @@ async fn every_fixture_shape_is_applied() {
         let (_, answer) = host.post_fal(&fixture(file, &request_id)).await;
         host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
         let row = host.avatar(&avatar).await;
-        assert_eq!((row.status.as_str(), row.training_progress), (status, progress), "{file}");
+        assert_eq!(
+            (row.status.as_str(), row.training_progress),
+            (status, progress),
+            "{file}"
+        );
         if file == "payload-error.json" {
             assert!(row.training_error.unwrap().contains("not JSON serializable"));
         }
@@ -73,8 +80,13 @@ async fn unknown_avatars_are_done_and_malformed_bodies_are_dead_without_retry() 
     let event = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
     assert!(event.last_error.is_none());
 
-    let (status, answer) = host.post_fal(br#"{"request_id":"req-weird","status":"SOMETHING"}"#).await;
-    assert_eq!(status, 200, "valid JSON is accepted; the plugin judges its meaning");
+    let (status, answer) = host
+        .post_fal(br#"{"request_id":"req-weird","status":"SOMETHING"}"#)
+        .await;
+    assert_eq!(
+        status, 200,
+        "valid JSON is accepted; the plugin judges its meaning"
+    );
     let event = host.wait_for(answer["event_id"].as_str().unwrap(), "dead").await;
     assert_eq!(event.attempts, 1, "invalid events are not retried");
     assert!(event.last_error.unwrap().starts_with("invalid: unknown status"));

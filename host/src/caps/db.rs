@@ -27,7 +27,10 @@ pub struct DbState {
 
 impl DbState {
     pub fn new(tx: Tx, granted: bool) -> Self {
-        Self { tx: Some(tx), granted }
+        Self {
+            tx: Some(tx),
+            granted,
+        }
     }
 
     /// Hands the transaction back.
@@ -39,7 +42,9 @@ impl DbState {
         if !self.granted {
             return Err("db is not granted to this plugin".into());
         }
-        self.tx.as_mut().ok_or_else(|| "the event's transaction is closed".into())
+        self.tx
+            .as_mut()
+            .ok_or_else(|| "the event's transaction is closed".into())
     }
 }
 
@@ -89,10 +94,15 @@ async fn sqlite_query<'c>(
     params: Vec<Value>,
 ) -> Result<Rows, String> {
     let mut stream = bind_sqlite(sqlx::query(sql), params).fetch(executor);
-    let mut rows = Rows { columns: Vec::new(), values: Vec::new() };
+    let mut rows = Rows {
+        columns: Vec::new(),
+        values: Vec::new(),
+    };
     while let Some(row) = stream.try_next().await.map_err(|e| e.to_string())? {
         if rows.values.len() == MAX_ROWS {
-            return Err(format!("the query returned more than {MAX_ROWS} rows; add a LIMIT"));
+            return Err(format!(
+                "the query returned more than {MAX_ROWS} rows; add a LIMIT"
+            ));
         }
         if rows.columns.is_empty() {
             rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();

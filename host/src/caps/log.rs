@@ -12,7 +12,10 @@ pub struct LogState {
 
 impl LogState {
     pub fn new(plugin: &str, event_id: &str) -> Self {
-        Self { plugin: plugin.into(), event_id: event_id.into() }
+        Self {
+            plugin: plugin.into(),
+            event_id: event_id.into(),
+        }
     }
 }
 

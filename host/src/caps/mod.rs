@@ -43,9 +43,13 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<()> {
     let (interface, _version) = import.split_once('@').unwrap_or((import, ""));
     match interface {
         "webhook:plugin/db" if !grants.db => {
-            bail!("the component imports {import} but its manifest does not grant it: add `db = true` under [grants]")
+            bail!(
+                "the component imports {import} but its manifest does not grant it: add `db = true` under [grants]"
+            )
         }
-        "webhook:plugin/db" | "webhook:plugin/types" | "webhook:plugin/config" | "webhook:plugin/log" => Ok(()),
+        "webhook:plugin/db" | "webhook:plugin/types" | "webhook:plugin/config" | "webhook:plugin/log" => {
+            Ok(())
+        }
         wasi if wasi.starts_with("wasi:") => Ok(()),
         _ => bail!("the component imports {import}, which this host does not provide"),
     }

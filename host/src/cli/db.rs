@@ -34,10 +34,16 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
                 (None, Some(sql)) => sql,
                 _ => bail!("give SQL or --file"),
             };
-            sqlx::raw_sql(&sql).execute(pool).await.context("running the SQL")?;
+            sqlx::raw_sql(&sql)
+                .execute(pool)
+                .await
+                .context("running the SQL")?;
         }
         Command::Query { sql } => {
-            let rows = sqlx::query(&sql).fetch_all(pool).await.context("running the query")?;
+            let rows = sqlx::query(&sql)
+                .fetch_all(pool)
+                .await
+                .context("running the query")?;
             if let Some(first) = rows.first() {
                 let names: Vec<&str> = first.columns().iter().map(|c| c.name()).collect();
                 println!("{}", names.join("\t"));

@@ -31,7 +31,10 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
                     None => bail!("unknown status {s:?}; use pending, processing, done or dead"),
                 },
             };
-            println!("{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  last error", "id", "status", "try", "route", "delivery");
+            println!(
+                "{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  last error",
+                "id", "status", "try", "route", "delivery"
+            );
             for e in inbox.list(status, limit).await? {
                 println!(
                     "{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  {}",
@@ -45,7 +48,9 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
             }
         }
         Command::Show { id } => {
-            let Some(event) = inbox.get(&id).await? else { bail!("no event {id}") };
+            let Some(event) = inbox.get(&id).await? else {
+                bail!("no event {id}")
+            };
             let mut value = serde_json::to_value(&event)?;
             value["body"] = match std::str::from_utf8(&event.body) {
                 Ok(text) => serde_json::from_str(text).unwrap_or_else(|_| text.into()),

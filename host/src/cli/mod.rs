@@ -15,7 +15,11 @@ use crate::config::Settings;
 use crate::telemetry;
 
 #[derive(Parser)]
-#[command(name = "webhook-host", version, about = "Verified, durable webhooks handled by sandboxed Wasm plugins")]
+#[command(
+    name = "webhook-host",
+    version,
+    about = "Verified, durable webhooks handled by sandboxed Wasm plugins"
+)]
 struct Cli {
     /// TOML config file (routes, worker, runtime); default $CONFIG_FILE or ./webhook-host.toml.
     #[arg(long, global = true)]

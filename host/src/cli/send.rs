@@ -23,7 +23,10 @@ pub enum Sample {
 #[derive(clap::Args)]
 pub struct Args {
     /// Where to post.
-    #[arg(long, default_value = "http://127.0.0.1:8000/api/v1/avatar/status_update?training_type=portrait")]
+    #[arg(
+        long,
+        default_value = "http://127.0.0.1:8000/api/v1/avatar/status_update?training_type=portrait"
+    )]
     url: String,
     /// Post this file's bytes instead of a sample; its `request_id` is used.
     #[arg(long)]
@@ -66,7 +69,9 @@ pub fn sample_body(sample: Sample, request_id: &str) -> serde_json::Value {
             "error": "Invalid status code: 422",
             "payload": { "detail": [{ "loc": ["body", "images_data_url"], "msg": "field required" }] }
         }),
-        Sample::InProgress => json!({ "request_id": request_id, "status": "in_progress", "progress": 50 }),
+        Sample::InProgress => {
+            json!({ "request_id": request_id, "status": "in_progress", "progress": 50 })
+        }
     }
 }
 
@@ -84,7 +89,10 @@ pub async fn run(args: Args) -> Result<()> {
                 .unwrap_or(args.request_id.clone());
             (body, id)
         }
-        None => (serde_json::to_vec(&sample_body(args.sample, &args.request_id))?, args.request_id.clone()),
+        None => (
+            serde_json::to_vec(&sample_body(args.sample, &args.request_id))?,
+            args.request_id.clone(),
+        ),
     };
     let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
     let timestamp = (now + args.skew_secs).to_string();

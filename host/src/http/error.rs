@@ -16,7 +16,11 @@ pub struct ApiError {
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        Self { status, code, message: message.into() }
+        Self {
+            status,
+            code,
+            message: message.into(),
+        }
     }
 
     pub fn not_found(message: impl Into<String>) -> Self {
@@ -26,7 +30,11 @@ impl ApiError {
     /// A server-side failure: logged in full, answered opaquely.
     pub fn unavailable(context: &str, error: &anyhow::Error) -> Self {
         tracing::error!("{context}: {error:#}");
-        Self::new(StatusCode::SERVICE_UNAVAILABLE, "unavailable", format!("{context}; try again"))
+        Self::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "unavailable",
+            format!("{context}; try again"),
+        )
     }
 }
 

@@ -52,6 +52,10 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
         "version": crate::VERSION,
         "checks": { "database": database, "plugins": plugins },
     });
-    let status = if healthy { StatusCode::OK } else { StatusCode::SERVICE_UNAVAILABLE };
+    let status = if healthy {
+        StatusCode::OK
+    } else {
+        StatusCode::SERVICE_UNAVAILABLE
+    };
     (status, Json(body))
 }

@@ -27,18 +27,22 @@ const NOT_STORED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"]
 pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
     let mut router = Router::new().route(
         "/hooks/{route}",
-        post(|State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request| async move {
-            receive(&state, &name, request).await
-        }),
+        post(
+            |State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request| async move {
+                receive(&state, &name, request).await
+            },
+        ),
     );
     for route in routes.iter() {
         if let Some(path) = &route.path {
             let name = route.name.clone();
             router = router.route(
                 path,
-                post(move |State(state): State<Arc<AppState>>, request: Request| async move {
-                    receive(&state, &name, request).await
-                }),
+                post(
+                    move |State(state): State<Arc<AppState>>, request: Request| async move {
+                        receive(&state, &name, request).await
+                    },
+                ),
             );
         }
     }
@@ -50,7 +54,12 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
         Ok(response) => response,
         Err(error) => {
             if error.status == StatusCode::UNAUTHORIZED {
-                tracing::warn!(route = name, reason = error.code, "webhook rejected: {}", error.message);
+                tracing::warn!(
+                    route = name,
+                    reason = error.code,
+                    "webhook rejected: {}",
+                    error.message
+                );
             }
             error.into_response()
         }
@@ -58,7 +67,10 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
 }
 
 async fn accept(state: &AppState, name: &str, request: Request) -> Result<Response, ApiError> {
-    let route = state.routes.get(name).ok_or_else(|| ApiError::not_found(format!("no route named {name:?}")))?;
+    let route = state
+        .routes
+        .get(name)
+        .ok_or_else(|| ApiError::not_found(format!("no route named {name:?}")))?;
     let (parts, body) = request.into_parts();
     if route.body == BodyKind::Json && !is_json(&parts.headers) {
         return Err(ApiError::new(
@@ -71,10 +83,17 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
     let verified = route
         .verifier
         .verify(&verify::Request::new(&parts.headers, &body))
-        .map_err(|rejection| ApiError::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string()))?;
+        .map_err(|rejection| {
+            ApiError::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string())
+        })?;
     if route.body == BodyKind::Json {
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body)
-            .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", format!("body is not valid JSON: {e}")))?;
+        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!("body is not valid JSON: {e}"),
+            )
+        })?;
     }
     let query: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
@@ -118,7 +137,11 @@ fn is_json(headers: &HeaderMap) -> bool {
 
 async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, ApiError> {
     let too_large = || {
-        ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "body_too_large", format!("body exceeds {limit} bytes"))
+        ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "body_too_large",
+            format!("body exceeds {limit} bytes"),
+        )
     };
     let declared = headers
         .get(header::CONTENT_LENGTH)
@@ -128,12 +151,15 @@ async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum
         return Err(too_large());
     }
     to_bytes(body, limit).await.map_err(|e| {
-        let over = std::error::Error::source(&e)
-            .is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
+        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
         if over {
             too_large()
         } else {
-            ApiError::new(StatusCode::BAD_REQUEST, "body_unreadable", format!("reading the body failed: {e}"))
+            ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "body_unreadable",
+                format!("reading the body failed: {e}"),
+            )
         }
     })
 }
@@ -142,7 +168,12 @@ fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
     headers
         .iter()
         .filter(|(name, _)| !NOT_STORED.contains(&name.as_str()))
-        .map(|(name, value)| (name.as_str().to_string(), String::from_utf8_lossy(value.as_bytes()).into_owned()))
+        .map(|(name, value)| {
+            (
+                name.as_str().to_string(),
+                String::from_utf8_lossy(value.as_bytes()).into_owned(),
+            )
+        })
         .collect()
 }
 
@@ -173,6 +204,9 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Bearer x"));
         h.insert("x-fal-webhook-request-id", HeaderValue::from_static("r"));
         let stored = stored_headers(&h);
-        assert_eq!(stored, vec![("x-fal-webhook-request-id".to_string(), "r".to_string())]);
+        assert_eq!(
+            stored,
+            vec![("x-fal-webhook-request-id".to_string(), "r".to_string())]
+        );
     }
 }

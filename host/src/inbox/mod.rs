@@ -55,9 +55,13 @@ pub struct NewEvent {
 /// What storing a delivery did.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Insert {
-    Accepted { event_id: String },
+    Accepted {
+        event_id: String,
+    },
     /// The same delivery id was already stored on this route.
-    Duplicate { event_id: String },
+    Duplicate {
+        event_id: String,
+    },
 }
 
 /// A stored event.

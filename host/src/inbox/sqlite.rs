@@ -15,7 +15,9 @@ use std::time::Duration;
 
 use anyhow::{Context, Result};
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous};
+use sqlx::sqlite::{
+    SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteRow, SqliteSynchronous,
+};
 use sqlx::{Row, SqlitePool};
 
 use super::{Event, Finish, Inbox, Insert, NewEvent, Status, Tx, new_event_id};
@@ -30,7 +32,13 @@ const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body
 
 fn migrator() -> Migrator {
     let migration = |version, description, sql| {
-        Migration::new(version, Cow::Borrowed(description), MigrationType::Simple, Cow::Borrowed(sql), false)
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )
     };
     Migrator {
         migrations: Cow::Owned(vec![migration(
@@ -110,7 +118,11 @@ impl SqliteEventTx {
 /// Whether a statement only reads: it starts with `SELECT`. Anything else,
 /// including a `WITH` that might write, counts as a write.
 pub fn is_plain_select(sql: &str) -> bool {
-    let first = sql.trim_start().split(|c: char| !c.is_ascii_alphabetic()).next().unwrap_or("");
+    let first = sql
+        .trim_start()
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("");
     first.eq_ignore_ascii_case("select")
 }
 
@@ -199,7 +211,10 @@ impl Inbox for SqliteInbox {
     }
 
     async fn begin(&self) -> Result<Tx> {
-        Ok(Tx::Sqlite(SqliteEventTx { pool: self.pool.clone(), tx: None }))
+        Ok(Tx::Sqlite(SqliteEventTx {
+            pool: self.pool.clone(),
+            tx: None,
+        }))
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
@@ -277,12 +292,19 @@ impl Inbox for SqliteInbox {
 
     async fn get(&self, id: &str) -> Result<Option<Event>> {
         let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
-        let row = sqlx::query(&sql).bind(id).fetch_optional(&self.pool).await.context("reading the event")?;
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading the event")?;
         row.as_ref().map(event_from_row).transpose()
     }
 
     async fn ping(&self) -> Result<()> {
-        sqlx::query("SELECT 1").execute(&self.pool).await.context("database ping")?;
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("database ping")?;
         Ok(())
     }
 }

@@ -78,14 +78,28 @@ impl Worker {
     /// Runs one claimed event to its next state.
     async fn process(&self, event: Event) {
         let Some(route) = self.routes.get(&event.route) else {
-            let finish = Finish { event_id: &event.id, owner: &self.owner, plugin: "", plugin_version: None };
+            let finish = Finish {
+                event_id: &event.id,
+                owner: &self.owner,
+                plugin: "",
+                plugin_version: None,
+            };
             let error = format!("route {:?} is not configured", event.route);
-            return self.record_failure(&event, self.settings.max_attempts, finish, error, true).await;
+            return self
+                .record_failure(&event, self.settings.max_attempts, finish, error, true)
+                .await;
         };
         let Some(plugin) = self.plugins.get(&route.plugin) else {
-            let finish = Finish { event_id: &event.id, owner: &self.owner, plugin: &route.plugin, plugin_version: None };
+            let finish = Finish {
+                event_id: &event.id,
+                owner: &self.owner,
+                plugin: &route.plugin,
+                plugin_version: None,
+            };
             let error = format!("plugin {:?} is not loaded", route.plugin);
-            return self.record_failure(&event, route.max_attempts, finish, error, true).await;
+            return self
+                .record_failure(&event, route.max_attempts, finish, error, true)
+                .await;
         };
         let finish = Finish {
             event_id: &event.id,
@@ -95,7 +109,11 @@ impl Worker {
         };
         let tx = match self.inbox.begin().await {
             Ok(tx) => tx,
-            Err(e) => return self.record_failure(&event, route.max_attempts, finish, format!("{e:#}"), true).await,
+            Err(e) => {
+                return self
+                    .record_failure(&event, route.max_attempts, finish, format!("{e:#}"), true)
+                    .await;
+            }
         };
         let dispatched = self.runtime.dispatch(&plugin, &event, tx).await;
         let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;
@@ -105,28 +123,44 @@ impl Worker {
                     event_id = %event.id, route = %event.route, plugin = %plugin.name,
                     attempt = event.attempts, elapsed_ms, "event done"
                 ),
-                Ok(false) => tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event"),
+                Ok(false) => {
+                    tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event")
+                }
                 Err(e) => {
                     let error = format!("committing: {e:#}");
-                    self.record_failure(&event, route.max_attempts, finish, error, true).await
+                    self.record_failure(&event, route.max_attempts, finish, error, true)
+                        .await
                 }
             },
             (Ok(_), None) => {
                 let error = "the event transaction was lost".to_string();
-                self.record_failure(&event, route.max_attempts, finish, error, true).await
+                self.record_failure(&event, route.max_attempts, finish, error, true)
+                    .await
             }
             (Err(err), tx) => {
                 drop(tx); // rolls back whatever the plugin wrote
                 let retryable = err.retryable();
-                self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable).await
+                self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable)
+                    .await
             }
         }
     }
 
-    async fn record_failure(&self, event: &Event, max_attempts: u32, finish: Finish<'_>, error: String, retryable: bool) {
+    async fn record_failure(
+        &self,
+        event: &Event,
+        max_attempts: u32,
+        finish: Finish<'_>,
+        error: String,
+        retryable: bool,
+    ) {
         let retry_at = (retryable && event.attempts < max_attempts).then(|| {
-            let delay =
-                backoff::delay_ms(event.attempts, self.settings.backoff_base_ms, self.settings.backoff_max_ms, &mut rand::rng());
+            let delay = backoff::delay_ms(
+                event.attempts,
+                self.settings.backoff_base_ms,
+                self.settings.backoff_max_ms,
+                &mut rand::rng(),
+            );
             now_ms() + delay as i64
         });
         match retry_at {

@@ -48,9 +48,15 @@ impl Manifest {
     pub fn parse(text: &str) -> Result<Self> {
         let manifest: Manifest = toml::from_str(text)?;
         let name_ok = !manifest.name.is_empty()
-            && manifest.name.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
+            && manifest
+                .name
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-' || c == '_');
         if !name_ok {
-            bail!("plugin name {:?} must be lowercase letters, digits, '-' or '_'", manifest.name);
+            bail!(
+                "plugin name {:?} must be lowercase letters, digits, '-' or '_'",
+                manifest.name
+            );
         }
         Ok(manifest)
     }
@@ -76,8 +82,12 @@ impl PluginSet {
 
     /// Names and versions of the loaded plugins, sorted by name.
     pub fn versions(&self) -> Vec<(String, String)> {
-        let mut all: Vec<_> =
-            self.current.load().values().map(|p| (p.name.clone(), p.version.clone())).collect();
+        let mut all: Vec<_> = self
+            .current
+            .load()
+            .values()
+            .map(|p| (p.name.clone(), p.version.clone()))
+            .collect();
         all.sort();
         all
     }
@@ -89,7 +99,11 @@ impl PluginSet {
 
 /// Loads every plugin in `dir`. A plugin that fails to load is reported and
 /// skipped; routes that need it report it on `/health`.
-pub fn load_dir(runtime: &Runtime, dir: &Path, defaults: &RuntimeSettings) -> Result<HashMap<String, Arc<LoadedPlugin>>> {
+pub fn load_dir(
+    runtime: &Runtime,
+    dir: &Path,
+    defaults: &RuntimeSettings,
+) -> Result<HashMap<String, Arc<LoadedPlugin>>> {
     let mut loaded = HashMap::new();
     if !dir.exists() {
         tracing::warn!(dir = %dir.display(), "plugin folder does not exist; no plugins loaded");
@@ -116,11 +130,20 @@ pub fn load_dir(runtime: &Runtime, dir: &Path, defaults: &RuntimeSettings) -> Re
 fn load_one(runtime: &Runtime, manifest_path: &Path, defaults: &RuntimeSettings) -> Result<LoadedPlugin> {
     let text = std::fs::read_to_string(manifest_path).context("reading the manifest")?;
     let manifest = Manifest::parse(&text).context("parsing the manifest")?;
-    let file = manifest.component.clone().unwrap_or_else(|| format!("{}.wasm", manifest.name));
+    let file = manifest
+        .component
+        .clone()
+        .unwrap_or_else(|| format!("{}.wasm", manifest.name));
     let component_path = manifest_path.parent().unwrap_or(Path::new(".")).join(file);
     let bytes = std::fs::read(&component_path)
         .with_context(|| format!("reading component {}", component_path.display()))?;
-    runtime.load(&manifest.name, &bytes, manifest.limits(defaults), manifest.grants, manifest.config.clone())
+    runtime.load(
+        &manifest.name,
+        &bytes,
+        manifest.limits(defaults),
+        manifest.grants,
+        manifest.config.clone(),
+    )
 }
 
 #[cfg(test)]
@@ -137,7 +160,10 @@ mod tests {
         assert_eq!(m.config["k"], "v");
         let limits = m.limits(&RuntimeSettings::default());
         assert_eq!(limits.memory_bytes, 32 << 20);
-        assert_eq!(limits.timeout, Duration::from_millis(RuntimeSettings::default().timeout_ms));
+        assert_eq!(
+            limits.timeout,
+            Duration::from_millis(RuntimeSettings::default().timeout_ms)
+        );
     }
 
     #[test]

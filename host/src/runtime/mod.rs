@@ -62,7 +62,10 @@ pub struct LoadedPlugin {
 
 impl std::fmt::Debug for LoadedPlugin {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LoadedPlugin").field("name", &self.name).field("version", &self.version).finish()
+        f.debug_struct("LoadedPlugin")
+            .field("name", &self.name)
+            .field("version", &self.version)
+            .finish()
     }
 }
 
@@ -173,8 +176,8 @@ impl Runtime {
                 self.max_memory_bytes >> 20
             );
         }
-        let component =
-            Component::new(&self.engine, bytes).map_err(|e| anyhow!("plugin {name}: not a valid component: {e}"))?;
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow!("plugin {name}: not a valid component: {e}"))?;
         for (import, _) in component.component_type().imports(&self.engine) {
             caps::check_import(import, &grants).with_context(|| format!("plugin {name}"))?;
         }
@@ -182,18 +185,30 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("plugin {name}: cannot be linked: {e}"))?;
-        let pre = HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
+        let pre =
+            HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
         let version = {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(bytes))
         };
-        Ok(LoadedPlugin { name: name.to_string(), version, limits, grants, config: Arc::new(config), pre })
+        Ok(LoadedPlugin {
+            name: name.to_string(),
+            version,
+            limits,
+            grants,
+            config: Arc::new(config),
+            pre,
+        })
     }
 
     /// Runs one attempt of `event` on `plugin`, inside `tx`.
     pub async fn dispatch(&self, plugin: &LoadedPlugin, event: &Event, tx: Tx) -> Dispatched {
         let started = Instant::now();
-        let _slot = self.slots.acquire().await.expect("the instance semaphore is never closed");
+        let _slot = self
+            .slots
+            .acquire()
+            .await
+            .expect("the instance semaphore is never closed");
         let (stdout, stderr) = GuestOutput::pair(&plugin.name, &event.id);
         let state = State {
             wasi: WasiCtxBuilder::new()
@@ -204,7 +219,10 @@ impl Runtime {
                 .allow_ip_name_lookup(false)
                 .build(),
             table: ResourceTable::new(),
-            limiter: MemoryLimiter { max_bytes: plugin.limits.memory_bytes, exceeded: None },
+            limiter: MemoryLimiter {
+                max_bytes: plugin.limits.memory_bytes,
+                exceeded: None,
+            },
             db: DbState::new(tx, plugin.grants.db),
             config: ConfigState::new(plugin.config.clone()),
             log: LogState::new(&plugin.name, &event.id),
@@ -241,7 +259,10 @@ impl Runtime {
                 Err(if state.timed_out {
                     DispatchError::Timeout(timeout_ms)
                 } else if let Some(asked) = state.limiter.exceeded {
-                    DispatchError::MemoryLimit { asked_mib: asked >> 20, limit_mib: plugin.limits.memory_bytes >> 20 }
+                    DispatchError::MemoryLimit {
+                        asked_mib: asked >> 20,
+                        limit_mib: plugin.limits.memory_bytes >> 20,
+                    }
                 } else {
                     let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
                         Some(code) => code.to_string(),
@@ -255,7 +276,11 @@ impl Runtime {
             }
         };
         let tx = store.data_mut().db.take_tx();
-        Dispatched { result, tx, elapsed: started.elapsed() }
+        Dispatched {
+            result,
+            tx,
+            elapsed: started.elapsed(),
+        }
     }
 }
 
@@ -275,7 +300,10 @@ fn to_wit(event: &Event) -> bindings::types::Event {
         headers: event
             .headers
             .iter()
-            .map(|(name, value)| bindings::types::Header { name: name.clone(), value: value.clone() })
+            .map(|(name, value)| bindings::types::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
             .collect(),
         query: event.query.clone(),
         body: event.body.clone(),

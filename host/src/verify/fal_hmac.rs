@@ -31,7 +31,10 @@ impl FalHmac {
 
 /// FAL's canonical message for these header values and body.
 pub fn canonical_message(request_id: &str, user_id: &str, timestamp: &str, body: &[u8]) -> String {
-    format!("{request_id}\n{user_id}\n{timestamp}\n{}", hex::encode(Sha256::digest(body)))
+    format!(
+        "{request_id}\n{user_id}\n{timestamp}\n{}",
+        hex::encode(Sha256::digest(body))
+    )
 }
 
 fn mac(key: &str) -> Hmac<Sha256> {
@@ -58,16 +61,23 @@ impl Scheme for FalHmac {
         if request_id.is_empty() {
             return Err(Rejection::InvalidHeader(REQUEST_ID));
         }
-        let sent: i64 = timestamp.parse().map_err(|_| Rejection::InvalidHeader(TIMESTAMP))?;
+        let sent: i64 = timestamp
+            .parse()
+            .map_err(|_| Rejection::InvalidHeader(TIMESTAMP))?;
         if request.now_unix.abs_diff(sent) > self.tolerance_secs {
-            return Err(Rejection::StaleTimestamp { tolerance_secs: self.tolerance_secs });
+            return Err(Rejection::StaleTimestamp {
+                tolerance_secs: self.tolerance_secs,
+            });
         }
         let signature = hex::decode(signature).map_err(|_| Rejection::InvalidHeader(SIGNATURE))?;
         let mut mac = mac(self.key.expose());
         mac.update(canonical_message(request_id, user_id, timestamp, request.body).as_bytes());
         // `verify_slice` compares in constant time.
-        mac.verify_slice(&signature).map_err(|_| Rejection::BadSignature)?;
-        Ok(Verified { delivery_id: Some(request_id.to_string()) })
+        mac.verify_slice(&signature)
+            .map_err(|_| Rejection::BadSignature)?;
+        Ok(Verified {
+            delivery_id: Some(request_id.to_string()),
+        })
     }
 }
 
@@ -91,13 +101,20 @@ mod tests {
 
     fn check(h: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         let scheme = FalHmac::new(Secret::new("s3cret"), 300);
-        scheme.verify(&Request { headers: h, body, now_unix: NOW })
+        scheme.verify(&Request {
+            headers: h,
+            body,
+            now_unix: NOW,
+        })
     }
 
     #[test]
     fn canonical_message_matches_fal_layout() {
         let m = canonical_message("r", "u", "1", b"");
-        assert_eq!(m, "r\nu\n1\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855");
+        assert_eq!(
+            m,
+            "r\nu\n1\ne3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855"
+        );
     }
 
     #[test]
@@ -108,10 +125,19 @@ mod tests {
 
     #[test]
     fn rejects_wrong_key_changed_body_and_stale_or_future_timestamps() {
-        assert_eq!(check(&headers("other", NOW, b"{}"), b"{}"), Err(Rejection::BadSignature));
-        assert_eq!(check(&headers("s3cret", NOW, b"{}"), b"{ }"), Err(Rejection::BadSignature));
+        assert_eq!(
+            check(&headers("other", NOW, b"{}"), b"{}"),
+            Err(Rejection::BadSignature)
+        );
+        assert_eq!(
+            check(&headers("s3cret", NOW, b"{}"), b"{ }"),
+            Err(Rejection::BadSignature)
+        );
         let stale = Rejection::StaleTimestamp { tolerance_secs: 300 };
-        assert_eq!(check(&headers("s3cret", NOW - 301, b"{}"), b"{}"), Err(stale.clone()));
+        assert_eq!(
+            check(&headers("s3cret", NOW - 301, b"{}"), b"{}"),
+            Err(stale.clone())
+        );
         assert_eq!(check(&headers("s3cret", NOW + 301, b"{}"), b"{}"), Err(stale));
         assert!(check(&headers("s3cret", NOW + 300, b"{}"), b"{}").is_ok());
     }

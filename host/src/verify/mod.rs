@@ -62,7 +62,11 @@ impl<'a> Request<'a> {
             .duration_since(UNIX_EPOCH)
             .map(|d| d.as_secs() as i64)
             .unwrap_or(0);
-        Self { headers, body, now_unix }
+        Self {
+            headers,
+            body,
+            now_unix,
+        }
     }
 
     /// A header's value, or the rejection naming it.
@@ -104,12 +108,17 @@ impl RouteVerifier {
                 bail!(
                     "route {route:?}: scheme {:?} needs a secret in {}; set it, or start with --insecure-dev to accept unverified webhooks",
                     config.scheme,
-                    config.secret_env.as_deref().unwrap_or("secret_env (not configured)")
+                    config
+                        .secret_env
+                        .as_deref()
+                        .unwrap_or("secret_env (not configured)")
                 );
             };
             schemes.push(match config.scheme.as_str() {
                 "fal-hmac" => Box::new(FalHmac::new(key, config.tolerance_secs)),
-                other => bail!("route {route:?}: unknown signature scheme {other:?} (known: fal-hmac)"),
+                other => {
+                    bail!("route {route:?}: unknown signature scheme {other:?} (known: fal-hmac)")
+                }
             });
         }
         if schemes.is_empty() && !insecure_dev {
@@ -136,5 +145,60 @@ impl RouteVerifier {
             }
         }
         first.map_or_else(|| Ok(Verified::default()), Err)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn fal(secret_env: &str) -> Vec<VerifyConfig> {
+        vec![VerifyConfig {
+            scheme: "fal-hmac".into(),
+            secret_env: Some(secret_env.into()),
+            tolerance_secs: 300,
+        }]
+    }
+
+    #[test]
+    fn a_route_without_its_secret_refuses_to_start_and_names_the_variable() {
+        let err = RouteVerifier::build("fal", &fal("FAL_WEBHOOK_SECRET"), |_| None, false)
+            .err()
+            .unwrap();
+        let message = err.to_string();
+        assert!(
+            message.contains("FAL_WEBHOOK_SECRET") && message.contains("--insecure-dev"),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn insecure_dev_opens_a_route_without_its_secret() {
+        let verifier = RouteVerifier::build("fal", &fal("FAL_WEBHOOK_SECRET"), |_| None, true).unwrap();
+        assert!(verifier.is_open());
+        let headers = HeaderMap::new();
+        assert_eq!(
+            verifier.verify(&Request::new(&headers, b"{}")),
+            Ok(Verified::default())
+        );
+    }
+
+    #[test]
+    fn unknown_schemes_and_schemeless_routes_are_refused() {
+        let mut configs = fal("S");
+        configs[0].scheme = "rot13".into();
+        let err = RouteVerifier::build("r", &configs, |_| Some(Secret::new("k")), false)
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("rot13"));
+        assert!(RouteVerifier::build("r", &[], |_| None, false).is_err());
+    }
+
+    #[test]
+    fn a_configured_route_rejects_unsigned_requests() {
+        let verifier = RouteVerifier::build("fal", &fal("S"), |_| Some(Secret::new("k")), false).unwrap();
+        let headers = HeaderMap::new();
+        let rejection = verifier.verify(&Request::new(&headers, b"{}")).unwrap_err();
+        assert_eq!(rejection.code(), "missing_header");
     }
 }

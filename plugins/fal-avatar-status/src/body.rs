@@ -108,7 +108,10 @@ pub fn parse(body: &[u8]) -> Result<Report, String> {
         },
         "completed" => match raw.result.as_ref().or(raw.payload.as_ref()) {
             // The legacy check body carries no files at all: a bare completion.
-            None => Outcome::Completed { lora_url: None, config_url: None },
+            None => Outcome::Completed {
+                lora_url: None,
+                config_url: None,
+            },
             output => completion(output),
         },
         "failed" => Outcome::Failed {
@@ -123,7 +126,10 @@ pub fn parse(body: &[u8]) -> Result<Report, String> {
         },
         other => return Err(format!("unknown status {other:?}")),
     };
-    Ok(Report { request_id: raw.request_id, outcome })
+    Ok(Report {
+        request_id: raw.request_id,
+        outcome,
+    })
 }
 
 #[cfg(test)]
@@ -163,14 +169,19 @@ mod tests {
         let body = br#"{"request_id":"r1","status":"ERROR","error":"Invalid status code: 422","payload":{"detail":[]}}"#;
         assert_eq!(
             parse(body).unwrap().outcome,
-            Outcome::Failed { message: "Invalid status code: 422".into() }
+            Outcome::Failed {
+                message: "Invalid status code: 422".into()
+            }
         );
     }
 
     #[test]
     fn legacy_progress_is_rounded_and_bounded() {
         let body = br#"{"request_id":"r1","status":"in_progress","progress":41.6}"#;
-        assert_eq!(parse(body).unwrap().outcome, Outcome::Progress { progress: Some(42) });
+        assert_eq!(
+            parse(body).unwrap().outcome,
+            Outcome::Progress { progress: Some(42) }
+        );
         assert!(parse(br#"{"request_id":"r1","status":"in_progress","progress":140}"#).is_err());
     }
 
