@@ -7,8 +7,8 @@ use std::sync::Arc;
 
 use anyhow::Result;
 
-use crate::config::{BodyKind, Settings};
-use crate::verify::RouteVerifier;
+use crate::config::{BodyKind, DeliveryIdSource, Settings};
+use crate::verify::{BuildContext, RouteVerifier};
 
 /// One configured route, ready to serve.
 pub struct Route {
@@ -19,6 +19,7 @@ pub struct Route {
     pub verifier: RouteVerifier,
     pub body: BodyKind,
     pub max_attempts: u32,
+    pub delivery_id: DeliveryIdSource,
 }
 
 #[derive(Default)]
@@ -30,13 +31,14 @@ impl RouteTable {
     /// Builds every route; fails when one cannot be verified as configured.
     pub fn build(settings: &Settings) -> Result<Self> {
         let mut by_name = HashMap::new();
+        let env_secret = |name: &str| settings.secrets.get(name).cloned();
+        let context = BuildContext {
+            env_secret: &env_secret,
+            data_dir: &settings.data_dir,
+            insecure_dev: settings.insecure_dev,
+        };
         for config in &settings.routes {
-            let verifier = RouteVerifier::build(
-                &config.name,
-                &config.verify,
-                |name| settings.secrets.get(name).cloned(),
-                settings.insecure_dev,
-            )?;
+            let verifier = RouteVerifier::build(&config.name, &config.verify, &context)?;
             let route = Route {
                 name: config.name.clone(),
                 path: config.path.clone(),
@@ -44,6 +46,7 @@ impl RouteTable {
                 verifier,
                 body: config.body,
                 max_attempts: settings.max_attempts(config),
+                delivery_id: config.delivery_id.clone(),
             };
             by_name.insert(route.name.clone(), Arc::new(route));
         }

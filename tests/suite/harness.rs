@@ -88,6 +88,12 @@ impl TestHost {
     /// A fresh folder with the bot's schema, the plugins and the config; then
     /// the host, started.
     pub async fn spawn() -> TestHost {
+        Self::spawn_with("", &[]).await
+    }
+
+    /// Like [`spawn`](Self::spawn), with more config (routes) appended and
+    /// more environment variables; `{dir}` in the config is the test folder.
+    pub async fn spawn_with(extra_config: &str, extra_env: &[(&str, &str)]) -> TestHost {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -97,7 +103,16 @@ impl TestHost {
             let manifest = workspace().join(format!("plugins/{name}/manifest.toml"));
             std::fs::copy(&manifest, plugins.join(format!("{name}.toml"))).unwrap();
         }
-        std::fs::write(dir.path().join("config.toml"), CONFIG).unwrap();
+        let config = format!(
+            "{CONFIG}\n{}",
+            extra_config.replace("{dir}", &dir.path().display().to_string())
+        );
+        std::fs::write(dir.path().join("config.toml"), config).unwrap();
+        let env: Vec<(String, String)> = extra_env
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect();
+        std::fs::write(dir.path().join("extra.env"), serde_json::to_string(&env).unwrap()).unwrap();
         let data = dir.path().join("data");
         std::fs::create_dir_all(&data).unwrap();
         let options = SqliteConnectOptions::new()
@@ -144,12 +159,17 @@ impl TestHost {
 
     /// Posts `body` to `path`, signed by `signer`; returns status and JSON answer.
     pub async fn post(&self, path: &str, body: &[u8], signer: Signer<'_>) -> (u16, Value) {
+        self.post_with(path, body, &signer.headers(body)).await
+    }
+
+    /// Posts `body` to `path` with exactly these extra headers.
+    pub async fn post_with(&self, path: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
         let mut request = self
             .http
             .post(self.url(path))
             .header("content-type", "application/json");
-        for (name, value) in signer.headers(body) {
-            request = request.header(name, value);
+        for (name, value) in headers {
+            request = request.header(*name, value);
         }
         let response = request.body(body.to_vec()).send().await.unwrap();
         let status = response.status().as_u16();
@@ -285,6 +305,8 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
         .append(true)
         .open(dir.join("host.log"))
         .unwrap();
+    let extra: Vec<(String, String)> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("extra.env")).unwrap()).unwrap();
     let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-host"))
         .current_dir(dir)
         .args(["--config", "config.toml", "serve"])
@@ -297,6 +319,7 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
         .env("FAL_WEBHOOK_SECRET", SECRET)
         .env("LOG_LEVEL", "info")
         .env("INSTANCE_ID", "test-host")
+        .envs(extra)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()

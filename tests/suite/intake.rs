@@ -16,21 +16,21 @@ async fn unauthentic_requests_are_401_and_store_nothing() {
                 key: "wrong-secret",
                 ..Signer::fal("req-unauthentic")
             },
-            "bad_signature",
+            "no_matching_signature",
         ),
         (
             Signer {
                 skew_secs: -301,
                 ..Signer::fal("req-unauthentic")
             },
-            "stale_timestamp",
+            "timestamp_out_of_range",
         ),
         (
             Signer {
                 skew_secs: 400,
                 ..Signer::fal("req-unauthentic")
             },
-            "stale_timestamp",
+            "timestamp_out_of_range",
         ),
         (
             Signer {
@@ -50,7 +50,8 @@ async fn unauthentic_requests_are_401_and_store_nothing() {
     for (signer, reason) in cases {
         let (status, answer) = host.post(FAL_PATH, &body, signer).await;
         assert_eq!(status, 401, "{answer}");
-        assert_eq!(answer["error"], reason, "{answer}");
+        assert_eq!(answer["error"], "invalid_signature", "{answer}");
+        assert_eq!(answer["reason"], reason, "{answer}");
     }
     // A body changed after signing does not verify either.
     let signed_for = fixture("ok-portrait.json", "req-other");

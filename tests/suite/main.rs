@@ -6,3 +6,4 @@ mod harness;
 mod intake;
 mod isolation;
 mod processing;
+mod verification;

@@ -1,14 +1,13 @@
-//! `webhook-host send`: builds a FAL webhook (a sample or a file), signs it
-//! the way `fal-hmac` verifies, posts it and prints the answer.
+//! `webhook-host send`: builds a webhook (a FAL sample or a file), signs it
+//! with any scheme the host verifies, posts it and prints the answer.
 
 use std::path::PathBuf;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::json;
 
-use crate::verify::fal_hmac::{self, REQUEST_ID, SIGNATURE, TIMESTAMP, USER_ID};
+use crate::verify::{sign, unix_now};
 
 #[derive(Clone, Copy, ValueEnum)]
 pub enum Sample {
@@ -28,20 +27,23 @@ pub struct Args {
         default_value = "http://127.0.0.1:8000/api/v1/avatar/status_update?training_type=portrait"
     )]
     url: String,
-    /// Post this file's bytes instead of a sample; its `request_id` is used.
+    /// Post this file's bytes instead of a sample; its `request_id` (or `id`) is the delivery id.
     #[arg(long)]
     file: Option<PathBuf>,
     /// Which sample body to send.
     #[arg(long, value_enum, default_value = "ok")]
     sample: Sample,
-    /// The FAL request id (the avatar's `fal_request_id`).
+    /// Signature scheme: fal-hmac, fal-ed25519, standard-webhooks, github, stripe.
+    #[arg(long, default_value = "fal-hmac")]
+    scheme: String,
+    /// The delivery id (FAL request id: the avatar's `fal_request_id`).
     #[arg(long, default_value = "demo-request-1")]
     request_id: String,
-    #[arg(long, default_value = "demo-user")]
-    user_id: String,
-    /// Environment variable holding the signing secret.
-    #[arg(long, default_value = "FAL_WEBHOOK_SECRET")]
-    secret_env: String,
+    /// Environment variable holding the key: the shared secret, or for
+    /// fal-ed25519 the 32-byte private key in hex or base64.
+    /// Default: FAL_WEBHOOK_SECRET (fal-hmac), FAL_SIGNING_KEY (fal-ed25519), WEBHOOK_SECRET (others).
+    #[arg(long)]
+    secret_env: Option<String>,
     /// Shift the signed timestamp by this many seconds (to try stale requests).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     skew_secs: i64,
@@ -69,23 +71,32 @@ pub fn sample_body(sample: Sample, request_id: &str) -> serde_json::Value {
             "error": "Invalid status code: 422",
             "payload": { "detail": [{ "loc": ["body", "images_data_url"], "msg": "field required" }] }
         }),
-        Sample::InProgress => {
-            json!({ "request_id": request_id, "status": "in_progress", "progress": 50 })
-        }
+        Sample::InProgress => json!({ "request_id": request_id, "status": "in_progress", "progress": 50 }),
     }
 }
 
 pub async fn run(args: Args) -> Result<()> {
-    let secret = std::env::var(&args.secret_env)
+    let secret_env = args.secret_env.clone().unwrap_or_else(|| {
+        match args.scheme.as_str() {
+            "fal-hmac" => "FAL_WEBHOOK_SECRET",
+            "fal-ed25519" => "FAL_SIGNING_KEY",
+            _ => "WEBHOOK_SECRET",
+        }
+        .to_string()
+    });
+    let key = std::env::var(&secret_env)
         .ok()
         .filter(|s| !s.is_empty())
-        .with_context(|| format!("{} is not set; it holds the signing secret", args.secret_env))?;
-    let (body, request_id) = match &args.file {
+        .with_context(|| format!("{secret_env} is not set; it holds the signing key"))?;
+    let (body, delivery_id) = match &args.file {
         Some(path) => {
             let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
             let id = serde_json::from_slice::<serde_json::Value>(&body)
                 .ok()
-                .and_then(|v| v.get("request_id").and_then(|r| r.as_str()).map(str::to_string))
+                .and_then(|v| {
+                    let id = v.get("request_id").or_else(|| v.get("id"))?;
+                    id.as_str().map(str::to_string)
+                })
                 .unwrap_or(args.request_id.clone());
             (body, id)
         }
@@ -94,17 +105,20 @@ pub async fn run(args: Args) -> Result<()> {
             args.request_id.clone(),
         ),
     };
-    let now = SystemTime::now().duration_since(UNIX_EPOCH)?.as_secs() as i64;
-    let timestamp = (now + args.skew_secs).to_string();
-    let message = fal_hmac::canonical_message(&request_id, &args.user_id, &timestamp, &body);
-    let signature = fal_hmac::sign(&secret, &message);
-    let response = reqwest::Client::new()
+    let headers = sign::headers(
+        &args.scheme,
+        &key,
+        &delivery_id,
+        &body,
+        unix_now() + args.skew_secs,
+    )?;
+    let mut request = reqwest::Client::new()
         .post(&args.url)
-        .header("content-type", "application/json")
-        .header(REQUEST_ID, &request_id)
-        .header(USER_ID, &args.user_id)
-        .header(TIMESTAMP, &timestamp)
-        .header(SIGNATURE, signature)
+        .header("content-type", "application/json");
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request
         .body(body)
         .send()
         .await

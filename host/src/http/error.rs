@@ -11,7 +11,11 @@ use serde_json::json;
 pub struct ApiError {
     pub status: StatusCode,
     pub code: &'static str,
+    /// A finer reason within `code` (the verification failure's).
+    pub reason: Option<&'static str>,
     pub message: String,
+    /// Seconds for a `Retry-After` header, on answers that invite a retry.
+    pub retry_after: Option<u32>,
 }
 
 impl ApiError {
@@ -19,7 +23,29 @@ impl ApiError {
         Self {
             status,
             code,
+            reason: None,
             message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    /// A request whose signature did not verify (401), or that could not be
+    /// verified right now (503 with `Retry-After`, so the sender retries).
+    pub fn unverified(rejection: &crate::verify::Rejection) -> Self {
+        let (status, code, retry_after) = match rejection {
+            crate::verify::Rejection::KeysUnavailable => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "verification_unavailable",
+                Some(30),
+            ),
+            _ => (StatusCode::UNAUTHORIZED, "invalid_signature", None),
+        };
+        Self {
+            status,
+            code,
+            reason: Some(rejection.code()),
+            message: rejection.to_string(),
+            retry_after,
         }
     }
 
@@ -40,7 +66,16 @@ impl ApiError {
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        let body = json!({ "status": "rejected", "error": self.code, "message": self.message });
-        (self.status, Json(body)).into_response()
+        let mut body = json!({ "status": "rejected", "error": self.code, "message": self.message });
+        if let Some(reason) = self.reason {
+            body["reason"] = reason.into();
+        }
+        let mut response = (self.status, Json(body)).into_response();
+        if let Some(seconds) = self.retry_after {
+            response
+                .headers_mut()
+                .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        response
     }
 }

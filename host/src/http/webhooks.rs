@@ -6,17 +6,19 @@
 
 use std::sync::Arc;
 
-use axum::body::{Body, to_bytes};
+use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
+use futures_util::StreamExt;
 use serde_json::json;
 use sha2::{Digest, Sha256};
+use std::time::Duration;
 
 use super::{ApiError, AppState};
-use crate::config::BodyKind;
+use crate::config::{BodyKind, DeliveryIdSource};
 use crate::inbox::{Insert, NewEvent};
 use crate::routes::{Route, RouteTable};
 use crate::verify;
@@ -52,18 +54,49 @@ pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
 async fn receive(state: &AppState, name: &str, request: Request) -> Response {
     match accept(state, name, request).await {
         Ok(response) => response,
-        Err(error) => {
-            if error.status == StatusCode::UNAUTHORIZED {
-                tracing::warn!(
-                    route = name,
-                    reason = error.code,
-                    "webhook rejected: {}",
-                    error.message
-                );
-            }
-            error.into_response()
-        }
+        Err(error) => error.into_response(),
     }
+}
+
+/// Headers that carry a sender's delivery id, for logging a rejection.
+const CLAIMED_IDS: [&str; 3] = ["x-fal-webhook-request-id", "webhook-id", "x-github-delivery"];
+
+/// Counts and logs (once, at warn) a request that did not verify.
+fn record_rejection(route: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
+    metrics::counter!(
+        "webhook_verification_failures_total",
+        "route" => route.to_string(),
+        "reason" => rejection.code(),
+    )
+    .increment(1);
+    let claimed = CLAIMED_IDS
+        .iter()
+        .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()));
+    tracing::warn!(
+        route,
+        reason = rejection.code(),
+        delivery_id = %claimed.unwrap_or("-"),
+        "webhook not verified: {rejection}"
+    );
+}
+
+/// The id that drops repeats, from the route's configured source.
+fn delivery_id(route: &Route, verified: verify::Verified, body: &[u8]) -> String {
+    let from_json = |path: &[String]| {
+        let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
+        let field = path.iter().try_fold(&value, |v, key| v.get(key))?;
+        match field {
+            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
+            serde_json::Value::Number(n) => Some(n.to_string()),
+            _ => None,
+        }
+    };
+    let chosen = match &route.delivery_id {
+        DeliveryIdSource::Scheme => verified.delivery_id,
+        DeliveryIdSource::Sha256 => None,
+        DeliveryIdSource::JsonField(path) => from_json(path).or(verified.delivery_id),
+    };
+    chosen.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))))
 }
 
 async fn accept(state: &AppState, name: &str, request: Request) -> Result<Response, ApiError> {
@@ -80,12 +113,17 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
         ));
     }
     let body = read_body(body, &parts.headers, state.body_limit).await?;
-    let verified = route
+    let verified = match route
         .verifier
         .verify(&verify::Request::new(&parts.headers, &body))
-        .map_err(|rejection| {
-            ApiError::new(StatusCode::UNAUTHORIZED, rejection.code(), rejection.to_string())
-        })?;
+        .await
+    {
+        Ok(verified) => verified,
+        Err(rejection) => {
+            record_rejection(&route.name, &parts.headers, &rejection);
+            return Err(ApiError::unverified(&rejection));
+        }
+    };
     if route.body == BodyKind::Json {
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
             ApiError::new(
@@ -97,16 +135,14 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
     }
     let query: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
-    let delivery_id = verified
-        .delivery_id
-        .unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(&body))));
+    let delivery_id = delivery_id(&route, verified, &body);
     let event = NewEvent {
         route: route.name.clone(),
         delivery_id,
         received_at_ms: crate::now_ms(),
         headers: stored_headers(&parts.headers),
         query,
-        body: body.to_vec(),
+        body,
     };
     let answer = match state.inbox.insert(event).await {
         Ok(Insert::Accepted { event_id }) => {
@@ -135,33 +171,46 @@ fn is_json(headers: &HeaderMap) -> bool {
     mime == "application/json" || (mime.starts_with("application/") && mime.ends_with("+json"))
 }
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<axum::body::Bytes, ApiError> {
-    let too_large = || {
-        ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "body_too_large",
-            format!("body exceeds {limit} bytes"),
-        )
-    };
+/// How much of an oversized body is read and thrown away before answering
+/// 413, so that a client still sending gets the answer instead of a reset.
+const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
+const DRAIN_TIME: Duration = Duration::from_secs(5);
+
+async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
-        .and_then(|v| v.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > limit as u64) {
-        return Err(too_large());
-    }
-    to_bytes(body, limit).await.map_err(|e| {
-        let over = std::error::Error::source(&e).is_some_and(|s| s.is::<http_body_util::LengthLimitError>());
-        if over {
-            too_large()
-        } else {
+        .and_then(|v| v.parse::<usize>().ok());
+    let mut collected = Vec::with_capacity(declared.unwrap_or(0).min(limit));
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
                 "body_unreadable",
                 format!("reading the body failed: {e}"),
             )
+        })?;
+        if collected.len() + chunk.len() > limit {
+            let mut seen = collected.len() + chunk.len();
+            let drain = async {
+                while let Some(Ok(chunk)) = stream.next().await {
+                    seen += chunk.len();
+                    if seen > DRAIN_LIMIT {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(DRAIN_TIME, drain).await;
+            return Err(ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "body_too_large",
+                format!("body exceeds {limit} bytes"),
+            ));
         }
-    })
+        collected.extend_from_slice(&chunk);
+    }
+    Ok(collected)
 }
 
 fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
@@ -196,6 +245,69 @@ mod tests {
             h.insert(header::CONTENT_TYPE, HeaderValue::from_static(value));
             assert_eq!(is_json(&h), ok, "{value}");
         }
+    }
+
+    /// Records counter increments with their labels.
+    #[derive(Default)]
+    struct Recorded(Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct Increment(metrics::Key, Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl metrics::CounterFn for Increment {
+        fn increment(&self, value: u64) {
+            let labels: Vec<String> = self
+                .0
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{}{{{}}} +{value}", self.0.name(), labels.join(",")));
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Recorded {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::from_arc(Arc::new(Increment(key.clone(), self.0.clone())))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+
+    #[test]
+    fn every_rejection_is_counted_by_route_and_reason() {
+        let recorder = Recorded::default();
+        let seen = recorder.0.clone();
+        metrics::with_local_recorder(&recorder, || {
+            record_rejection("fal", &HeaderMap::new(), &verify::Rejection::NoMatchingSignature);
+            record_rejection(
+                "gh",
+                &HeaderMap::new(),
+                &verify::Rejection::MissingHeader("x-hub-signature-256"),
+            );
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "webhook_verification_failures_total{route=fal,reason=no_matching_signature} +1",
+                "webhook_verification_failures_total{route=gh,reason=missing_header} +1",
+            ]
+        );
     }
 
     #[test]

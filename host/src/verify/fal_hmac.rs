@@ -1,17 +1,16 @@
 //! `fal-hmac`: FAL's webhook headers and canonical message, signed with
-//! HMAC-SHA256 under a shared secret (`FAL_WEBHOOK_SECRET`).
+//! HMAC-SHA256 under a shared secret (`FAL_WEBHOOK_SECRET`), for relays,
+//! tests and setups without FAL's JWKS.
 //!
 //! Headers: `X-Fal-Webhook-Request-Id`, `-User-Id`, `-Timestamp` (Unix
 //! seconds), `-Signature`. The signed message is
 //! `request_id \n user_id \n timestamp \n hex(sha256(body))`, header values
-//! exactly as received. The signature is the lowercase hex HMAC; it is
-//! compared in constant time. The request id is the delivery id.
+//! exactly as received. The signature is the lowercase hex HMAC. The request
+//! id is the delivery id.
 
-use hmac::{Hmac, Mac};
 use sha2::{Digest, Sha256};
 
-use super::{Rejection, Request, Scheme, Verified};
-use crate::config::Secret;
+use super::{Keys, Rejection, Request, Scheme, Verified, check_timestamp, hmac_sha256, signature_matches};
 
 pub const REQUEST_ID: &str = "x-fal-webhook-request-id";
 pub const USER_ID: &str = "x-fal-webhook-user-id";
@@ -19,13 +18,13 @@ pub const TIMESTAMP: &str = "x-fal-webhook-timestamp";
 pub const SIGNATURE: &str = "x-fal-webhook-signature";
 
 pub struct FalHmac {
-    key: Secret,
+    keys: Keys,
     tolerance_secs: u64,
 }
 
 impl FalHmac {
-    pub fn new(key: Secret, tolerance_secs: u64) -> Self {
-        Self { key, tolerance_secs }
+    pub fn new(keys: Keys, tolerance_secs: u64) -> Self {
+        Self { keys, tolerance_secs }
     }
 }
 
@@ -37,46 +36,67 @@ pub fn canonical_message(request_id: &str, user_id: &str, timestamp: &str, body:
     )
 }
 
-fn mac(key: &str) -> Hmac<Sha256> {
-    Hmac::<Sha256>::new_from_slice(key.as_bytes()).expect("HMAC takes keys of any length")
-}
-
 /// The `X-Fal-Webhook-Signature` value for a message (used by `send` and tests).
 pub fn sign(key: &str, message: &str) -> String {
-    let mut mac = mac(key);
-    mac.update(message.as_bytes());
-    hex::encode(mac.finalize().into_bytes())
+    hex::encode(hmac_sha256(key.as_bytes(), &[message.as_bytes()]))
 }
 
-impl Scheme for FalHmac {
-    fn name(&self) -> &'static str {
-        "fal-hmac"
-    }
+/// FAL's four headers, checked: the request id, the canonical message, and
+/// the raw signature header. Shared with `fal-ed25519`.
+pub struct FalHeaders<'a> {
+    pub request_id: &'a str,
+    pub message: String,
+    pub signature: &'a str,
+}
 
-    fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+impl<'a> FalHeaders<'a> {
+    pub fn read(request: &Request<'a>, tolerance_secs: u64) -> Result<Self, Rejection> {
         let request_id = request.header(REQUEST_ID)?;
         let user_id = request.header(USER_ID)?;
         let timestamp = request.header(TIMESTAMP)?;
         let signature = request.header(SIGNATURE)?;
         if request_id.is_empty() {
-            return Err(Rejection::InvalidHeader(REQUEST_ID));
+            return Err(Rejection::BadEncoding(REQUEST_ID));
         }
-        let sent: i64 = timestamp
-            .parse()
-            .map_err(|_| Rejection::InvalidHeader(TIMESTAMP))?;
-        if request.now_unix.abs_diff(sent) > self.tolerance_secs {
-            return Err(Rejection::StaleTimestamp {
-                tolerance_secs: self.tolerance_secs,
-            });
+        check_timestamp(timestamp, TIMESTAMP, request.now_unix, tolerance_secs)?;
+        let message = canonical_message(request_id, user_id, timestamp, request.body);
+        Ok(Self {
+            request_id,
+            message,
+            signature,
+        })
+    }
+
+    /// The signature bytes, which must be lowercase or uppercase hex of `len` bytes.
+    pub fn signature_bytes(&self, len: usize) -> Result<Vec<u8>, Rejection> {
+        let bytes = hex::decode(self.signature).map_err(|_| Rejection::BadEncoding(SIGNATURE))?;
+        if bytes.len() != len {
+            return Err(Rejection::BadEncoding(SIGNATURE));
         }
-        let signature = hex::decode(signature).map_err(|_| Rejection::InvalidHeader(SIGNATURE))?;
-        let mut mac = mac(self.key.expose());
-        mac.update(canonical_message(request_id, user_id, timestamp, request.body).as_bytes());
-        // `verify_slice` compares in constant time.
-        mac.verify_slice(&signature)
-            .map_err(|_| Rejection::BadSignature)?;
+        Ok(bytes)
+    }
+}
+
+#[async_trait::async_trait]
+impl Scheme for FalHmac {
+    fn name(&self) -> &'static str {
+        "fal-hmac"
+    }
+
+    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
+        let fal = FalHeaders::read(request, self.tolerance_secs)?;
+        let signature = fal.signature_bytes(32)?;
+        let matches = self.keys.iter().any(|key| {
+            signature_matches(
+                &hmac_sha256(key.expose().as_bytes(), &[fal.message.as_bytes()]),
+                &signature,
+            )
+        });
+        if !matches {
+            return Err(Rejection::NoMatchingSignature);
+        }
         Ok(Verified {
-            delivery_id: Some(request_id.to_string()),
+            delivery_id: Some(fal.request_id.to_string()),
         })
     }
 }
@@ -84,6 +104,7 @@ impl Scheme for FalHmac {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::config::Secret;
     use axum::http::{HeaderMap, HeaderValue};
 
     const NOW: i64 = 1_700_000_000;
@@ -99,13 +120,15 @@ mod tests {
         h
     }
 
-    fn check(h: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
-        let scheme = FalHmac::new(Secret::new("s3cret"), 300);
-        scheme.verify(&Request {
-            headers: h,
-            body,
-            now_unix: NOW,
-        })
+    async fn check(h: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
+        let scheme = FalHmac::new(vec![Secret::new("previous"), Secret::new("s3cret")].into(), 300);
+        scheme
+            .verify(&Request {
+                headers: h,
+                body,
+                now_unix: NOW,
+            })
+            .await
     }
 
     #[test]
@@ -117,42 +140,44 @@ mod tests {
         );
     }
 
-    #[test]
-    fn accepts_a_good_signature_and_returns_the_request_id() {
-        let v = check(&headers("s3cret", NOW - 10, b"{}"), b"{}").unwrap();
+    #[tokio::test]
+    async fn accepts_a_good_signature_under_any_route_secret_and_returns_the_request_id() {
+        let v = check(&headers("s3cret", NOW - 10, b"{}"), b"{}").await.unwrap();
         assert_eq!(v.delivery_id.as_deref(), Some("req-1"));
+        assert!(check(&headers("previous", NOW, b"{}"), b"{}").await.is_ok());
     }
 
-    #[test]
-    fn rejects_wrong_key_changed_body_and_stale_or_future_timestamps() {
+    #[tokio::test]
+    async fn rejects_wrong_key_changed_body_and_stale_or_future_timestamps() {
+        let none = Err(Rejection::NoMatchingSignature);
+        assert_eq!(check(&headers("other", NOW, b"{}"), b"{}").await, none);
+        assert_eq!(check(&headers("s3cret", NOW, b"{}"), b"{ }").await, none);
+        let out = Rejection::TimestampOutOfRange { tolerance_secs: 300 };
         assert_eq!(
-            check(&headers("other", NOW, b"{}"), b"{}"),
-            Err(Rejection::BadSignature)
+            check(&headers("s3cret", NOW - 301, b"{}"), b"{}").await,
+            Err(out.clone())
         );
-        assert_eq!(
-            check(&headers("s3cret", NOW, b"{}"), b"{ }"),
-            Err(Rejection::BadSignature)
-        );
-        let stale = Rejection::StaleTimestamp { tolerance_secs: 300 };
-        assert_eq!(
-            check(&headers("s3cret", NOW - 301, b"{}"), b"{}"),
-            Err(stale.clone())
-        );
-        assert_eq!(check(&headers("s3cret", NOW + 301, b"{}"), b"{}"), Err(stale));
-        assert!(check(&headers("s3cret", NOW + 300, b"{}"), b"{}").is_ok());
+        assert_eq!(check(&headers("s3cret", NOW + 301, b"{}"), b"{}").await, Err(out));
+        assert!(check(&headers("s3cret", NOW + 300, b"{}"), b"{}").await.is_ok());
     }
 
-    #[test]
-    fn rejects_missing_and_malformed_headers() {
+    #[tokio::test]
+    async fn rejects_missing_and_malformed_headers() {
         for name in [REQUEST_ID, USER_ID, TIMESTAMP, SIGNATURE] {
             let mut h = headers("s3cret", NOW, b"{}");
             h.remove(name);
-            assert_eq!(check(&h, b"{}"), Err(Rejection::MissingHeader(name)));
+            assert_eq!(check(&h, b"{}").await, Err(Rejection::MissingHeader(name)));
         }
         let mut h = headers("s3cret", NOW, b"{}");
         h.insert(SIGNATURE, HeaderValue::from_static("zz"));
-        assert_eq!(check(&h, b"{}"), Err(Rejection::InvalidHeader(SIGNATURE)));
+        assert_eq!(check(&h, b"{}").await, Err(Rejection::BadEncoding(SIGNATURE)));
+        h.insert(SIGNATURE, HeaderValue::from_static("abcd"));
+        assert_eq!(
+            check(&h, b"{}").await,
+            Err(Rejection::BadEncoding(SIGNATURE)),
+            "truncated"
+        );
         h.insert(TIMESTAMP, HeaderValue::from_static("yesterday"));
-        assert_eq!(check(&h, b"{}"), Err(Rejection::InvalidHeader(TIMESTAMP)));
+        assert_eq!(check(&h, b"{}").await, Err(Rejection::BadEncoding(TIMESTAMP)));
     }
 }

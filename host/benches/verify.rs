@@ -1,0 +1,104 @@
+//! Verifications per second per scheme on one core (criterion), so the cost
+//! of verification can be set next to the database commit. Run with
+//! `cargo bench -p webhook-host --bench verify`; it prints, it asserts nothing.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use criterion::{Criterion, Throughput, criterion_group, criterion_main};
+use futures_util::FutureExt;
+use webhook_host::config::Secret;
+use webhook_host::verify::jwks::{JwksSettings, KeyCache};
+use webhook_host::verify::{Request, Scheme, fal_ed25519, fal_hmac, github, sign, standard_webhooks, stripe};
+
+const NOW: i64 = 1_700_000_000;
+const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
+const SEED_HEX: &str = "0505050505050505050505050505050505050505050505050505050505050505";
+
+fn body() -> Vec<u8> {
+    let mut body = br#"{"request_id":"6a0e2b52","status":"OK","payload":{"pad":""#.to_vec();
+    body.extend(std::iter::repeat_n(b'x', 1024));
+    body.extend(br#""}}"#);
+    body
+}
+
+fn headers(scheme: &str, key: &str, body: &[u8]) -> HeaderMap {
+    let mut map = HeaderMap::new();
+    for (name, value) in sign::headers(scheme, key, "6a0e2b52", body, NOW).unwrap() {
+        map.insert(
+            HeaderName::from_static(name),
+            HeaderValue::from_str(&value).unwrap(),
+        );
+    }
+    map
+}
+
+fn schemes() -> Vec<(&'static str, &'static str, Box<dyn Scheme>)> {
+    let keys = |k: &str| vec![Secret::new(k)].into();
+    let settings = JwksSettings {
+        urls: vec!["http://127.0.0.1:9/never".into()],
+        cache_file: std::env::temp_dir().join("webhook-host-bench-never-written.json"),
+        max_age: Duration::from_secs(86_400),
+        refresh_after: Duration::from_secs(86_000),
+        min_fetch_interval: Duration::from_secs(86_000),
+        fetch_timeout: Duration::from_millis(10),
+    };
+    let public = sign::signing_key(SEED_HEX).unwrap().verifying_key();
+    vec![
+        (
+            "fal-hmac",
+            "k",
+            Box::new(fal_hmac::FalHmac::new(keys("k"), u64::MAX)),
+        ),
+        (
+            "fal-ed25519",
+            SEED_HEX,
+            Box::new(fal_ed25519::FalEd25519::new(
+                KeyCache::with_keys(settings, vec![public]),
+                u64::MAX,
+            )),
+        ),
+        (
+            "standard-webhooks",
+            WHSEC,
+            Box::new(standard_webhooks::StandardWebhooks::new(&keys(WHSEC), u64::MAX).unwrap()),
+        ),
+        ("github", "k", Box::new(github::GitHub::new(keys("k")))),
+        (
+            "stripe",
+            WHSEC,
+            Box::new(stripe::Stripe::new(keys(WHSEC), u64::MAX)),
+        ),
+    ]
+}
+
+fn verification(c: &mut Criterion) {
+    let body = body();
+    let mut group = c.benchmark_group("verify 1 KiB body");
+    group.throughput(Throughput::Elements(1));
+    for (name, key, scheme) in schemes() {
+        let headers = headers(name, key, &body);
+        let request = Request {
+            headers: &headers,
+            body: &body,
+            now_unix: NOW,
+        };
+        assert!(
+            scheme.verify(&request).now_or_never().unwrap().is_ok(),
+            "{name} must verify"
+        );
+        group.bench_function(name, |b| {
+            b.iter(|| {
+                scheme
+                    .verify(std::hint::black_box(&request))
+                    .now_or_never()
+                    .unwrap()
+                    .unwrap()
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(benches, verification);
+criterion_main!(benches);

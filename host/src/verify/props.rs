@@ -1,0 +1,86 @@
+//! Property tests: whatever headers and body arrive, no scheme panics and
+//! none accepts a delivery it did not sign.
+
+use std::time::Duration;
+
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use futures_util::FutureExt;
+use proptest::prelude::*;
+
+use super::jwks::{JwksSettings, KeyCache};
+use super::{Request, Scheme, fal_ed25519, fal_hmac, github, standard_webhooks, stripe};
+use crate::config::Secret;
+
+const NAMES: [&str; 12] = [
+    "x-fal-webhook-request-id",
+    "x-fal-webhook-user-id",
+    "x-fal-webhook-timestamp",
+    "x-fal-webhook-signature",
+    "webhook-id",
+    "webhook-timestamp",
+    "webhook-signature",
+    "x-hub-signature-256",
+    "x-github-delivery",
+    "stripe-signature",
+    "content-type",
+    "x-other",
+];
+
+fn schemes() -> Vec<Box<dyn Scheme>> {
+    let keys = || vec![Secret::new("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD")].into();
+    let settings = JwksSettings {
+        urls: vec!["http://127.0.0.1:9/never".into()],
+        cache_file: std::env::temp_dir().join("webhook-host-props-never-written.json"),
+        max_age: Duration::from_secs(86_400),
+        refresh_after: Duration::from_secs(86_000),
+        min_fetch_interval: Duration::from_secs(86_000),
+        fetch_timeout: Duration::from_millis(10),
+    };
+    let key = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]).verifying_key();
+    vec![
+        Box::new(fal_hmac::FalHmac::new(keys(), 300)),
+        Box::new(fal_ed25519::FalEd25519::new(
+            KeyCache::with_keys(settings, vec![key]),
+            300,
+        )),
+        Box::new(standard_webhooks::StandardWebhooks::new(&keys(), 300).unwrap()),
+        Box::new(github::GitHub::new(keys())),
+        Box::new(stripe::Stripe::new(keys(), 300)),
+    ]
+}
+
+/// Header values: free text, hex, base64-ish, numbers near now, and the
+/// shapes the parsers look for, filled with noise.
+fn value() -> impl Strategy<Value = String> {
+    prop_oneof![
+        "[ -~]{0,80}",
+        "[0-9a-f]{0,140}",
+        "[A-Za-z0-9+/=_-]{0,100}",
+        (1_699_999_000i64..1_700_001_000).prop_map(|t| t.to_string()),
+        "[0-9a-f]{64}".prop_map(|h| format!("sha256={h}")),
+        ("[0-9]{1,12}", "[0-9a-f]{0,64}").prop_map(|(t, h)| format!("t={t},v1={h},v0={h}")),
+        "[A-Za-z0-9+/=]{0,90}".prop_map(|b| format!("v1,{b} v1a,{b}")),
+    ]
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(512))]
+
+    #[test]
+    fn arbitrary_requests_never_panic_and_never_verify(
+        headers in proptest::collection::vec((0..NAMES.len(), value()), 0..12),
+        body in proptest::collection::vec(any::<u8>(), 0..256),
+    ) {
+        let mut map = HeaderMap::new();
+        for (i, value) in headers {
+            if let Ok(value) = HeaderValue::from_str(&value) {
+                map.append(HeaderName::from_static(NAMES[i]), value);
+            }
+        }
+        let request = Request { headers: &map, body: &body, now_unix: 1_700_000_000 };
+        for scheme in schemes() {
+            let outcome = scheme.verify(&request).now_or_never().expect("no I/O without a due refresh");
+            prop_assert!(outcome.is_err(), "{} accepted an unsigned request", scheme.name());
+        }
+    }
+}
