@@ -134,7 +134,7 @@ async fn dispatch_costs(wasm: &Path) {
     ] {
         let mut samples = Vec::new();
         for i in 0..2200 {
-            let tx = inbox.begin().await.unwrap();
+            let tx = inbox.begin(None).await.unwrap();
             let done = runtime
                 .dispatch(plugin, &event(i, "bench", body.clone()), tx)
                 .await;

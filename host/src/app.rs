@@ -13,15 +13,16 @@ use tokio::sync::{Notify, watch};
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::inbox::worker::Worker;
-use crate::inbox::{Inbox, SqliteInbox};
+use crate::inbox::{Inbox, PostgresInbox, SqliteInbox};
 use crate::plugins::{self, PluginSet};
 use crate::routes::RouteTable;
 use crate::runtime::Runtime;
 
 /// A built server with its listener bound.
 pub struct Application {
-    /// Held while the application lives: one process per data folder.
-    _data_lock: std::fs::File,
+    /// Held while the application lives: one process per data folder
+    /// (embedded mode).
+    _data_lock: Option<std::fs::File>,
     listener: TcpListener,
     state: Arc<AppState>,
     worker: Arc<Worker>,
@@ -31,27 +32,42 @@ impl Application {
     /// Opens the store, loads plugins, builds routes and binds `HOST:PORT`.
     pub async fn build(settings: Settings) -> Result<Self> {
         let routes = Arc::new(RouteTable::build(&settings)?);
-        let data_lock = lock_data_dir(&settings.data_dir)?;
         let pool_size = settings.worker.concurrency as u32 + 4;
-        let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
-        // Embedded mode is one process per data folder: any lease left over
-        // belongs to a process that is gone.
-        let released = sqlite.release_all_leases().await?;
-        if released > 0 {
-            tracing::info!(
-                released,
-                "events left in flight by the previous run are pending again"
-            );
-        }
-        let inbox: Arc<dyn Inbox> = Arc::new(sqlite);
+        let (inbox, data_lock): (Arc<dyn Inbox>, Option<std::fs::File>) = match &settings.database_url {
+            Some(url) => (
+                Arc::new(PostgresInbox::connect(url, pool_size, true).await?),
+                None,
+            ),
+            None => {
+                let data_lock = lock_data_dir(&settings.data_dir)?;
+                let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
+                // Embedded mode is one process per data folder: any lease left
+                // over belongs to a process that is gone.
+                let released = sqlite.release_all_leases().await?;
+                if released > 0 {
+                    tracing::info!(
+                        released,
+                        "events left in flight by the previous run are pending again"
+                    );
+                }
+                (Arc::new(sqlite), Some(data_lock))
+            }
+        };
 
         let runtime = Arc::new(Runtime::new(&settings.runtime)?);
         let plugin_set = Arc::new(PluginSet::default());
-        plugin_set.replace(plugins::load_dir(
-            &runtime,
-            &settings.plugins_dir,
-            &settings.runtime,
-        )?);
+        let mut loaded = plugins::load_dir(&runtime, &settings.plugins_dir, &settings.runtime)?;
+        if settings.database_url.is_some() {
+            // On a shared database a plugin's table access is its role's grants.
+            loaded.retain(|name, plugin| {
+                let unconfined = plugin.grants.db.is_some() && plugin.grants.db_role().is_none();
+                if unconfined {
+                    tracing::error!(plugin = %name, "not loaded: in PostgreSQL mode a db grant must name a role (db = {{ role = \"…\" }})");
+                }
+                !unconfined
+            });
+        }
+        plugin_set.replace(loaded);
         for route in routes.iter() {
             if plugin_set.get(&route.plugin).is_none() {
                 tracing::warn!(route = %route.name, plugin = %route.plugin, "the route's plugin is not loaded; its events wait");
@@ -62,6 +78,7 @@ impl Application {
             .await
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let wake = Arc::new(Notify::new());
+        inbox.spawn_listener(wake.clone());
         let state = Arc::new(AppState {
             inbox: inbox.clone(),
             routes: routes.clone(),
@@ -129,4 +146,13 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
         ),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
+}
+
+/// The inbox the settings name, for operator commands: PostgreSQL when
+/// `DATABASE_URL` is set, else the embedded SQLite file. Applies migrations.
+pub async fn open_inbox(settings: &Settings) -> Result<Arc<dyn Inbox>> {
+    Ok(match &settings.database_url {
+        Some(url) => Arc::new(PostgresInbox::connect(url, 2, true).await?),
+        None => Arc::new(SqliteInbox::open(&settings.data_dir, 1).await?),
+    })
 }

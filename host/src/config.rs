@@ -86,6 +86,9 @@ pub struct WorkerSettings {
     pub backoff_max_ms: u64,
     /// How often an idle worker looks for due events without being woken.
     pub poll_interval_ms: u64,
+    /// How long a claim holds an event; renewed every third of it while the
+    /// event runs. A crashed instance's events are taken over after this.
+    pub lease_ms: u64,
 }
 
 impl Default for WorkerSettings {
@@ -96,6 +99,7 @@ impl Default for WorkerSettings {
             backoff_base_ms: 2_000,
             backoff_max_ms: 10 * 60 * 1000,
             poll_interval_ms: 1_000,
+            lease_ms: 30_000,
         }
     }
 }
@@ -457,8 +461,13 @@ impl Settings {
         if self.runtime.memory_limit_mb > self.runtime.max_memory_mb {
             bail!("runtime.memory_limit_mb exceeds runtime.max_memory_mb");
         }
-        if self.database_url.is_some() {
-            bail!("DATABASE_URL is set, but this build runs embedded (SQLite) mode only; unset it");
+        if let Some(url) = &self.database_url
+            && !(url.expose().starts_with("postgres://") || url.expose().starts_with("postgresql://"))
+        {
+            bail!("DATABASE_URL must be a postgres:// URL (leave it unset for embedded SQLite)");
+        }
+        if self.worker.lease_ms < 300 {
+            bail!("worker.lease_ms must be at least 300");
         }
         Ok(())
     }

@@ -10,9 +10,11 @@ use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
-use sqlx::SqlitePool;
 use sqlx::sqlite::SqliteConnectOptions;
+use sqlx::{PgPool, SqlitePool};
 use webhook_host::verify::fal_hmac;
+
+use crate::pg::PgServer;
 
 /// The signing secret every test host is configured with.
 pub const SECRET: &str = "test-secret-not-for-production";
@@ -59,6 +61,7 @@ max_attempts = 3
 backoff_base_ms = 50
 backoff_max_ms = 200
 poll_interval_ms = 100
+lease_ms = 3000
 
 [runtime]
 max_instances = 16
@@ -75,25 +78,85 @@ plugin = "test-misbehave"
 verify = [{ scheme = "fal-hmac", secret_env = "FAL_WEBHOOK_SECRET" }]
 "#;
 
-/// A running host process and its folder.
+/// Which database the hosts run on.
+#[derive(Clone, Copy, PartialEq, Eq, Default)]
+pub enum Backend {
+    #[default]
+    Sqlite,
+    Postgres,
+}
+
+/// How to start a test host.
+#[derive(Default)]
+pub struct Options<'a> {
+    pub backend: Backend,
+    /// Host processes sharing the database (PostgreSQL only; 1 by default).
+    pub instances: usize,
+    /// Appended to the config; `{dir}` is replaced by the test folder.
+    pub extra_config: &'a str,
+    pub extra_env: &'a [(&'a str, &'a str)],
+    /// A private PostgreSQL server (default: the shared one).
+    pub pg: Option<&'a PgServer>,
+}
+
+/// The test's view of the database the hosts use.
+pub enum Db {
+    Sqlite(SqlitePool),
+    Postgres(PgPool),
+}
+
+/// Runs the same sqlx expression on whichever pool the test has.
+#[macro_export]
+macro_rules! on_db {
+    ($db:expr, |$pool:ident| $body:expr) => {
+        match $db {
+            $crate::harness::Db::Sqlite($pool) => $body,
+            $crate::harness::Db::Postgres($pool) => $body,
+        }
+    };
+}
+
+/// Running host processes and their folder.
 pub struct TestHost {
     pub dir: tempfile::TempDir,
-    pub addr: SocketAddr,
-    child: Child,
+    /// One per instance: the process and where it listens.
+    instances: Vec<(Child, SocketAddr)>,
     pub http: reqwest::Client,
-    pub db: SqlitePool,
+    pub db: Db,
+    pub backend: Backend,
+    /// (port, database) to drop at the end, for PostgreSQL.
+    pg_database: Option<(PathBuf, u16, String)>,
 }
 
 impl TestHost {
-    /// A fresh folder with the bot's schema, the plugins and the config; then
-    /// the host, started.
+    /// One host on SQLite.
     pub async fn spawn() -> TestHost {
-        Self::spawn_with("", &[]).await
+        Self::start_with(Options::default()).await
     }
 
-    /// Like [`spawn`](Self::spawn), with more config (routes) appended and
-    /// more environment variables; `{dir}` in the config is the test folder.
+    /// One host on SQLite with more config and environment.
     pub async fn spawn_with(extra_config: &str, extra_env: &[(&str, &str)]) -> TestHost {
+        Self::start_with(Options {
+            extra_config,
+            extra_env,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// `instances` hosts on one fresh PostgreSQL database.
+    pub async fn spawn_pg(instances: usize) -> TestHost {
+        Self::start_with(Options {
+            backend: Backend::Postgres,
+            instances,
+            ..Options::default()
+        })
+        .await
+    }
+
+    /// A fresh folder with the bot's schema, the plugins and the config; then
+    /// the hosts, started.
+    pub async fn start_with(options: Options<'_>) -> TestHost {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
@@ -103,58 +166,105 @@ impl TestHost {
             let manifest = workspace().join(format!("plugins/{name}/manifest.toml"));
             std::fs::copy(&manifest, plugins.join(format!("{name}.toml"))).unwrap();
         }
-        let config = format!(
-            "{CONFIG}\n{}",
-            extra_config.replace("{dir}", &dir.path().display().to_string())
-        );
+        let folder = dir.path().display().to_string();
+        let config = format!("{CONFIG}\n{}", options.extra_config.replace("{dir}", &folder));
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let env: Vec<(String, String)> = extra_env
+        let mut env: Vec<(String, String)> = options
+            .extra_env
             .iter()
             .map(|(k, v)| (k.to_string(), v.to_string()))
             .collect();
-        std::fs::write(dir.path().join("extra.env"), serde_json::to_string(&env).unwrap()).unwrap();
-        let data = dir.path().join("data");
-        std::fs::create_dir_all(&data).unwrap();
-        let options = SqliteConnectOptions::new()
-            .filename(data.join("webhooks.db"))
-            .create_if_missing(true);
-        let db = SqlitePool::connect_with(options).await.unwrap();
-        let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
-        sqlx::raw_sql(&schema).execute(&db).await.unwrap();
-        sqlx::raw_sql("CREATE TABLE plugin_effects (event_id TEXT NOT NULL)")
-            .execute(&db)
-            .await
-            .unwrap();
-        let (child, addr) = start(dir.path());
+
+        let (db, pg_database) = match options.backend {
+            Backend::Sqlite => {
+                let data = dir.path().join("data-0");
+                std::fs::create_dir_all(&data).unwrap();
+                let file = data.join("webhooks.db");
+                let db = SqlitePool::connect_with(
+                    SqliteConnectOptions::new().filename(file).create_if_missing(true),
+                )
+                .await
+                .unwrap();
+                let schema =
+                    std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
+                sqlx::raw_sql(&schema).execute(&db).await.unwrap();
+                sqlx::raw_sql("CREATE TABLE plugin_effects (event_id TEXT NOT NULL)")
+                    .execute(&db)
+                    .await
+                    .unwrap();
+                (Db::Sqlite(db), None)
+            }
+            Backend::Postgres => {
+                let server = options.pg.unwrap_or_else(|| crate::pg::shared());
+                let url = server.create_database().await;
+                let db = PgPool::connect(&url).await.unwrap();
+                let schema =
+                    std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
+                sqlx::raw_sql(&schema).execute(&db).await.unwrap();
+                sqlx::raw_sql(
+                    "CREATE TABLE plugin_effects (event_id TEXT NOT NULL); \
+                     GRANT SELECT, INSERT ON plugin_effects TO misbehave_plugin;",
+                )
+                .execute(&db)
+                .await
+                .unwrap();
+                env.push(("DATABASE_URL".into(), url.clone()));
+                let name = url.rsplit('/').next().unwrap().to_string();
+                (
+                    Db::Postgres(db),
+                    Some((server.bin().to_path_buf(), server.port, name)),
+                )
+            }
+        };
+        std::fs::write(dir.path().join("host.env"), serde_json::to_string(&env).unwrap()).unwrap();
+        let instances = (0..options.instances.max(1))
+            .map(|i| start(dir.path(), i))
+            .collect();
         TestHost {
             dir,
-            addr,
-            child,
+            instances,
             http: reqwest::Client::new(),
             db,
+            backend: options.backend,
+            pg_database,
         }
     }
 
-    /// Kills the process with SIGKILL: no shutdown, no flush.
+    /// Kills the first instance with SIGKILL: no shutdown, no flush.
     pub fn kill(&mut self) {
-        self.child.kill().unwrap();
-        self.child.wait().unwrap();
+        self.kill_instance(0);
     }
 
-    /// Starts the host again on the same folder.
+    pub fn kill_instance(&mut self, i: usize) {
+        self.instances[i].0.kill().unwrap();
+        self.instances[i].0.wait().unwrap();
+    }
+
+    /// Starts the first instance again on the same folder.
     pub fn restart(&mut self) {
-        let (child, addr) = start(self.dir.path());
-        self.child = child;
-        self.addr = addr;
+        self.restart_instance(0);
+    }
+
+    pub fn restart_instance(&mut self, i: usize) {
+        self.instances[i] = start(self.dir.path(), i);
     }
 
     pub fn url(&self, path: &str) -> String {
-        format!("http://{}{path}", self.addr)
+        self.url_on(0, path)
     }
 
-    /// The host's log so far.
+    /// A URL on instance `i`.
+    pub fn url_on(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.instances[i].1)
+    }
+
+    /// The first instance's log so far.
     pub fn log(&self) -> String {
-        std::fs::read_to_string(self.dir.path().join("host.log")).unwrap_or_default()
+        self.log_of(0)
+    }
+
+    pub fn log_of(&self, i: usize) -> String {
+        std::fs::read_to_string(self.dir.path().join(format!("host-{i}.log"))).unwrap_or_default()
     }
 
     /// Posts `body` to `path`, signed by `signer`; returns status and JSON answer.
@@ -164,9 +274,20 @@ impl TestHost {
 
     /// Posts `body` to `path` with exactly these extra headers.
     pub async fn post_with(&self, path: &str, body: &[u8], headers: &[(&str, String)]) -> (u16, Value) {
+        self.post_on(0, path, body, headers).await
+    }
+
+    /// Posts to instance `i`.
+    pub async fn post_on(
+        &self,
+        i: usize,
+        path: &str,
+        body: &[u8],
+        headers: &[(&str, String)],
+    ) -> (u16, Value) {
         let mut request = self
             .http
-            .post(self.url(path))
+            .post(self.url_on(i, path))
             .header("content-type", "application/json");
         for (name, value) in headers {
             request = request.header(*name, value);
@@ -190,13 +311,22 @@ impl TestHost {
 
     /// Posts `{"mode": mode}` to the misbehaving plugin's route; returns the event id.
     pub async fn post_mode(&self, mode: &str) -> String {
-        let body = format!(r#"{{"mode":"{mode}","nonce":"{}"}}"#, uuid::Uuid::now_v7());
         let request_id = format!("{mode}-{}", uuid::Uuid::now_v7());
+        self.post_mode_as(0, mode, &request_id).await.1["event_id"]
+            .as_str()
+            .unwrap()
+            .to_string()
+    }
+
+    /// Posts `{"mode": mode}` as delivery `request_id` to instance `i`.
+    pub async fn post_mode_as(&self, i: usize, mode: &str, request_id: &str) -> (u16, Value) {
+        let body = format!(r#"{{"mode":"{mode}"}}"#);
+        let headers = Signer::fal(request_id).headers(body.as_bytes());
         let (status, answer) = self
-            .post("/hooks/misbehave", body.as_bytes(), Signer::fal(&request_id))
+            .post_on(i, "/hooks/misbehave", body.as_bytes(), &headers)
             .await;
         assert_eq!(status, 200, "{answer}");
-        answer["event_id"].as_str().unwrap().to_string()
+        (status, answer)
     }
 
     /// Waits until the event is in `status` (failing on timeout); returns its row.
@@ -218,13 +348,13 @@ impl TestHost {
     }
 
     pub async fn event(&self, event_id: &str) -> Option<EventRow> {
-        let row: Option<(String, i64, Option<String>, Option<String>)> = sqlx::query_as(
-            "SELECT status, attempts, last_error, plugin_version FROM webhook_events WHERE id = $1",
-        )
-        .bind(event_id)
-        .fetch_optional(&self.db)
-        .await
-        .unwrap();
+        let sql = "SELECT status, CAST(attempts AS BIGINT), last_error, plugin_version FROM webhook_events WHERE id = $1";
+        let row: Option<(String, i64, Option<String>, Option<String>)> =
+            on_db!(&self.db, |pool| sqlx::query_as(sql)
+                .bind(event_id)
+                .fetch_optional(pool)
+                .await
+                .unwrap());
         row.map(|(status, attempts, last_error, plugin_version)| EventRow {
             status,
             attempts,
@@ -234,29 +364,51 @@ impl TestHost {
     }
 
     pub async fn count(&self, sql: &str) -> i64 {
-        sqlx::query_scalar(sql).fetch_one(&self.db).await.unwrap()
+        on_db!(&self.db, |pool| sqlx::query_scalar(sql)
+            .fetch_one(pool)
+            .await
+            .unwrap())
+    }
+
+    /// Text values of a one-column query.
+    pub async fn texts(&self, sql: &str) -> Vec<String> {
+        on_db!(&self.db, |pool| sqlx::query_scalar(sql)
+            .fetch_all(pool)
+            .await
+            .unwrap())
     }
 
     /// Inserts an avatar in training for FAL request `request_id`; returns its id.
     pub async fn seed_avatar(&self, request_id: &str) -> String {
         let user = uuid::Uuid::now_v7().to_string();
         let avatar = uuid::Uuid::now_v7().to_string();
-        sqlx::query("INSERT INTO users (id, telegram_id) VALUES ($1, $2)")
-            .bind(&user)
-            .bind(format!("tg-{user}"))
-            .execute(&self.db)
-            .await
-            .unwrap();
-        sqlx::query(
-            "INSERT INTO avatars (id, user_id, name, status, fal_request_id, training_progress) \
-             VALUES ($1, $2, 'Test', 'training', $3, 10)",
-        )
-        .bind(&avatar)
-        .bind(&user)
-        .bind(request_id)
-        .execute(&self.db)
-        .await
-        .unwrap();
+        let (user_sql, avatar_sql) = match self.backend {
+            Backend::Sqlite => (
+                "INSERT INTO users (id, telegram_id) VALUES ($1, $2)",
+                "INSERT INTO avatars (id, user_id, name, status, fal_request_id, training_progress) \
+                 VALUES ($1, $2, 'Test', 'training', $3, 10)",
+            ),
+            Backend::Postgres => (
+                "INSERT INTO users (id, telegram_id) VALUES (CAST($1 AS UUID), $2)",
+                "INSERT INTO avatars (id, user_id, name, status, fal_request_id, training_progress) \
+                 VALUES (CAST($1 AS UUID), CAST($2 AS UUID), 'Test', 'training', $3, 10)",
+            ),
+        };
+        on_db!(&self.db, |pool| {
+            sqlx::query(user_sql)
+                .bind(&user)
+                .bind(format!("tg-{user}"))
+                .execute(pool)
+                .await
+                .unwrap();
+            sqlx::query(avatar_sql)
+                .bind(&avatar)
+                .bind(&user)
+                .bind(request_id)
+                .execute(pool)
+                .await
+                .unwrap();
+        });
         avatar
     }
 
@@ -270,14 +422,14 @@ impl TestHost {
             Option<String>,
             Option<String>,
         );
-        let row: Row = sqlx::query_as(
-            "SELECT status, training_progress, diffusers_lora_file_url, config_file_url, \
-             training_error, training_completed_at, fal_response_data FROM avatars WHERE id = $1",
-        )
-        .bind(id)
-        .fetch_one(&self.db)
-        .await
-        .unwrap();
+        let sql = "SELECT status, CAST(training_progress AS BIGINT), diffusers_lora_file_url, config_file_url, \
+             training_error, CAST(training_completed_at AS TEXT), CAST(fal_response_data AS TEXT) \
+             FROM avatars WHERE CAST(id AS TEXT) = $1";
+        let row: Row = on_db!(&self.db, |pool| sqlx::query_as(sql)
+            .bind(id)
+            .fetch_one(pool)
+            .await
+            .unwrap());
         AvatarRow {
             status: row.0,
             training_progress: row.1,
@@ -292,21 +444,32 @@ impl TestHost {
 
 impl Drop for TestHost {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for (child, _) in &mut self.instances {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        if let Some((bin, port, name)) = &self.pg_database {
+            crate::pg::drop_database(bin, *port, name);
+        }
     }
 }
 
-/// Starts `webhook-host serve` in `dir` on a free port; waits for its
-/// "listening" line.
-fn start(dir: &Path) -> (Child, SocketAddr) {
+/// Starts instance `i` of `webhook-host serve` in `dir` on a free port;
+/// waits for its "listening" line.
+fn start(dir: &Path, i: usize) -> (Child, SocketAddr) {
+    let log_path = dir.join(format!("host-{i}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
         .append(true)
-        .open(dir.join("host.log"))
+        .open(&log_path)
         .unwrap();
-    let extra: Vec<(String, String)> =
-        serde_json::from_str(&std::fs::read_to_string(dir.join("extra.env")).unwrap()).unwrap();
+    let env: Vec<(String, String)> =
+        serde_json::from_str(&std::fs::read_to_string(dir.join("host.env")).unwrap()).unwrap();
+    let instance_id = if i == 0 {
+        "test-host".to_string()
+    } else {
+        format!("test-host-{i}")
+    };
     let mut child = Command::new(env!("CARGO_BIN_EXE_webhook-host"))
         .current_dir(dir)
         .args(["--config", "config.toml", "serve"])
@@ -314,12 +477,12 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
-        .env("DATA_DIR", dir.join("data"))
+        .env("DATA_DIR", dir.join(format!("data-{i}")))
         .env("PLUGINS_DIR", dir.join("plugins"))
         .env("FAL_WEBHOOK_SECRET", SECRET)
         .env("LOG_LEVEL", "info")
-        .env("INSTANCE_ID", "test-host")
-        .envs(extra)
+        .env("INSTANCE_ID", instance_id)
+        .envs(env)
         .stdout(Stdio::piped())
         .stderr(log)
         .spawn()
@@ -333,7 +496,7 @@ fn start(dir: &Path) -> (Child, SocketAddr) {
                 }
             }
             _ => {
-                let log = std::fs::read_to_string(dir.join("host.log")).unwrap_or_default();
+                let log = std::fs::read_to_string(&log_path).unwrap_or_default();
                 panic!("webhook-host exited before listening:\n{log}");
             }
         }

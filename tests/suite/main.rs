@@ -5,5 +5,7 @@ mod crash;
 mod harness;
 mod intake;
 mod isolation;
+mod pg;
+mod postgres;
 mod processing;
 mod verification;

@@ -389,9 +389,8 @@ verify = [{ scheme = "github", secret_env = "GH_SECRET" }]
         (a["status"].as_str(), b["status"].as_str()),
         (Some("accepted"), Some("duplicate"))
     );
-    let stored: String = sqlx::query_scalar("SELECT delivery_id FROM webhook_events")
-        .fetch_one(&host.db)
-        .await
-        .unwrap();
-    assert_eq!(stored, "obj_42");
+    assert_eq!(
+        host.texts("SELECT delivery_id FROM webhook_events").await,
+        ["obj_42"]
+    );
 }

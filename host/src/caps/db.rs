@@ -9,6 +9,7 @@ use futures_util::TryStreamExt;
 use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
+use super::db_postgres as postgres;
 use crate::inbox::Tx;
 use crate::inbox::sqlite_is_plain_select as is_plain_select;
 use crate::runtime::bindings::db::{Host, Rows, Value};
@@ -50,15 +51,18 @@ impl DbState {
 
 impl Host for DbState {
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, String> {
+        check_statement(&sql)?;
         match self.tx()? {
             Tx::Sqlite(tx) => match tx.pool().filter(|_| is_plain_select(&sql)) {
                 Some(pool) => sqlite_query(pool, &sql, params).await,
                 None => sqlite_query(&mut **tx.open().await.map_err(|e| e.to_string())?, &sql, params).await,
             },
+            Tx::Postgres(tx) => postgres::query(tx, &sql, params).await,
         }
     }
 
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, String> {
+        check_statement(&sql)?;
         match self.tx()? {
             Tx::Sqlite(tx) => {
                 let tx = tx.open().await.map_err(|e| e.to_string())?;
@@ -68,8 +72,38 @@ impl Host for DbState {
                     .map_err(|e| e.to_string())?;
                 Ok(done.rows_affected())
             }
+            Tx::Postgres(tx) => postgres::execute(tx, &sql, params).await,
         }
     }
+}
+
+/// Statement kinds a plugin may run.
+const ALLOWED: [&str; 6] = ["select", "insert", "update", "delete", "with", "values"];
+
+/// Lets through one data statement, nothing that changes the session: a
+/// plugin must not leave its database role (`RESET ROLE`, `SET ROLE`,
+/// `set_config('role', …)`), end the event's transaction, attach files or
+/// change settings. Grants on tables are then the database's to enforce.
+pub fn check_statement(sql: &str) -> Result<(), String> {
+    let trimmed = sql.trim().trim_end_matches(';').trim_end();
+    let first = trimmed
+        .split(|c: char| !c.is_ascii_alphabetic())
+        .next()
+        .unwrap_or("")
+        .to_ascii_lowercase();
+    if !ALLOWED.contains(&first.as_str()) {
+        return Err(format!(
+            "only SELECT, INSERT, UPDATE, DELETE, WITH and VALUES statements are allowed, not {:?}",
+            trimmed.chars().take(24).collect::<String>()
+        ));
+    }
+    if trimmed.contains(';') {
+        return Err("one statement per call: pass values as parameters, not inside the SQL".into());
+    }
+    if trimmed.to_ascii_lowercase().contains("set_config") {
+        return Err("set_config is not allowed: it changes the session".into());
+    }
+    Ok(())
 }
 
 type SqliteQuery<'q> = sqlx::query::Query<'q, Sqlite, SqliteArguments<'q>>;
@@ -130,4 +164,36 @@ fn sqlite_row(row: &SqliteRow) -> Result<Vec<Value>, String> {
             Ok(value)
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::check_statement;
+
+    #[test]
+    fn data_statements_pass_and_session_changes_do_not() {
+        for ok in [
+            "SELECT 1",
+            "  update avatars SET status = $1 WHERE fal_request_id = $2;",
+            "WITH x AS (SELECT 1) SELECT * FROM x",
+            "INSERT INTO t (a) VALUES ($1)",
+        ] {
+            assert!(check_statement(ok).is_ok(), "{ok}");
+        }
+        for bad in [
+            "RESET ROLE",
+            "SET ROLE postgres",
+            "set local role x",
+            "SELECT set_config('role', 'postgres', true)",
+            "DROP TABLE webhook_events",
+            "COMMIT",
+            "SELECT 1; DROP TABLE avatars",
+            "ATTACH DATABASE 'x' AS y",
+            "PRAGMA writable_schema = 1",
+            "-- hidden\nRESET ROLE",
+            "",
+        ] {
+            assert!(check_statement(bad).is_err(), "{bad}");
+        }
+    }
 }

@@ -7,6 +7,7 @@
 
 pub mod config;
 pub mod db;
+mod db_postgres;
 pub mod log;
 
 use anyhow::{Result, bail};
@@ -17,12 +18,58 @@ use crate::runtime::State;
 use crate::runtime::bindings::webhook::plugin;
 
 /// What a plugin's manifest grants it.
-#[derive(Debug, Clone, Copy, Default, Deserialize)]
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Grants {
-    /// May run SQL in its event's transaction.
+    /// SQL in its event's transaction: `db = true`, or
+    /// `db = { role = "…" }` to run as that database role (required in
+    /// PostgreSQL mode, where the role's table grants are what the plugin may touch).
+    #[serde(default, deserialize_with = "db_grant")]
+    pub db: Option<DbGrant>,
+}
+
+/// The `db` grant.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DbGrant {
+    /// The PostgreSQL role statements run as (`SET LOCAL ROLE`).
     #[serde(default)]
-    pub db: bool,
+    pub role: Option<String>,
+}
+
+fn db_grant<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<DbGrant>, D::Error> {
+    #[derive(Deserialize)]
+    #[serde(untagged)]
+    enum Form {
+        Flag(bool),
+        Detailed(DbGrant),
+    }
+    let grant = match Form::deserialize(deserializer)? {
+        Form::Flag(granted) => granted.then(DbGrant::default),
+        Form::Detailed(grant) => Some(grant),
+    };
+    if let Some(role) = grant.as_ref().and_then(|g| g.role.as_deref()) {
+        let valid = role
+            .chars()
+            .next()
+            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
+            && role
+                .chars()
+                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
+        if !valid {
+            return Err(serde::de::Error::custom(format!(
+                "db role {role:?} must be lowercase letters, digits and '_'"
+            )));
+        }
+    }
+    Ok(grant)
+}
+
+impl Grants {
+    /// The database role the plugin's statements run as, if any.
+    pub fn db_role(&self) -> Option<&str> {
+        self.db.as_ref().and_then(|g| g.role.as_deref())
+    }
 }
 
 /// Links every capability's host implementation.
@@ -42,7 +89,7 @@ impl plugin::types::Host for State {}
 pub fn check_import(import: &str, grants: &Grants) -> Result<()> {
     let (interface, _version) = import.split_once('@').unwrap_or((import, ""));
     match interface {
-        "webhook:plugin/db" if !grants.db => {
+        "webhook:plugin/db" if grants.db.is_none() => {
             bail!(
                 "the component imports {import} but its manifest does not grant it: add `db = true` under [grants]"
             )
@@ -61,9 +108,17 @@ mod tests {
 
     #[test]
     fn db_import_needs_the_db_grant() {
-        let err = check_import("webhook:plugin/db@0.1.0", &Grants { db: false }).unwrap_err();
+        let err = check_import("webhook:plugin/db@0.1.0", &Grants { db: None }).unwrap_err();
         assert!(err.to_string().contains("db = true"));
-        assert!(check_import("webhook:plugin/db@0.1.0", &Grants { db: true }).is_ok());
+        assert!(
+            check_import(
+                "webhook:plugin/db@0.1.0",
+                &Grants {
+                    db: Some(DbGrant::default())
+                }
+            )
+            .is_ok()
+        );
     }
 
     #[test]

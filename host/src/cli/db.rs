@@ -23,6 +23,9 @@ pub enum Command {
 }
 
 pub async fn run(settings: Settings, command: Command) -> Result<()> {
+    if settings.database_url.is_some() {
+        bail!("`db` works on the embedded SQLite database; with DATABASE_URL set, use psql");
+    }
     let inbox = SqliteInbox::open(&settings.data_dir, 1).await?;
     let pool = inbox.pool();
     match command {

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::inbox::{Inbox, SqliteInbox, Status};
+use crate::inbox::Status;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -21,7 +21,7 @@ pub enum Command {
 }
 
 pub async fn run(settings: Settings, command: Command) -> Result<()> {
-    let inbox = SqliteInbox::open(&settings.data_dir, 1).await?;
+    let inbox = crate::app::open_inbox(&settings).await?;
     match command {
         Command::List { status, limit } => {
             let status = match status.as_deref() {

@@ -76,8 +76,11 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { insecure_dev } => serve(Settings::from_env(config, insecure_dev)?).await,
         Command::Migrate => {
             let settings = Settings::from_env(config, true)?;
-            crate::inbox::SqliteInbox::open(&settings.data_dir, 1).await?;
-            println!("migrations applied in {}", settings.data_dir.display());
+            crate::app::open_inbox(&settings).await?;
+            match settings.database_url {
+                Some(_) => println!("migrations applied to the PostgreSQL database"),
+                None => println!("migrations applied in {}", settings.data_dir.display()),
+            }
             Ok(())
         }
         Command::Send(args) => send::run(args).await,

@@ -6,12 +6,14 @@
 //! the embedded backend. The [`worker`] claims due events and dispatches them.
 
 pub mod backoff;
+mod postgres;
 mod sqlite;
 pub mod worker;
 
 use anyhow::Result;
 use serde::Serialize;
 
+pub use postgres::PostgresInbox;
 pub use sqlite::{SqliteEventTx, SqliteInbox, is_plain_select as sqlite_is_plain_select};
 
 /// Where an event is in its life.
@@ -90,6 +92,7 @@ pub struct Event {
 /// run in it, and [`Inbox::complete`] commits it with the event's move to `done`.
 pub enum Tx {
     Sqlite(SqliteEventTx),
+    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
 }
 
 /// Who is finishing which event, with which plugin version.
@@ -114,8 +117,9 @@ pub trait Inbox: Send + Sync {
     /// the attempt.
     async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>>;
 
-    /// Opens the transaction an event's plugin runs in.
-    async fn begin(&self) -> Result<Tx>;
+    /// Opens the transaction an event's plugin runs in, as the plugin's
+    /// database role when it has one.
+    async fn begin(&self, db_role: Option<&str>) -> Result<Tx>;
 
     /// Marks the event `done` inside `tx` and commits. Returns false (and
     /// rolls back) when `owner` no longer holds the lease.
@@ -125,9 +129,9 @@ pub trait Inbox: Send + Sync {
     /// when `retry_at_ms` is none.
     async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()>;
 
-    /// Returns every leased event to `pending`; for a single-instance store at
-    /// start, when no other process can hold a lease. Returns how many.
-    async fn release_all_leases(&self) -> Result<u64>;
+    /// Pushes the lease of an event `owner` is still working on `lease_ms`
+    /// into the future. False when the lease was lost.
+    async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
 
     /// Newest first, optionally of one status.
     async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>>;
@@ -136,6 +140,10 @@ pub trait Inbox: Send + Sync {
 
     /// Checks the database answers.
     async fn ping(&self) -> Result<()>;
+
+    /// Starts waking `wake` whenever any instance stores an event, where the
+    /// backend can announce that; otherwise the worker's poll finds them.
+    fn spawn_listener(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
 }
 
 /// A fresh event id: `evt_` and a time-ordered UUID.

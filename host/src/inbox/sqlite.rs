@@ -80,6 +80,20 @@ impl SqliteInbox {
         Ok(Self { pool })
     }
 
+    /// Returns every leased event to `pending`; for embedded mode at start,
+    /// when no other process can hold a lease (the data folder is locked).
+    /// Returns how many.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        let released = sqlx::query(
+            "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL \
+             WHERE status = 'processing'",
+        )
+        .execute(&self.pool)
+        .await
+        .context("releasing leases")?;
+        Ok(released.rows_affected())
+    }
+
     /// The pool, for operator commands (`webhook-host db`).
     pub fn pool(&self) -> &SqlitePool {
         &self.pool
@@ -210,7 +224,7 @@ impl Inbox for SqliteInbox {
         rows.iter().map(event_from_row).collect()
     }
 
-    async fn begin(&self) -> Result<Tx> {
+    async fn begin(&self, _db_role: Option<&str>) -> Result<Tx> {
         Ok(Tx::Sqlite(SqliteEventTx {
             pool: self.pool.clone(),
             tx: None,
@@ -218,7 +232,9 @@ impl Inbox for SqliteInbox {
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
-        let Tx::Sqlite(mut event_tx) = tx;
+        let Tx::Sqlite(mut event_tx) = tx else {
+            anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");
+        };
         event_tx.open().await.context("opening the event transaction")?;
         let mut tx = event_tx.tx.take().expect("opened above");
         let marked = sqlx::query(
@@ -265,15 +281,18 @@ impl Inbox for SqliteInbox {
         Ok(())
     }
 
-    async fn release_all_leases(&self) -> Result<u64> {
-        let released = sqlx::query(
-            "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL \
-             WHERE status = 'processing'",
+    async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+        let extended = sqlx::query(
+            "UPDATE webhook_events SET lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'processing'",
         )
+        .bind(now_ms() + lease_ms)
+        .bind(event_id)
+        .bind(owner)
         .execute(&self.pool)
         .await
-        .context("releasing leases")?;
-        Ok(released.rows_affected())
+        .context("renewing the lease")?;
+        Ok(extended.rows_affected() == 1)
     }
 
     async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {

@@ -21,9 +21,6 @@ use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
 use crate::runtime::Runtime;
 
-/// How long a claim is held before another claimer may take the event over.
-const LEASE_MS: i64 = 5 * 60 * 1000;
-
 pub struct Worker {
     pub inbox: Arc<dyn Inbox>,
     pub runtime: Arc<Runtime>,
@@ -47,7 +44,11 @@ impl Worker {
             let free = slots.available_permits();
             let mut claimed = 0;
             if free > 0 {
-                match self.inbox.claim(&self.owner, free, LEASE_MS).await {
+                match self
+                    .inbox
+                    .claim(&self.owner, free, self.settings.lease_ms as i64)
+                    .await
+                {
                     Ok(events) => {
                         claimed = events.len();
                         for event in events {
@@ -107,7 +108,7 @@ impl Worker {
             plugin: &plugin.name,
             plugin_version: Some(&plugin.version),
         };
-        let tx = match self.inbox.begin().await {
+        let tx = match self.inbox.begin(plugin.grants.db_role()).await {
             Ok(tx) => tx,
             Err(e) => {
                 return self
@@ -115,7 +116,10 @@ impl Worker {
                     .await;
             }
         };
-        let dispatched = self.runtime.dispatch(&plugin, &event, tx).await;
+        let dispatched = tokio::select! {
+            dispatched = self.runtime.dispatch(&plugin, &event, tx) => dispatched,
+            never = self.keep_lease(&event.id) => match never {},
+        };
         let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;
         match (dispatched.result, dispatched.tx) {
             (Ok(_), Some(tx)) => match self.inbox.complete(tx, finish).await {
@@ -142,6 +146,23 @@ impl Worker {
                 let retryable = err.retryable();
                 self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable)
                     .await
+            }
+        }
+    }
+
+    /// Renews the event's lease every third of its length, for as long as
+    /// the event runs, so that a long event is not taken over by another
+    /// instance. Never returns.
+    async fn keep_lease(&self, event_id: &str) -> std::convert::Infallible {
+        let lease_ms = self.settings.lease_ms as i64;
+        let mut every = tokio::time::interval(Duration::from_millis((lease_ms / 3).max(1) as u64));
+        every.tick().await;
+        loop {
+            every.tick().await;
+            match self.inbox.extend_lease(event_id, &self.owner, lease_ms).await {
+                Ok(true) => {}
+                Ok(false) => tracing::warn!(event_id, "the lease was lost while the event ran"),
+                Err(e) => tracing::warn!(event_id, "renewing the lease failed: {e:#}"),
             }
         }
     }

@@ -141,7 +141,7 @@ fn load_one(runtime: &Runtime, manifest_path: &Path, defaults: &RuntimeSettings)
         &manifest.name,
         &bytes,
         manifest.limits(defaults),
-        manifest.grants,
+        manifest.grants.clone(),
         manifest.config.clone(),
     )
 }
@@ -156,7 +156,7 @@ mod tests {
             "name = \"fal-avatar-status\"\n[limits]\nmemory_mb = 32\n[grants]\ndb = true\n[config]\nk = \"v\"\n",
         )
         .unwrap();
-        assert!(m.grants.db);
+        assert_eq!(m.grants.db, Some(crate::caps::DbGrant::default()));
         assert_eq!(m.config["k"], "v");
         let limits = m.limits(&RuntimeSettings::default());
         assert_eq!(limits.memory_bytes, 32 << 20);
@@ -170,5 +170,8 @@ mod tests {
     fn manifest_rejects_bad_names_and_unknown_keys() {
         assert!(Manifest::parse("name = \"../etc\"").is_err());
         assert!(Manifest::parse("name = \"ok\"\n[grants]\nroot = true\n").is_err());
+        let m = Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"fal_avatar_status\" }\n").unwrap();
+        assert_eq!(m.grants.db_role(), Some("fal_avatar_status"));
+        assert!(Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"x; DROP\" }\n").is_err());
     }
 }

@@ -223,7 +223,7 @@ impl Runtime {
                 max_bytes: plugin.limits.memory_bytes,
                 exceeded: None,
             },
-            db: DbState::new(tx, plugin.grants.db),
+            db: DbState::new(tx, plugin.grants.db.is_some()),
             config: ConfigState::new(plugin.config.clone()),
             log: LogState::new(&plugin.name, &event.id),
             timed_out: false,

@@ -44,7 +44,8 @@ const TERMINAL: [&str; 3] = ["completed", "error", "cancelled"];
 
 fn find_avatar(request_id: &str) -> Result<Option<Avatar>, HandlerError> {
     let rows = db::query(
-        "SELECT id, status, training_progress, training_type FROM avatars WHERE fal_request_id = $1",
+        "SELECT CAST(id AS TEXT) AS id, status, training_progress, training_type \
+         FROM avatars WHERE fal_request_id = $1",
         &[Value::Text(request_id.to_string())],
     )
     .map_err(|e| HandlerError::Retry(format!("looking up the avatar: {e}")))?;
@@ -77,8 +78,15 @@ fn opt_text(value: Option<String>) -> Value {
     value.map(Value::Text).unwrap_or(Value::Null)
 }
 
-fn apply(avatar: &Avatar, outcome: Outcome, body: &str) -> Result<&'static str, HandlerError> {
-    let id = Value::Text(avatar.id.clone());
+/// Applies `outcome` to the avatar of FAL request `request_id` (statements
+/// address it by `fal_request_id`, a text column on every backend).
+fn apply(
+    avatar: &Avatar,
+    request_id: &str,
+    outcome: Outcome,
+    body: &str,
+) -> Result<&'static str, HandlerError> {
+    let id = Value::Text(request_id.to_string());
     match outcome {
         Outcome::Completed { lora_url, config_url } => {
             if avatar.status == "completed" {
@@ -88,7 +96,7 @@ fn apply(avatar: &Avatar, outcome: Outcome, body: &str) -> Result<&'static str, 
                 "UPDATE avatars SET status = 'completed', training_progress = 100, \
                  training_completed_at = CURRENT_TIMESTAMP, diffusers_lora_file_url = $2, \
                  config_file_url = $3, fal_response_data = $4, training_error = NULL, \
-                 updated_at = CURRENT_TIMESTAMP WHERE id = $1",
+                 updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
                 vec![
                     id,
                     opt_text(lora_url),
@@ -104,7 +112,7 @@ fn apply(avatar: &Avatar, outcome: Outcome, body: &str) -> Result<&'static str, 
             }
             update(
                 "UPDATE avatars SET status = 'error', training_error = $2, \
-                 fal_response_data = $3, updated_at = CURRENT_TIMESTAMP WHERE id = $1",
+                 fal_response_data = $3, updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
                 vec![id, Value::Text(message), Value::Json(body.into())],
             )?;
             Ok("error")
@@ -115,7 +123,7 @@ fn apply(avatar: &Avatar, outcome: Outcome, body: &str) -> Result<&'static str, 
             }
             update(
                 "UPDATE avatars SET status = 'cancelled', fal_response_data = $2, \
-                 updated_at = CURRENT_TIMESTAMP WHERE id = $1",
+                 updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
                 vec![id, Value::Json(body.into())],
             )?;
             Ok("cancelled")
@@ -129,7 +137,7 @@ fn apply(avatar: &Avatar, outcome: Outcome, body: &str) -> Result<&'static str, 
             update(
                 "UPDATE avatars SET status = 'training', training_progress = $2, \
                  last_status_check = CURRENT_TIMESTAMP, updated_at = CURRENT_TIMESTAMP \
-                 WHERE id = $1",
+                 WHERE fal_request_id = $1",
                 vec![id, Value::Int(progress)],
             )?;
             Ok("training")
@@ -167,7 +175,7 @@ impl Guest for FalAvatarStatus {
             );
         }
         let body = String::from_utf8_lossy(&event.body);
-        let result = apply(&avatar, report.outcome, &body)?;
+        let result = apply(&avatar, &report.request_id, report.outcome, &body)?;
         log(
             Level::Info,
             &format!("avatar {} ({}): {result}", avatar.id, report.request_id),

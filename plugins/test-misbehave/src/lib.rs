@@ -11,7 +11,10 @@
 //! - `effect`: inserts a row into `plugin_effects` and succeeds;
 //! - `slow`: spins for half a second, then does what `effect` does;
 //! - `write`: inserts a row into `plugin_effects` and then traps, so the
-//!   host's rollback can be observed.
+//!   host's rollback can be observed;
+//! - `hostile`: tries to drop a table, read the host's inbox, leave its
+//!   database role and update a table it was not granted; records each
+//!   outcome as a row in `plugin_effects` and succeeds.
 
 // The generated bindings take many arguments in places; that is theirs.
 #![allow(clippy::too_many_arguments)]
@@ -75,6 +78,27 @@ impl Guest for Misbehave {
                     std::hint::spin_loop();
                 }
                 record_effect(&event).map(|_| None)
+            }
+            "hostile" => {
+                let attempts = [
+                    ("drop", "DROP TABLE avatars"),
+                    ("read-inbox", "SELECT id FROM webhook_events"),
+                    ("escape", "RESET ROLE"),
+                    ("set-config", "SELECT set_config('role', 'postgres', true)"),
+                    ("foreign-update", "UPDATE avatars SET status = 'error'"),
+                ];
+                for (name, sql) in attempts {
+                    let outcome = match db::query(sql, &[]) {
+                        Ok(_) => "allowed".to_string(),
+                        Err(e) => format!("refused: {e}"),
+                    };
+                    db::execute(
+                        "INSERT INTO plugin_effects (event_id) VALUES ($1)",
+                        &[db::Value::Text(format!("{name} {outcome}"))],
+                    )
+                    .map_err(HandlerError::Fatal)?;
+                }
+                Ok(None)
             }
             "write" => {
                 record_effect(&event)?;

@@ -1,0 +1,183 @@
+//! The `db` capability on PostgreSQL: binding WIT values and reading rows.
+//!
+//! Values map to PostgreSQL types as: `null` → a NULL of whatever type the
+//! statement needs, `boolean` → bool, `int` → int8, `float` → float8,
+//! `text` → text, `bytes` → bytea, `json` → json. Columns come back as bool,
+//! int (int2/4/8), float (float4/8), text (text, varchar, char, name),
+//! bytes (bytea) and json (json, jsonb); cast anything else (uuid,
+//! timestamps, numeric) to TEXT in the SQL.
+
+use futures_util::TryStreamExt;
+use sqlx::postgres::types::Oid;
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgRow, PgTypeInfo};
+use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
+
+use super::db::MAX_ROWS;
+use crate::runtime::bindings::db::{Rows, Value};
+
+/// A NULL whose type the server infers from the statement.
+struct UntypedNull;
+
+impl sqlx::Type<Postgres> for UntypedNull {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(0))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for UntypedNull {
+    fn encode_by_ref(
+        &self,
+        _: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        Ok(sqlx::encode::IsNull::Yes)
+    }
+}
+
+/// JSON text sent as the `json` type (whose binary form is the text itself).
+struct JsonText(String);
+
+impl sqlx::Type<Postgres> for JsonText {
+    fn type_info() -> PgTypeInfo {
+        PgTypeInfo::with_oid(Oid(114))
+    }
+}
+
+impl sqlx::Encode<'_, Postgres> for JsonText {
+    fn encode_by_ref(
+        &self,
+        buf: &mut PgArgumentBuffer,
+    ) -> Result<sqlx::encode::IsNull, sqlx::error::BoxDynError> {
+        buf.extend_from_slice(self.0.as_bytes());
+        Ok(sqlx::encode::IsNull::No)
+    }
+}
+
+type PgQuery<'q> = sqlx::query::Query<'q, Postgres, PgArguments>;
+
+fn bind(mut query: PgQuery<'_>, params: Vec<Value>) -> PgQuery<'_> {
+    for value in params {
+        query = match value {
+            Value::Null => query.bind(UntypedNull),
+            Value::Boolean(b) => query.bind(b),
+            Value::Int(n) => query.bind(n),
+            Value::Float(f) => query.bind(f),
+            Value::Text(s) => query.bind(s),
+            Value::Bytes(b) => query.bind(b),
+            Value::Json(s) => query.bind(JsonText(s)),
+        };
+    }
+    query
+}
+
+/// Each plugin statement runs in a savepoint: a failed one is rolled back
+/// alone and the plugin may go on, as on SQLite (PostgreSQL would otherwise
+/// abort the whole transaction).
+async fn savepoint(tx: &mut sqlx::Transaction<'static, Postgres>, command: &str) -> Result<(), String> {
+    sqlx::query(command)
+        .execute(&mut **tx)
+        .await
+        .map(|_| ())
+        .map_err(|e| e.to_string())
+}
+
+async fn finish<T>(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    result: Result<T, String>,
+) -> Result<T, String> {
+    match result {
+        Ok(value) => savepoint(tx, "RELEASE SAVEPOINT plugin_statement")
+            .await
+            .map(|_| value),
+        Err(e) => {
+            savepoint(tx, "ROLLBACK TO SAVEPOINT plugin_statement").await?;
+            Err(e)
+        }
+    }
+}
+
+pub async fn execute(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<u64, String> {
+    savepoint(tx, "SAVEPOINT plugin_statement").await?;
+    let done = bind(sqlx::query(sql), params)
+        .execute(&mut **tx)
+        .await
+        .map(|d| d.rows_affected());
+    finish(tx, done.map_err(|e| e.to_string())).await
+}
+
+pub async fn query(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<Rows, String> {
+    savepoint(tx, "SAVEPOINT plugin_statement").await?;
+    let rows = collect(tx, sql, params).await;
+    finish(tx, rows).await
+}
+
+async fn collect(
+    tx: &mut sqlx::Transaction<'static, Postgres>,
+    sql: &str,
+    params: Vec<Value>,
+) -> Result<Rows, String> {
+    let mut stream = bind(sqlx::query(sql), params).fetch(&mut **tx);
+    let mut rows = Rows {
+        columns: Vec::new(),
+        values: Vec::new(),
+    };
+    while let Some(row) = stream.try_next().await.map_err(|e| e.to_string())? {
+        if rows.values.len() == MAX_ROWS {
+            return Err(format!(
+                "the query returned more than {MAX_ROWS} rows; add a LIMIT"
+            ));
+        }
+        if rows.columns.is_empty() {
+            rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
+        }
+        rows.values.push(read_row(&row)?);
+    }
+    Ok(rows)
+}
+
+fn read_row(row: &PgRow) -> Result<Vec<Value>, String> {
+    let err = |e: sqlx::Error| e.to_string();
+    (0..row.len())
+        .map(|i| {
+            let raw = row.try_get_raw(i).map_err(err)?;
+            if raw.is_null() {
+                return Ok(Value::Null);
+            }
+            let kind = raw.type_info().name().to_string();
+            Ok(match kind.as_str() {
+                "BOOL" => Value::Boolean(row.try_get(i).map_err(err)?),
+                "INT2" => Value::Int(row.try_get::<i16, _>(i).map_err(err)?.into()),
+                "INT4" => Value::Int(row.try_get::<i32, _>(i).map_err(err)?.into()),
+                "INT8" => Value::Int(row.try_get(i).map_err(err)?),
+                "FLOAT4" => Value::Float(row.try_get::<f32, _>(i).map_err(err)?.into()),
+                "FLOAT8" => Value::Float(row.try_get(i).map_err(err)?),
+                "TEXT" | "VARCHAR" | "BPCHAR" | "NAME" | "CHAR" => Value::Text(row.try_get(i).map_err(err)?),
+                "BYTEA" => Value::Bytes(row.try_get(i).map_err(err)?),
+                "JSON" | "JSONB" => {
+                    let bytes = raw.as_bytes().map_err(|e| e.to_string())?;
+                    // jsonb's binary form starts with a version byte.
+                    let binary = raw.format() == sqlx::postgres::PgValueFormat::Binary;
+                    let text = if kind == "JSONB" && binary {
+                        bytes.get(1..).unwrap_or_default()
+                    } else {
+                        bytes
+                    };
+                    Value::Json(String::from_utf8_lossy(text).into_owned())
+                }
+                other => {
+                    let column = row.columns()[i].name();
+                    return Err(format!(
+                        "column {column} has type {other}; cast it to TEXT in the query"
+                    ));
+                }
+            })
+        })
+        .collect()
+}

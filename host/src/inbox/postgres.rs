@@ -1,0 +1,329 @@
+//! The production inbox: PostgreSQL, shared by every host instance.
+//!
+//! Instances claim due events with `FOR UPDATE SKIP LOCKED`, so two never
+//! take the same event; a claim is a lease (owner, until) that the worker
+//! renews while a long event runs, and an expired lease makes the event
+//! claimable again (its owner died). A stored event is announced with
+//! `NOTIFY webhook_events` (delivered on commit), which wakes idle workers on
+//! every instance; the poll interval is the backstop.
+
+use std::borrow::Cow;
+use std::str::FromStr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::{Context, Result};
+use sqlx::migrate::{Migration, MigrationType, Migrator};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
+use sqlx::{PgPool, Row};
+use tokio::sync::Notify;
+
+use super::{Event, Finish, Inbox, Insert, NewEvent, Status, Tx, new_event_id};
+use crate::config::Secret;
+use crate::now_ms;
+
+/// The channel intake notifies on.
+pub const CHANNEL: &str = "webhook_events";
+
+const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, attempts, \
+     next_attempt_at, lease_owner, plugin, plugin_version, last_error, finished_at";
+
+fn migrator() -> Migrator {
+    let migration = |version, description, sql| {
+        Migration::new(
+            version,
+            Cow::Borrowed(description),
+            MigrationType::Simple,
+            Cow::Borrowed(sql),
+            false,
+        )
+    };
+    Migrator {
+        migrations: Cow::Owned(vec![migration(
+            1,
+            "webhook events",
+            include_str!("../../migrations/postgres/0001_webhook_events.sql"),
+        )]),
+        ignore_missing: true,
+        // Takes a PostgreSQL advisory lock: instances starting together queue.
+        locking: true,
+        no_tx: false,
+    }
+}
+
+/// The PostgreSQL-backed inbox.
+#[derive(Clone)]
+pub struct PostgresInbox {
+    pool: PgPool,
+}
+
+impl PostgresInbox {
+    /// Connects (lazily: the host starts even while PostgreSQL is down and
+    /// reports it on `/health`) and, when `migrate`, applies migrations.
+    pub async fn connect(url: &Secret, max_connections: u32, migrate: bool) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let inbox = Self { pool };
+        if migrate {
+            inbox.migrate().await?;
+        }
+        Ok(inbox)
+    }
+
+    /// Applies migrations under an advisory lock (safe to run from several
+    /// instances at once).
+    pub async fn migrate(&self) -> Result<()> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .context("applying PostgreSQL migrations")
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+fn pairs_to_json(pairs: &[(String, String)]) -> String {
+    serde_json::to_string(pairs).expect("string pairs always serialise")
+}
+
+fn event_from_row(row: &PgRow) -> Result<Event> {
+    let pairs = |column: &str| -> Result<Vec<(String, String)>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).with_context(|| format!("column {column} is not JSON pairs"))
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        route: row.try_get("route")?,
+        delivery_id: row.try_get("delivery_id")?,
+        received_at_ms: row.try_get("received_at")?,
+        headers: pairs("headers")?,
+        query: pairs("query")?,
+        body: row.try_get("body")?,
+        status: Status::parse(&status).with_context(|| format!("unknown status {status:?}"))?,
+        attempts: row.try_get::<i32, _>("attempts")? as u32,
+        next_attempt_at_ms: row.try_get("next_attempt_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        plugin: row.try_get("plugin")?,
+        plugin_version: row.try_get("plugin_version")?,
+        last_error: row.try_get("last_error")?,
+        finished_at_ms: row.try_get("finished_at")?,
+    })
+}
+
+/// Quotes a role name for `SET LOCAL ROLE` (manifests only allow
+/// `[a-z0-9_]`, this is the second guard).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[async_trait::async_trait]
+impl Inbox for PostgresInbox {
+    async fn insert(&self, event: NewEvent) -> Result<Insert> {
+        let id = new_event_id();
+        let inserted: Option<String> = sqlx::query_scalar(
+            "WITH stored AS ( \
+                 INSERT INTO webhook_events \
+                 (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
+                 ON CONFLICT (route, delivery_id) DO NOTHING RETURNING id) \
+             SELECT id FROM stored, pg_notify($8, '') AS announced",
+        )
+        .bind(&id)
+        .bind(&event.route)
+        .bind(&event.delivery_id)
+        .bind(event.received_at_ms)
+        .bind(pairs_to_json(&event.headers))
+        .bind(pairs_to_json(&event.query))
+        .bind(&event.body)
+        .bind(CHANNEL)
+        .fetch_optional(&self.pool)
+        .await
+        .context("storing the event")?;
+        if let Some(id) = inserted {
+            return Ok(Insert::Accepted { event_id: id });
+        }
+        let existing: String =
+            sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
+                .bind(&event.route)
+                .bind(&event.delivery_id)
+                .fetch_one(&self.pool)
+                .await
+                .context("finding the stored duplicate")?;
+        Ok(Insert::Duplicate { event_id: existing })
+    }
+
+    async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
+        let now = now_ms();
+        let sql = format!(
+            "WITH due AS ( \
+                 SELECT id FROM webhook_events \
+                 WHERE status IN ('pending', 'processing') \
+                   AND ((status = 'pending' AND next_attempt_at <= $3) \
+                        OR (status = 'processing' AND lease_until < $3)) \
+                 ORDER BY next_attempt_at LIMIT $4 \
+                 FOR UPDATE SKIP LOCKED) \
+             UPDATE webhook_events AS e \
+             SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = e.attempts + 1 \
+             FROM due WHERE e.id = due.id \
+             RETURNING {}",
+            COLUMNS
+                .split(", ")
+                .map(|c| format!("e.{c}"))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+        let rows = sqlx::query(&sql)
+            .bind(owner)
+            .bind(now + lease_ms)
+            .bind(now)
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .context("claiming due events")?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn begin(&self, db_role: Option<&str>) -> Result<Tx> {
+        let mut tx = self.pool.begin().await.context("opening the event transaction")?;
+        if let Some(role) = db_role {
+            sqlx::query(&format!("SET LOCAL ROLE {}", quote_ident(role)))
+                .execute(&mut *tx)
+                .await
+                .with_context(|| format!("switching to the plugin's database role {role:?}"))?;
+        }
+        Ok(Tx::Postgres(tx))
+    }
+
+    async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
+        let Tx::Postgres(mut tx) = tx else {
+            anyhow::bail!("a non-PostgreSQL transaction was handed to the PostgreSQL inbox");
+        };
+        // Back to the host's own role for the host's own table.
+        sqlx::query("RESET ROLE")
+            .execute(&mut *tx)
+            .await
+            .context("leaving the plugin's role")?;
+        let marked = sqlx::query(
+            "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
+             plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+             WHERE id = $4 AND lease_owner = $5 AND status = 'processing'",
+        )
+        .bind(now_ms())
+        .bind(finish.plugin)
+        .bind(finish.plugin_version)
+        .bind(finish.event_id)
+        .bind(finish.owner)
+        .execute(&mut *tx)
+        .await
+        .context("marking the event done")?;
+        if marked.rows_affected() != 1 {
+            tx.rollback().await.context("rolling back after a lost lease")?;
+            return Ok(false);
+        }
+        tx.commit().await.context("committing the event")?;
+        Ok(true)
+    }
+
+    async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
+        sqlx::query(
+            "UPDATE webhook_events SET \
+               status = CASE WHEN $1::BIGINT IS NULL THEN 'dead' ELSE 'pending' END, \
+               next_attempt_at = COALESCE($1::BIGINT, next_attempt_at), \
+               finished_at = CASE WHEN $1::BIGINT IS NULL THEN $2 ELSE NULL END, \
+               last_error = $3, plugin = $4, plugin_version = $5, \
+               lease_owner = NULL, lease_until = NULL \
+             WHERE id = $6 AND lease_owner = $7",
+        )
+        .bind(retry_at_ms)
+        .bind(now_ms())
+        .bind(error)
+        .bind(finish.plugin)
+        .bind(finish.plugin_version)
+        .bind(finish.event_id)
+        .bind(finish.owner)
+        .execute(&self.pool)
+        .await
+        .context("recording the failed attempt")?;
+        Ok(())
+    }
+
+    async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+        let extended = sqlx::query(
+            "UPDATE webhook_events SET lease_until = $1 \
+             WHERE id = $2 AND lease_owner = $3 AND status = 'processing'",
+        )
+        .bind(now_ms() + lease_ms)
+        .bind(event_id)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .context("renewing the lease")?;
+        Ok(extended.rows_affected() == 1)
+    }
+
+    async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {
+        let sql = format!(
+            "SELECT {COLUMNS} FROM webhook_events WHERE ($1::TEXT IS NULL OR status = $1) \
+             ORDER BY received_at DESC, id DESC LIMIT $2"
+        );
+        let rows = sqlx::query(&sql)
+            .bind(status.map(Status::as_str))
+            .bind(limit as i64)
+            .fetch_all(&self.pool)
+            .await
+            .context("listing events")?;
+        rows.iter().map(event_from_row).collect()
+    }
+
+    async fn get(&self, id: &str) -> Result<Option<Event>> {
+        let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
+        let row = sqlx::query(&sql)
+            .bind(id)
+            .fetch_optional(&self.pool)
+            .await
+            .context("reading the event")?;
+        row.as_ref().map(event_from_row).transpose()
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1")
+            .execute(&self.pool)
+            .await
+            .context("database ping")?;
+        Ok(())
+    }
+
+    fn spawn_listener(&self, wake: Arc<Notify>) {
+        let pool = self.pool.clone();
+        tokio::spawn(async move {
+            loop {
+                match listen(&pool, &wake).await {
+                    Ok(()) => return,
+                    Err(e) => {
+                        tracing::warn!("LISTEN {CHANNEL} lost; polling until it is back: {e:#}");
+                        tokio::time::sleep(Duration::from_secs(1)).await;
+                    }
+                }
+            }
+        });
+    }
+}
+
+/// Wakes the worker on every notification until the connection fails.
+async fn listen(pool: &PgPool, wake: &Notify) -> Result<()> {
+    let mut listener = PgListener::connect_with(pool).await?;
+    listener.listen(CHANNEL).await?;
+    // Anything stored while we were not listening is found by this wake-up.
+    wake.notify_one();
+    loop {
+        listener.recv().await?;
+        wake.notify_one();
+    }
+}

@@ -1,0 +1,214 @@
+//! Production mode: hosts sharing one real PostgreSQL.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+
+use crate::harness::{TestHost, fixture};
+
+/// The FAL plugin completes an avatar on PostgreSQL, running as its role.
+#[tokio::test]
+async fn ok_body_completes_the_avatar_on_postgres() {
+    let host = TestHost::spawn_pg(1).await;
+    let avatar = host.seed_avatar("pg-ok").await;
+    let (status, answer) = host.post_fal(&fixture("ok-portrait.json", "pg-ok")).await;
+    assert_eq!(status, 200, "{answer}");
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let row = host.avatar(&avatar).await;
+    assert_eq!((row.status.as_str(), row.training_progress), ("completed", 100));
+    assert!(
+        row.diffusers_lora_file_url
+            .unwrap()
+            .ends_with("pytorch_lora_weights.safetensors")
+    );
+    assert!(row.training_completed_at.is_some());
+    assert!(row.fal_response_data.unwrap().contains("config_file"));
+    // A repeat is a duplicate; an ERROR for the same avatar later is ignored (it completed).
+    let (_, again) = host.post_fal(&fixture("ok-portrait.json", "pg-ok")).await;
+    assert_eq!(again["status"], "duplicate");
+}
+
+/// Two instances, 2,000 deliveries (30 % repeated ids) sent concurrently to
+/// both: every distinct delivery applied exactly once, nothing left pending.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn two_instances_apply_every_delivery_exactly_once() {
+    let host = Arc::new(TestHost::spawn_pg(2).await);
+    let distinct = 1400;
+    let mut deliveries: Vec<String> = (0..distinct).map(|i| format!("d-{i}")).collect();
+    deliveries.extend((0..600).map(|i| format!("d-{}", (i * 7) % distinct)));
+    let mut tasks = tokio::task::JoinSet::new();
+    for (worker, chunk) in deliveries.chunks(100).enumerate() {
+        let host = host.clone();
+        let chunk = chunk.to_vec();
+        tasks.spawn(async move {
+            for (n, id) in chunk.iter().enumerate() {
+                host.post_mode_as((worker + n) % 2, "effect", id).await;
+            }
+        });
+    }
+    while let Some(done) = tasks.join_next().await {
+        done.unwrap();
+    }
+    let started = std::time::Instant::now();
+    while host
+        .count("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
+        .await
+        > 0
+    {
+        assert!(started.elapsed().as_secs() < 120, "events left unprocessed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(
+        host.count("SELECT COUNT(*) FROM webhook_events").await,
+        distinct as i64
+    );
+    let effects = host.texts("SELECT event_id FROM plugin_effects").await;
+    assert_eq!(effects.len(), distinct, "one effect per distinct delivery");
+    assert_eq!(
+        effects.iter().collect::<HashSet<_>>().len(),
+        distinct,
+        "no event applied twice"
+    );
+    assert!(
+        host.log_of(0).contains("event done") && host.log_of(1).contains("event done"),
+        "both instances worked"
+    );
+}
+
+/// A plugin cannot drop tables, read the host's inbox, leave its role or
+/// touch tables outside its grant: each attempt fails with an error the
+/// plugin sees, and the tables are intact.
+#[tokio::test]
+async fn a_hostile_plugin_stays_inside_its_database_grant() {
+    let host = TestHost::spawn_pg(1).await;
+    host.seed_avatar("victim").await;
+    let event = host.post_mode("hostile").await;
+    host.wait_for(&event, "done").await;
+    let outcomes = host
+        .texts("SELECT event_id FROM plugin_effects ORDER BY event_id")
+        .await;
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    for outcome in &outcomes {
+        assert!(outcome.contains(" refused: "), "{outcome}");
+    }
+    let find = |name: &str| outcomes.iter().find(|o| o.starts_with(name)).unwrap().clone();
+    assert!(find("drop").contains("only SELECT"), "{outcomes:?}");
+    assert!(find("escape").contains("only SELECT"), "{outcomes:?}");
+    assert!(find("set-config").contains("set_config"), "{outcomes:?}");
+    assert!(find("read-inbox").contains("permission denied"), "{outcomes:?}");
+    assert!(
+        find("foreign-update").contains("permission denied"),
+        "{outcomes:?}"
+    );
+    assert_eq!(
+        host.count("SELECT COUNT(*) FROM avatars WHERE status = 'training'")
+            .await,
+        1
+    );
+    assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 1);
+}
+
+/// `webhook-host migrate` run twice at the same time on a fresh database:
+/// both succeed (the advisory lock serialises them).
+#[tokio::test]
+async fn migrations_applied_concurrently_do_not_fail() {
+    let server = crate::pg::shared();
+    let url = server.create_database().await;
+    let migrate = || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
+            .arg("migrate")
+            .env_clear()
+            .env("DATABASE_URL", &url)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (migrate(), migrate());
+    for child in [a, b] {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    let tables: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'webhook_events'",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(tables, 1);
+    db.close().await;
+    crate::pg::drop_database(server.bin(), server.port, url.rsplit('/').next().unwrap());
+}
+
+/// SIGKILL one instance while it processes, five rounds: the other takes
+/// over its leased events after the lease expires; nothing lost, nothing
+/// applied twice.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn killing_an_instance_under_load_loses_nothing_and_repeats_nothing() {
+    let mut host = TestHost::spawn_pg(2).await;
+    let mut sent = 0;
+    for round in 0..5 {
+        for n in 0..40 {
+            let mode = if n % 4 == 0 { "slow" } else { "effect" };
+            host.post_mode_as(n % 2, mode, &format!("r{round}-{n}")).await;
+            sent += 1;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+        host.kill_instance(0);
+        host.restart_instance(0);
+    }
+    let started = std::time::Instant::now();
+    while host
+        .count("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
+        .await
+        > 0
+    {
+        assert!(started.elapsed().as_secs() < 120, "events left unprocessed");
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    let effects = host.texts("SELECT event_id FROM plugin_effects").await;
+    assert_eq!(effects.len(), sent);
+    assert_eq!(effects.iter().collect::<HashSet<_>>().len(), sent);
+}
+
+/// PostgreSQL stopped mid-run: `/health` and webhooks answer 503 (never a
+/// 200 without a commit); when it returns, the host reconnects by itself and
+/// processing resumes.
+#[tokio::test]
+async fn an_outage_of_postgres_is_503_and_then_heals() {
+    let server = crate::pg::PgServer::start();
+    let host = TestHost::start_with(crate::harness::Options {
+        backend: crate::harness::Backend::Postgres,
+        pg: Some(&server),
+        ..Default::default()
+    })
+    .await;
+    let before = host.post_mode("effect").await;
+    host.wait_for(&before, "done").await;
+
+    server.stop();
+    let health = host.http.get(host.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 503);
+    let body = br#"{"mode":"effect"}"#;
+    let headers = crate::harness::Signer::fal("during-outage").headers(body);
+    let (status, answer) = host.post_with("/hooks/misbehave", body, &headers).await;
+    assert_eq!(status, 503, "{answer}");
+
+    server.resume();
+    let started = std::time::Instant::now();
+    let answer = loop {
+        let (status, answer) = host.post_with("/hooks/misbehave", body, &headers).await;
+        if status == 200 {
+            break answer;
+        }
+        assert!(
+            started.elapsed().as_secs() < 60,
+            "the host never reconnected: {answer}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    };
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let health = host.http.get(host.url("/health")).send().await.unwrap();
+    assert_eq!(health.status().as_u16(), 200);
+    drop(host);
+}
