@@ -220,10 +220,15 @@ impl TestHost {
         let instances = (0..options.instances.max(1))
             .map(|i| start(dir.path(), i))
             .collect();
+        // Every request has a deadline, so a stuck host fails its test instead of hanging the run.
+        let http = reqwest::Client::builder()
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
         TestHost {
             dir,
             instances,
-            http: reqwest::Client::new(),
+            http,
             db,
             backend: options.backend,
             pg_database,

@@ -214,7 +214,7 @@ async fn a_second_host_on_the_same_data_folder_refuses_to_start() {
         .env_clear()
         .env("HOST", "127.0.0.1")
         .env("PORT", "0")
-        .env("DATA_DIR", host.dir.path().join("data"))
+        .env("DATA_DIR", host.dir.path().join("data-0"))
         .env("PLUGINS_DIR", host.dir.path().join("plugins"))
         .env("FAL_WEBHOOK_SECRET", crate::harness::SECRET)
         .output()

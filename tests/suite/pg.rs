@@ -17,6 +17,37 @@ DO $$ BEGIN
 EXCEPTION WHEN duplicate_object THEN NULL; END $$;
 ";
 
+/// Test clusters live in temp folders named so.
+const PREFIX: &str = "webhook-host-pg-";
+
+/// Stops and removes clusters whose test process is gone.
+fn remove_abandoned(bin: &Path) {
+    let Ok(entries) = std::fs::read_dir(std::env::temp_dir()) else {
+        return;
+    };
+    for entry in entries.flatten() {
+        let dir = entry.path();
+        let is_ours = dir
+            .file_name()
+            .and_then(|n| n.to_str())
+            .is_some_and(|n| n.starts_with(PREFIX));
+        let owner = std::fs::read_to_string(dir.join("owner.pid"))
+            .ok()
+            .and_then(|p| p.trim().parse::<i32>().ok());
+        // SAFETY: kill with signal 0 only checks that the process exists.
+        let alive = owner.is_some_and(|pid| unsafe { libc::kill(pid, 0) } == 0);
+        if is_ours && owner.is_some() && !alive {
+            let data = dir.join("data");
+            let _ = command(bin, "pg_ctl")
+                .arg("-D")
+                .arg(&data)
+                .args(["-m", "immediate", "-w", "stop"])
+                .output();
+            let _ = std::fs::remove_dir_all(&dir);
+        }
+    }
+}
+
 pub struct PgServer {
     pub port: u16,
     /// Holds the cluster (`data/`), its socket and its log.
@@ -79,11 +110,14 @@ fn free_port() -> u16 {
 }
 
 impl PgServer {
-    /// Creates and starts a fresh cluster.
+    /// Creates and starts a fresh cluster (after removing any left behind by
+    /// a test run that was killed).
     pub fn start() -> PgServer {
         let bin = bin_dir();
-        let dir = std::env::temp_dir().join(format!("webhook-host-pg-{}", uuid::Uuid::now_v7().simple()));
+        remove_abandoned(&bin);
+        let dir = std::env::temp_dir().join(format!("{PREFIX}{}", uuid::Uuid::now_v7().simple()));
         std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("owner.pid"), std::process::id().to_string()).unwrap();
         if is_root() {
             let status = Command::new("chown")
                 .args(["-R", "postgres:postgres"])
