@@ -80,6 +80,7 @@ impl Application {
         let wake = Arc::new(Notify::new());
         inbox.spawn_listener(wake.clone());
         let state = Arc::new(AppState {
+            intake: crate::inbox::intake::IntakeWriter::spawn(inbox.clone()),
             inbox: inbox.clone(),
             routes: routes.clone(),
             plugins: plugin_set.clone(),

@@ -226,3 +226,31 @@ async fn a_second_host_on_the_same_data_folder_refuses_to_start() {
         "{stderr}"
     );
 }
+
+/// 50 copies of one delivery sent at once (landing in the same intake
+/// batch or not) make one event: one `accepted`, the rest `duplicate`, all
+/// naming the same event.
+pub async fn concurrent_copies_make_one_event(host: TestHost) {
+    let host = std::sync::Arc::new(host);
+    let mut tasks = tokio::task::JoinSet::new();
+    for _ in 0..50 {
+        let host = host.clone();
+        tasks.spawn(async move { host.post_mode_as(0, "effect", "the-same-delivery").await.1 });
+    }
+    let mut answers = Vec::new();
+    while let Some(answer) = tasks.join_next().await {
+        answers.push(answer.unwrap());
+    }
+    let accepted = answers.iter().filter(|a| a["status"] == "accepted").count();
+    assert_eq!(accepted, 1, "{answers:?}");
+    let ids: std::collections::HashSet<&str> =
+        answers.iter().map(|a| a["event_id"].as_str().unwrap()).collect();
+    assert_eq!(ids.len(), 1);
+    host.wait_for(ids.iter().next().unwrap(), "done").await;
+    assert_eq!(host.count("SELECT COUNT(*) FROM plugin_effects").await, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_a_delivery_make_one_event() {
+    concurrent_copies_make_one_event(TestHost::spawn().await).await;
+}

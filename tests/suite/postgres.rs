@@ -212,3 +212,8 @@ async fn an_outage_of_postgres_is_503_and_then_heals() {
     assert_eq!(health.status().as_u16(), 200);
     drop(host);
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_copies_of_a_delivery_make_one_event_on_postgres() {
+    crate::intake::concurrent_copies_make_one_event(TestHost::spawn_pg(1).await).await;
+}

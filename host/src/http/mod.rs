@@ -18,6 +18,8 @@ pub use error::ApiError;
 /// What every handler can reach.
 pub struct AppState {
     pub inbox: Arc<dyn Inbox>,
+    /// Stores deliveries with group commit.
+    pub intake: crate::inbox::intake::IntakeWriter,
     pub routes: Arc<RouteTable>,
     pub plugins: Arc<PluginSet>,
     /// Wakes the worker when an event is stored.

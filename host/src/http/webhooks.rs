@@ -144,7 +144,7 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
         query,
         body,
     };
-    let answer = match state.inbox.insert(event).await {
+    let answer = match state.intake.insert(event).await {
         Ok(Insert::Accepted { event_id }) => {
             state.wake.notify_one();
             log_accepted(&route, &event_id);

@@ -6,11 +6,12 @@
 //! the embedded backend. The [`worker`] claims due events and dispatches them.
 
 pub mod backoff;
+pub mod intake;
 mod postgres;
 mod sqlite;
 pub mod worker;
 
-use anyhow::Result;
+use anyhow::{Context, Result};
 use serde::Serialize;
 
 pub use postgres::PostgresInbox;
@@ -108,9 +109,17 @@ pub struct Finish<'a> {
 /// The inbox's storage operations.
 #[async_trait::async_trait]
 pub trait Inbox: Send + Sync {
-    /// Stores a delivery unless its `(route, delivery_id)` is already stored.
-    /// Returns only after the row is committed.
-    async fn insert(&self, event: NewEvent) -> Result<Insert>;
+    /// Stores deliveries in one transaction, each unless its
+    /// `(route, delivery_id)` is already stored (also earlier in the same
+    /// batch). Returns, in order, what happened to each, only after the
+    /// commit.
+    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>>;
+
+    /// Stores one delivery; see [`insert_batch`](Self::insert_batch).
+    async fn insert(&self, event: NewEvent) -> Result<Insert> {
+        let mut stored = self.insert_batch(vec![event]).await?;
+        stored.pop().context("the store answered an empty batch")
+    }
 
     /// Leases up to `limit` due events to `owner` for `lease_ms`: pending ones
     /// whose time has come and processing ones whose lease expired. Counts

@@ -125,38 +125,59 @@ fn quote_ident(name: &str) -> String {
 
 #[async_trait::async_trait]
 impl Inbox for PostgresInbox {
-    async fn insert(&self, event: NewEvent) -> Result<Insert> {
-        let id = new_event_id();
-        let inserted: Option<String> = sqlx::query_scalar(
-            "WITH stored AS ( \
-                 INSERT INTO webhook_events \
-                 (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
-                 ON CONFLICT (route, delivery_id) DO NOTHING RETURNING id) \
-             SELECT id FROM stored, pg_notify($8, '') AS announced",
+    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+        let ids: Vec<String> = events.iter().map(|_| new_event_id()).collect();
+        let column = |f: &dyn Fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
+        let mut tx = self
+            .pool
+            .begin()
+            .await
+            .context("opening the intake transaction")?;
+        // One multi-row INSERT for the whole batch; rows whose delivery is
+        // already stored (or earlier in this batch) are skipped.
+        let stored: Vec<String> = sqlx::query_scalar(
+            "INSERT INTO webhook_events \
+             (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
+             SELECT id, route, delivery_id, received_at, headers, query, body, received_at \
+             FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], $7::BYTEA[]) \
+                  AS batch(id, route, delivery_id, received_at, headers, query, body) \
+             ON CONFLICT (route, delivery_id) DO NOTHING \
+             RETURNING id",
         )
-        .bind(&id)
-        .bind(&event.route)
-        .bind(&event.delivery_id)
-        .bind(event.received_at_ms)
-        .bind(pairs_to_json(&event.headers))
-        .bind(pairs_to_json(&event.query))
-        .bind(&event.body)
-        .bind(CHANNEL)
-        .fetch_optional(&self.pool)
+        .bind(&ids)
+        .bind(column(&|e| e.route.clone()))
+        .bind(column(&|e| e.delivery_id.clone()))
+        .bind(events.iter().map(|e| e.received_at_ms).collect::<Vec<i64>>())
+        .bind(column(&|e| pairs_to_json(&e.headers)))
+        .bind(column(&|e| pairs_to_json(&e.query)))
+        .bind(events.iter().map(|e| e.body.clone()).collect::<Vec<Vec<u8>>>())
+        .fetch_all(&mut *tx)
         .await
-        .context("storing the event")?;
-        if let Some(id) = inserted {
-            return Ok(Insert::Accepted { event_id: id });
+        .context("storing the events")?;
+        let stored: std::collections::HashSet<String> = stored.into_iter().collect();
+        let mut results = Vec::with_capacity(events.len());
+        for (event, id) in events.iter().zip(ids) {
+            if stored.contains(&id) {
+                results.push(Insert::Accepted { event_id: id });
+                continue;
+            }
+            let existing: String =
+                sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
+                    .bind(&event.route)
+                    .bind(&event.delivery_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("finding the stored duplicate")?;
+            results.push(Insert::Duplicate { event_id: existing });
         }
-        let existing: String =
-            sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
-                .bind(&event.route)
-                .bind(&event.delivery_id)
-                .fetch_one(&self.pool)
-                .await
-                .context("finding the stored duplicate")?;
-        Ok(Insert::Duplicate { event_id: existing })
+        if !stored.is_empty() {
+            sqlx::query("SELECT pg_notify($1, '')")
+                .bind(CHANNEL)
+                .execute(&mut *tx)
+                .await?;
+        }
+        tx.commit().await.context("committing the intake batch")?;
+        Ok(results)
     }
 
     async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {

@@ -171,35 +171,46 @@ fn event_from_row(row: &SqliteRow) -> Result<Event> {
 
 #[async_trait::async_trait]
 impl Inbox for SqliteInbox {
-    async fn insert(&self, event: NewEvent) -> Result<Insert> {
-        let id = new_event_id();
-        let inserted = sqlx::query(
-            "INSERT INTO webhook_events \
-             (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
-             ON CONFLICT (route, delivery_id) DO NOTHING",
-        )
-        .bind(&id)
-        .bind(&event.route)
-        .bind(&event.delivery_id)
-        .bind(event.received_at_ms)
-        .bind(pairs_to_json(&event.headers))
-        .bind(pairs_to_json(&event.query))
-        .bind(&event.body)
-        .execute(&self.pool)
-        .await
-        .context("storing the event")?;
-        if inserted.rows_affected() == 1 {
-            return Ok(Insert::Accepted { event_id: id });
+    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("opening the intake transaction")?;
+        let mut results = Vec::with_capacity(events.len());
+        for event in events {
+            let id = new_event_id();
+            let inserted = sqlx::query(
+                "INSERT INTO webhook_events \
+                 (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $4) \
+                 ON CONFLICT (route, delivery_id) DO NOTHING",
+            )
+            .bind(&id)
+            .bind(&event.route)
+            .bind(&event.delivery_id)
+            .bind(event.received_at_ms)
+            .bind(pairs_to_json(&event.headers))
+            .bind(pairs_to_json(&event.query))
+            .bind(&event.body)
+            .execute(&mut *tx)
+            .await
+            .context("storing the event")?;
+            if inserted.rows_affected() == 1 {
+                results.push(Insert::Accepted { event_id: id });
+                continue;
+            }
+            let existing: String =
+                sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
+                    .bind(&event.route)
+                    .bind(&event.delivery_id)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("finding the stored duplicate")?;
+            results.push(Insert::Duplicate { event_id: existing });
         }
-        let existing: String =
-            sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
-                .bind(&event.route)
-                .bind(&event.delivery_id)
-                .fetch_one(&self.pool)
-                .await
-                .context("finding the stored duplicate")?;
-        Ok(Insert::Duplicate { event_id: existing })
+        tx.commit().await.context("committing the intake batch")?;
+        Ok(results)
     }
 
     async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
