@@ -79,6 +79,7 @@ impl Application {
             .with_context(|| format!("binding {}:{}", settings.host, settings.port))?;
         let wake = Arc::new(Notify::new());
         inbox.spawn_listener(wake.clone());
+        crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
         let state = Arc::new(AppState {
             intake: crate::inbox::intake::IntakeWriter::spawn(inbox.clone()),
             inbox: inbox.clone(),
@@ -87,6 +88,7 @@ impl Application {
             wake: wake.clone(),
             instance_id: settings.instance_id.clone(),
             body_limit: settings.http.body_limit_bytes,
+            admin_token: settings.admin_token.clone(),
         });
         let worker = Arc::new(Worker {
             inbox,

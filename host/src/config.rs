@@ -50,6 +50,9 @@ pub struct Settings {
     pub instance_id: String,
     /// Lets routes run without verification when their secret is missing.
     pub insecure_dev: bool,
+    /// Bearer token of the admin API (`ADMIN_TOKEN`); none disables it.
+    pub admin_token: Option<Secret>,
+    pub retention: RetentionSettings,
     pub http: HttpSettings,
     pub worker: WorkerSettings,
     pub runtime: RuntimeSettings,
@@ -128,6 +131,25 @@ impl Default for RuntimeSettings {
             timeout_ms: 10_000,
             max_instances: 32,
             epoch_tick_ms: 10,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RetentionSettings {
+    /// `done` events older than this are deleted; 0 keeps them forever.
+    /// `dead` events are always kept.
+    pub done_after_ms: u64,
+    /// How often the sweep runs.
+    pub sweep_interval_ms: u64,
+}
+
+impl Default for RetentionSettings {
+    fn default() -> Self {
+        Self {
+            done_after_ms: 7 * 24 * 3600 * 1000,
+            sweep_interval_ms: 10 * 60 * 1000,
         }
     }
 }
@@ -341,6 +363,7 @@ struct FileConfig {
     http: HttpSettings,
     worker: WorkerSettings,
     runtime: RuntimeSettings,
+    retention: RetentionSettings,
     routes: Option<Vec<RouteConfig>>,
 }
 
@@ -422,6 +445,8 @@ impl Settings {
             database_url: env("DATABASE_URL").filter(|v| !v.is_empty()).map(Secret::new),
             instance_id: env("INSTANCE_ID").unwrap_or_else(default_instance_id),
             insecure_dev,
+            admin_token: env("ADMIN_TOKEN").filter(|v| !v.is_empty()).map(Secret::new),
+            retention: file.retention,
             http: file.http,
             worker: file.worker,
             runtime: file.runtime,

@@ -368,6 +368,13 @@ impl TestHost {
         })
     }
 
+    /// Runs a statement on the hosts' database, as its owner.
+    pub async fn execute(&self, sql: &str) {
+        on_db!(&self.db, |pool| {
+            sqlx::raw_sql(sql).execute(pool).await.unwrap();
+        });
+    }
+
     pub async fn count(&self, sql: &str) -> i64 {
         on_db!(&self.db, |pool| sqlx::query_scalar(sql)
             .fetch_one(pool)

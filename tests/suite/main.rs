@@ -5,6 +5,7 @@ mod crash;
 mod harness;
 mod intake;
 mod isolation;
+mod operations;
 mod pg;
 mod postgres;
 mod processing;

@@ -4,7 +4,7 @@ use anyhow::{Result, bail};
 use clap::Subcommand;
 
 use crate::config::Settings;
-use crate::inbox::Status;
+use crate::inbox::{Replay, Status};
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -18,6 +18,17 @@ pub enum Command {
     },
     /// One event, with its body, as JSON.
     Show { id: String },
+    /// Run an event again from its first attempt, or every dead one.
+    Replay {
+        /// The event to replay.
+        #[arg(required_unless_present = "dead", conflicts_with = "dead")]
+        id: Option<String>,
+        /// Replay every dead event (of `--route`, if given).
+        #[arg(long)]
+        dead: bool,
+        #[arg(long, requires = "dead")]
+        route: Option<String>,
+    },
 }
 
 pub async fn run(settings: Settings, command: Command) -> Result<()> {
@@ -46,6 +57,22 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
                     e.last_error.as_deref().unwrap_or("")
                 );
             }
+        }
+        Command::Replay { id, dead: _, route } => {
+            let which = match &id {
+                Some(id) => Replay::One(id),
+                None => Replay::Dead {
+                    route: route.as_deref(),
+                },
+            };
+            let replayed = inbox.replay(which).await?;
+            if id.is_some() && replayed == 0 {
+                bail!(
+                    "no event {} that can be replayed (unknown, or being processed)",
+                    id.unwrap_or_default()
+                );
+            }
+            println!("replayed {replayed} event(s); a running host picks them up at its next poll");
         }
         Command::Show { id } => {
             let Some(event) = inbox.get(&id).await? else {

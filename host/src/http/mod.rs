@@ -1,5 +1,6 @@
 //! The HTTP edge: webhook intake and health. Each file ends in a `router`.
 
+mod admin;
 mod error;
 mod health;
 mod webhooks;
@@ -26,12 +27,15 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub instance_id: String,
     pub body_limit: usize,
+    /// The admin API's token; none leaves the API unmounted.
+    pub admin_token: Option<crate::config::Secret>,
 }
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(webhooks::router(&state.routes))
         .merge(health::router())
+        .merge(admin::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }

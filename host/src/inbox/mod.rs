@@ -8,6 +8,7 @@
 pub mod backoff;
 pub mod intake;
 mod postgres;
+pub mod retention;
 mod sqlite;
 pub mod worker;
 
@@ -106,6 +107,13 @@ pub struct Finish<'a> {
     pub plugin_version: Option<&'a str>,
 }
 
+/// Which events to replay.
+#[derive(Debug, Clone, Copy)]
+pub enum Replay<'a> {
+    One(&'a str),
+    Dead { route: Option<&'a str> },
+}
+
 /// The inbox's storage operations.
 #[async_trait::async_trait]
 pub trait Inbox: Send + Sync {
@@ -141,6 +149,15 @@ pub trait Inbox: Send + Sync {
     /// Pushes the lease of an event `owner` is still working on `lease_ms`
     /// into the future. False when the lease was lost.
     async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
+
+    /// Queues events to run again from their first attempt; returns how many.
+    /// One event may be replayed in any state but `processing`; a selection
+    /// takes the `dead` events, of one route if given.
+    async fn replay(&self, which: Replay<'_>) -> Result<u64>;
+
+    /// Deletes `done` events finished before `before_ms`; `dead` ones stay.
+    /// Returns how many.
+    async fn prune_done(&self, before_ms: i64) -> Result<u64>;
 
     /// Newest first, optionally of one status.
     async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>>;

@@ -18,7 +18,7 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
 use sqlx::{PgPool, Row};
 use tokio::sync::Notify;
 
-use super::{Event, Finish, Inbox, Insert, NewEvent, Status, Tx, new_event_id};
+use super::{Event, Finish, Inbox, Insert, NewEvent, Replay, Status, Tx, new_event_id};
 use crate::config::Secret;
 use crate::now_ms;
 
@@ -287,6 +287,39 @@ impl Inbox for PostgresInbox {
         .await
         .context("renewing the lease")?;
         Ok(extended.rows_affected() == 1)
+    }
+
+    async fn replay(&self, which: Replay<'_>) -> Result<u64> {
+        let reset = "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+                     lease_owner = NULL, lease_until = NULL, finished_at = NULL";
+        let done = match which {
+            Replay::One(id) => {
+                sqlx::query(&format!("{reset} WHERE id = $2 AND status <> 'processing'"))
+                    .bind(now_ms())
+                    .bind(id)
+                    .execute(&self.pool)
+                    .await
+            }
+            Replay::Dead { route } => {
+                sqlx::query(&format!(
+                    "{reset} WHERE status = 'dead' AND ($2::TEXT IS NULL OR route = $2)"
+                ))
+                .bind(now_ms())
+                .bind(route)
+                .execute(&self.pool)
+                .await
+            }
+        };
+        Ok(done.context("replaying events")?.rows_affected())
+    }
+
+    async fn prune_done(&self, before_ms: i64) -> Result<u64> {
+        let pruned = sqlx::query("DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1")
+            .bind(before_ms)
+            .execute(&self.pool)
+            .await
+            .context("pruning done events")?;
+        Ok(pruned.rows_affected())
     }
 
     async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {
