@@ -102,3 +102,40 @@ async fn guest_output_is_logged_with_the_event_id() {
     assert!(line.contains(&format!("event_id={event}")), "{line}");
     assert!(log.contains(&format!("hello from {event} on stderr")));
 }
+
+/// A plugin cannot drop tables, read the host's inbox, leave its role or
+/// touch tables outside its grant: each attempt fails with an error the
+/// plugin sees (`denied` is the database's wording, alternatives split by
+/// `|`), and the tables are intact.
+pub async fn hostile_plugin_stays_inside_its_grant(host: TestHost, denied: &str) {
+    host.seed_avatar("victim").await;
+    let event = host.post_mode("hostile").await;
+    host.wait_for(&event, "done").await;
+    let outcomes = host
+        .texts("SELECT event_id FROM plugin_effects ORDER BY event_id")
+        .await;
+    assert_eq!(outcomes.len(), 5, "{outcomes:?}");
+    let find = |name: &str| outcomes.iter().find(|o| o.starts_with(name)).unwrap().clone();
+    for (attempt, expected) in [
+        ("drop", "only SELECT"),
+        ("escape", "only SELECT"),
+        ("set-config", "set_config"),
+        ("read-inbox", denied),
+        ("foreign-update", denied),
+    ] {
+        let outcome = find(attempt);
+        let matches = expected.split('|').any(|phrase| outcome.contains(phrase));
+        assert!(outcome.contains(" refused: ") && matches, "{outcome}");
+    }
+    assert_eq!(
+        host.count("SELECT COUNT(*) FROM avatars WHERE status = 'training'")
+            .await,
+        1
+    );
+    assert_eq!(host.count("SELECT COUNT(*) FROM webhook_events").await, 1);
+}
+
+#[tokio::test]
+async fn a_hostile_plugin_stays_inside_its_table_grant_on_sqlite() {
+    hostile_plugin_stays_inside_its_grant(TestHost::spawn().await, "not authorized|prohibited").await;
+}

@@ -10,6 +10,7 @@ use sqlx::sqlite::{Sqlite, SqliteArguments, SqliteRow};
 use sqlx::{Column, Row, TypeInfo, ValueRef};
 
 use super::db_postgres as postgres;
+use super::db_sqlite_grants::{TableGrant, restrict, unrestrict};
 use crate::inbox::Tx;
 use crate::inbox::sqlite_is_plain_select as is_plain_select;
 use crate::runtime::bindings::db::{Host, Rows, Value};
@@ -24,13 +25,16 @@ pub struct DbState {
     /// Whether the manifest grants `db` (loading already refuses a component
     /// that imports it without the grant; this guards the calls too).
     granted: bool,
+    /// The tables SQLite's authorizer lets this plugin touch.
+    tables: &'static TableGrant,
 }
 
 impl DbState {
-    pub fn new(tx: Tx, granted: bool) -> Self {
+    pub fn new(tx: Tx, granted: bool, tables: &'static TableGrant) -> Self {
         Self {
             tx: Some(tx),
             granted,
+            tables,
         }
     }
 
@@ -52,10 +56,23 @@ impl DbState {
 impl Host for DbState {
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, String> {
         check_statement(&sql)?;
+        let tables = self.tables;
         match self.tx()? {
             Tx::Sqlite(tx) => match tx.pool().filter(|_| is_plain_select(&sql)) {
-                Some(pool) => sqlite_query(pool, &sql, params).await,
-                None => sqlite_query(&mut **tx.open().await.map_err(|e| e.to_string())?, &sql, params).await,
+                Some(pool) => {
+                    let mut conn = pool.acquire().await.map_err(|e| e.to_string())?;
+                    restrict(&mut conn, tables).await?;
+                    let rows = sqlite_query(&mut *conn, &sql, params).await;
+                    unrestrict(&mut conn).await.map_err(|e| e.to_string())?;
+                    rows
+                }
+                None => {
+                    let tx = tx.open().await.map_err(|e| e.to_string())?;
+                    restrict(tx, tables).await?;
+                    let rows = sqlite_query(&mut **tx, &sql, params).await;
+                    unrestrict(tx).await.map_err(|e| e.to_string())?;
+                    rows
+                }
             },
             Tx::Postgres(tx) => postgres::query(tx, &sql, params).await,
         }
@@ -63,14 +80,16 @@ impl Host for DbState {
 
     async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, String> {
         check_statement(&sql)?;
+        let tables = self.tables;
         match self.tx()? {
             Tx::Sqlite(tx) => {
                 let tx = tx.open().await.map_err(|e| e.to_string())?;
-                let done = bind_sqlite(sqlx::query(&sql), params)
+                restrict(tx, tables).await?;
+                let done = bind_sqlite(sqlx::query(&sql).persistent(false), params)
                     .execute(&mut **tx)
-                    .await
-                    .map_err(|e| e.to_string())?;
-                Ok(done.rows_affected())
+                    .await;
+                unrestrict(tx).await.map_err(|e| e.to_string())?;
+                Ok(done.map_err(|e| e.to_string())?.rows_affected())
             }
             Tx::Postgres(tx) => postgres::execute(tx, &sql, params).await,
         }
@@ -127,7 +146,8 @@ async fn sqlite_query<'c>(
     sql: &str,
     params: Vec<Value>,
 ) -> Result<Rows, String> {
-    let mut stream = bind_sqlite(sqlx::query(sql), params).fetch(executor);
+    // Prepared fresh, so that the authorizer sees it.
+    let mut stream = bind_sqlite(sqlx::query(sql).persistent(false), params).fetch(executor);
     let mut rows = Rows {
         columns: Vec::new(),
         values: Vec::new(),

@@ -8,6 +8,7 @@
 pub mod config;
 pub mod db;
 mod db_postgres;
+pub mod db_sqlite_grants;
 pub mod log;
 
 use anyhow::{Result, bail};
@@ -35,6 +36,12 @@ pub struct DbGrant {
     /// The PostgreSQL role statements run as (`SET LOCAL ROLE`).
     #[serde(default)]
     pub role: Option<String>,
+    /// SQLite (embedded mode): tables the plugin may read.
+    #[serde(default)]
+    pub read: Vec<String>,
+    /// SQLite (embedded mode): tables the plugin may read and write.
+    #[serde(default)]
+    pub write: Vec<String>,
 }
 
 fn db_grant<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<DbGrant>, D::Error> {

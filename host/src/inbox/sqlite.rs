@@ -73,6 +73,15 @@ impl SqliteInbox {
             .foreign_keys(true);
         let pool = SqlitePoolOptions::new()
             .max_connections(max_connections.max(2))
+            // A plugin call cut short (timeout) may leave its table authorizer
+            // on the connection: never hand it on with one.
+            .after_release(|conn, _| {
+                Box::pin(async move {
+                    crate::caps::db_sqlite_grants::unrestrict(conn)
+                        .await
+                        .map(|_| true)
+                })
+            })
             .connect_with(options)
             .await
             .with_context(|| format!("opening {}", path.display()))?;

@@ -29,6 +29,7 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use crate::caps::db_sqlite_grants::TableGrant;
 use crate::caps::{self, Grants, config::ConfigState, db::DbState, log::LogState};
 use crate::config::RuntimeSettings;
 use crate::inbox::{Event, Tx};
@@ -57,6 +58,10 @@ pub struct LoadedPlugin {
     pub grants: Grants,
     /// Operator-set values the plugin reads through the `config` capability.
     pub config: Arc<BTreeMap<String, String>>,
+    /// The tables its `db` grant names, for SQLite's authorizer. Leaked on
+    /// purpose: SQLite holds a raw pointer to it, so it must outlive every
+    /// connection (one small allocation per loaded plugin version).
+    pub table_grant: &'static TableGrant,
     pre: HandlerPre<State>,
 }
 
@@ -191,12 +196,18 @@ impl Runtime {
             use sha2::Digest;
             hex::encode(sha2::Sha256::digest(bytes))
         };
+        let table_grant = match &grants.db {
+            Some(db) => TableGrant::new(&db.read, &db.write),
+            None => TableGrant::default(),
+        };
+        let table_grant = Box::leak(Box::new(table_grant));
         Ok(LoadedPlugin {
             name: name.to_string(),
             version,
             limits,
             grants,
             config: Arc::new(config),
+            table_grant,
             pre,
         })
     }
@@ -223,7 +234,7 @@ impl Runtime {
                 max_bytes: plugin.limits.memory_bytes,
                 exceeded: None,
             },
-            db: DbState::new(tx, plugin.grants.db.is_some()),
+            db: DbState::new(tx, plugin.grants.db.is_some(), plugin.table_grant),
             config: ConfigState::new(plugin.config.clone()),
             log: LogState::new(&plugin.name, &event.id),
             timed_out: false,
