@@ -115,7 +115,7 @@ impl Application {
     /// in-flight events finish and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = tokio::spawn(self.worker.clone().run(stop_rx));
+        let worker = self.worker.settings.enabled.then(|| tokio::spawn(self.worker.clone().run(stop_rx)));
         axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(async move {
                 shutdown.await;
@@ -124,7 +124,9 @@ impl Application {
             })
             .await
             .context("serving HTTP")?;
-        worker.await.context("the worker stopped abnormally")?;
+        if let Some(worker) = worker {
+            worker.await.context("the worker stopped abnormally")?;
+        }
         Ok(())
     }
 }

@@ -79,6 +79,8 @@ impl Default for HttpSettings {
 #[derive(Debug, Clone, Deserialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct WorkerSettings {
+    /// Whether this instance processes events at all (false: intake only).
+    pub enabled: bool,
     /// Events processed at once by this instance.
     pub concurrency: usize,
     /// Attempts before an event is marked `dead` (routes may override).
@@ -97,6 +99,7 @@ pub struct WorkerSettings {
 impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
+            enabled: true,
             concurrency: 4,
             max_attempts: 8,
             backoff_base_ms: 2_000,

@@ -54,6 +54,8 @@ pub struct PgServer {
     dir: PathBuf,
     /// The cluster's data folder, as the string pg_ctl takes.
     data: String,
+    /// Whether commits are flushed to disk (off for tests, on for benchmarks).
+    durable: bool,
     bin: PathBuf,
 }
 
@@ -111,8 +113,14 @@ fn free_port() -> u16 {
 
 impl PgServer {
     /// Creates and starts a fresh cluster (after removing any left behind by
-    /// a test run that was killed).
+    /// a test run that was killed), tuned for tests: no fsync.
     pub fn start() -> PgServer {
+        Self::start_with(false)
+    }
+
+    /// A fresh cluster; `durable` keeps PostgreSQL's default fsync and
+    /// synchronous commit (for benchmarks that compare commit rates).
+    pub fn start_with(durable: bool) -> PgServer {
         let bin = bin_dir();
         remove_abandoned(&bin);
         let dir = std::env::temp_dir().join(format!("{PREFIX}{}", uuid::Uuid::now_v7().simple()));
@@ -146,12 +154,7 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        let server = PgServer {
-            port: free_port(),
-            dir,
-            data,
-            bin,
-        };
+        let server = PgServer { port: free_port(), dir, data, bin, durable };
         server.resume();
         let output = Command::new(server.bin.join("psql"))
             .args([
@@ -177,8 +180,9 @@ impl PgServer {
 
     /// Starts the (stopped) server again on its port.
     pub fn resume(&self) {
+        let speed = if self.durable { "" } else { " -c fsync=off -c synchronous_commit=off" };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {} -c fsync=off -c synchronous_commit=off -c max_connections=300",
+            "-p {} -c listen_addresses=127.0.0.1 -k {}{speed} -c max_connections=300",
             self.port,
             self.dir.display()
         );

@@ -1,0 +1,239 @@
+//! Production-mode numbers on a real, durable PostgreSQL started for the run
+//! (`cargo bench -p webhook-host --bench ingest`; prints, asserts nothing):
+//! - pgbench's single-row INSERT TPS at 16 and 64 clients, as the yardstick;
+//! - the host's intake (signed POST → 200 after commit) at 16 and 64
+//!   concurrent connections: throughput and p50/p99, and its ratio to pgbench;
+//! - events processed per second by two instances running fal-avatar-status.
+//!
+//! Everything shares this machine's cores: the load generator, the host and
+//! PostgreSQL.
+
+#[path = "../../tests/suite/pg.rs"]
+#[allow(dead_code)]
+mod pg;
+
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use webhook_host::app::Application;
+use webhook_host::config::Settings;
+use webhook_host::inbox::{Inbox, NewEvent, PostgresInbox};
+use webhook_host::verify::{sign, unix_now};
+
+const SECRET: &str = "bench-secret";
+const RUN: Duration = Duration::from_secs(6);
+
+fn workspace() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+}
+
+fn pgbench(server: &pg::PgServer, url: &str, clients: u32) -> f64 {
+    let script = std::env::temp_dir().join("webhook-host-pgbench.sql");
+    std::fs::write(
+        &script,
+        "\\set n random(1, 2000000000)\nINSERT INTO bench_ingest (delivery_id, body) VALUES (:client_id || '-' || :n, 'x') ON CONFLICT DO NOTHING;\n",
+    )
+    .unwrap();
+    let output = Command::new(server.bin().join("pgbench"))
+        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &RUN.as_secs().to_string(), "-f"])
+        .arg(&script)
+        .arg(url)
+        .output()
+        .expect("running pgbench");
+    let text = String::from_utf8_lossy(&output.stdout);
+    text.lines()
+        .find_map(|l| l.strip_prefix("tps = ").and_then(|rest| rest.split_whitespace().next()?.parse().ok()))
+        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}{}", String::from_utf8_lossy(&output.stderr)))
+}
+
+fn settings(url: &str, dir: &Path, instance: &str, worker: bool) -> Settings {
+    let config = dir.join("bench.toml");
+    std::fs::write(
+        &config,
+        format!(
+            "[worker]\nenabled = {worker}\nconcurrency = 8\n[[routes]]\nname = \"fal\"\nplugin = \"fal-avatar-status\"\n\
+             verify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n"
+        ),
+    )
+    .unwrap();
+    let (url, data, plugins) = (url.to_string(), dir.join(instance), dir.join("plugins"));
+    let env = move |name: &str| -> Option<String> {
+        match name {
+            "HOST" => Some("127.0.0.1".into()),
+            "PORT" => Some("0".into()),
+            "DATABASE_URL" => Some(url.clone()),
+            "DATA_DIR" => Some(data.display().to_string()),
+            "PLUGINS_DIR" => Some(plugins.display().to_string()),
+            "FAL_WEBHOOK_SECRET" => Some(SECRET.into()),
+            "INSTANCE_ID" => Some(instance.into()),
+            _ => None,
+        }
+    };
+    Settings::load(Some(&config), false, env).unwrap()
+}
+
+fn body(id: &str) -> Vec<u8> {
+    format!(r#"{{"request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://x/{id}"}}}}}}"#)
+        .into_bytes()
+}
+
+/// `connections` clients posting signed deliveries for `RUN`; returns
+/// (requests per second, sorted latencies).
+async fn intake_load(addr: std::net::SocketAddr, connections: usize, tag: &str) -> (f64, Vec<Duration>) {
+    let started = Instant::now();
+    let mut tasks = tokio::task::JoinSet::new();
+    for c in 0..connections {
+        let tag = tag.to_string();
+        tasks.spawn(async move {
+            let client = reqwest::Client::new();
+            let url = format!("http://{addr}/hooks/fal");
+            let mut latencies = Vec::new();
+            let mut n = 0;
+            while started.elapsed() < RUN {
+                let id = format!("{tag}-{c}-{n}");
+                n += 1;
+                let body = body(&id);
+                let mut request = client.post(&url).header("content-type", "application/json");
+                for (name, value) in sign::headers("fal-hmac", SECRET, &id, &body, unix_now()).unwrap() {
+                    request = request.header(name, value);
+                }
+                let sent = Instant::now();
+                let response = request.body(body).send().await.unwrap();
+                assert_eq!(response.status().as_u16(), 200);
+                latencies.push(sent.elapsed());
+            }
+            latencies
+        });
+    }
+    let mut all = Vec::new();
+    while let Some(latencies) = tasks.join_next().await {
+        all.extend(latencies.unwrap());
+    }
+    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
+    all.sort();
+    (rate, all)
+}
+
+async fn run() {
+    let dir = tempfile::tempdir().unwrap();
+    let plugins = dir.path().join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let status = Command::new(cargo)
+        .current_dir(workspace())
+        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "fal-avatar-status"])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    std::fs::copy(
+        workspace().join("target/wasm32-wasip2/release/fal_avatar_status.wasm"),
+        plugins.join("fal-avatar-status.wasm"),
+    )
+    .unwrap();
+    std::fs::copy(workspace().join("plugins/fal-avatar-status/manifest.toml"), plugins.join("fal-avatar-status.toml"))
+        .unwrap();
+
+    let server = pg::PgServer::start_with(true);
+    let url = server.create_database().await;
+    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    let schema = std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
+    sqlx::raw_sql(&schema).execute(&admin).await.unwrap();
+    sqlx::raw_sql("CREATE TABLE bench_ingest (id BIGSERIAL PRIMARY KEY, delivery_id TEXT UNIQUE, body BYTEA)")
+        .execute(&admin)
+        .await
+        .unwrap();
+    println!("PostgreSQL {} with fsync and synchronous_commit on; each run {} s", server.port, RUN.as_secs());
+
+    // Intake only: one instance with its worker off.
+    let app = Application::build(settings(&url, dir.path(), "intake", false)).await.unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    for connections in [16usize, 64] {
+        let tps = pgbench(&server, &url, connections as u32);
+        let (rate, latencies) = intake_load(addr, connections, &format!("c{connections}")).await;
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "{connections:>2} connections: pgbench single-row INSERT {tps:>8.0} tps | host intake {rate:>8.0} req/s \
+             (p50 {:?}, p99 {:?}) | ratio {:.2}",
+            pct(0.5),
+            pct(0.99),
+            rate / tps
+        );
+    }
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
+
+    // Processing: 2,000 stored events for seeded avatars, two instances.
+    sqlx::raw_sql("TRUNCATE webhook_events; INSERT INTO users (id) VALUES ('00000000-0000-4000-8000-000000000001')")
+        .execute(&admin)
+        .await
+        .unwrap();
+    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.clone()), 4, false).await.unwrap();
+    let total = 2000;
+    let mut events = Vec::new();
+    for i in 0..total {
+        let id = format!("proc-{i}");
+        sqlx::query(
+            "INSERT INTO avatars (id, user_id, name, status, fal_request_id) \
+             VALUES (gen_random_uuid(), '00000000-0000-4000-8000-000000000001', 'b', 'training', $1)",
+        )
+        .bind(&id)
+        .execute(&admin)
+        .await
+        .unwrap();
+        events.push(NewEvent {
+            route: "fal".into(),
+            delivery_id: id.clone(),
+            received_at_ms: webhook_host::now_ms(),
+            headers: vec![],
+            query: vec![],
+            body: body(&id),
+        });
+    }
+    for chunk in events.chunks(250) {
+        inbox.insert_batch(chunk.to_vec()).await.unwrap();
+    }
+    let started = Instant::now();
+    let mut stops = Vec::new();
+    let mut servers = Vec::new();
+    for instance in ["one", "two"] {
+        let app = Application::build(settings(&url, dir.path(), instance, true)).await.unwrap();
+        let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+        servers.push(tokio::spawn(app.run(async move {
+            let _ = stopped.await;
+        })));
+        stops.push(stop);
+    }
+    let inbox = Arc::new(inbox);
+    loop {
+        let left: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
+            .fetch_one(inbox.pool())
+            .await
+            .unwrap();
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    let elapsed = started.elapsed();
+    println!(
+        "two instances, fal-avatar-status: {total} events in {elapsed:.2?} = {:.0} events/s",
+        total as f64 / elapsed.as_secs_f64()
+    );
+    for stop in stops {
+        let _ = stop.send(());
+    }
+    for server in servers {
+        server.await.unwrap().unwrap();
+    }
+    admin.close().await;
+}
+
+fn main() {
+    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run());
+}
