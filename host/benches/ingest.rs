@@ -26,7 +26,10 @@ const SECRET: &str = "bench-secret";
 const RUN: Duration = Duration::from_secs(6);
 
 fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().unwrap().to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .unwrap()
+        .to_path_buf()
 }
 
 fn pgbench(server: &pg::PgServer, url: &str, clients: u32) -> f64 {
@@ -37,15 +40,32 @@ fn pgbench(server: &pg::PgServer, url: &str, clients: u32) -> f64 {
     )
     .unwrap();
     let output = Command::new(server.bin().join("pgbench"))
-        .args(["-n", "-c", &clients.to_string(), "-j", "2", "-T", &RUN.as_secs().to_string(), "-f"])
+        .args([
+            "-n",
+            "-c",
+            &clients.to_string(),
+            "-j",
+            "2",
+            "-T",
+            &RUN.as_secs().to_string(),
+            "-f",
+        ])
         .arg(&script)
         .arg(url)
         .output()
         .expect("running pgbench");
     let text = String::from_utf8_lossy(&output.stdout);
     text.lines()
-        .find_map(|l| l.strip_prefix("tps = ").and_then(|rest| rest.split_whitespace().next()?.parse().ok()))
-        .unwrap_or_else(|| panic!("no tps in pgbench output:\n{text}{}", String::from_utf8_lossy(&output.stderr)))
+        .find_map(|l| {
+            l.strip_prefix("tps = ")
+                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
+        })
+        .unwrap_or_else(|| {
+            panic!(
+                "no tps in pgbench output:\n{text}{}",
+                String::from_utf8_lossy(&output.stderr)
+            )
+        })
 }
 
 fn settings(url: &str, dir: &Path, instance: &str, worker: bool) -> Settings {
@@ -123,7 +143,14 @@ async fn run() {
     let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
     let status = Command::new(cargo)
         .current_dir(workspace())
-        .args(["build", "--release", "--target", "wasm32-wasip2", "-p", "fal-avatar-status"])
+        .args([
+            "build",
+            "--release",
+            "--target",
+            "wasm32-wasip2",
+            "-p",
+            "fal-avatar-status",
+        ])
         .status()
         .unwrap();
     assert!(status.success());
@@ -132,22 +159,33 @@ async fn run() {
         plugins.join("fal-avatar-status.wasm"),
     )
     .unwrap();
-    std::fs::copy(workspace().join("plugins/fal-avatar-status/manifest.toml"), plugins.join("fal-avatar-status.toml"))
-        .unwrap();
+    std::fs::copy(
+        workspace().join("plugins/fal-avatar-status/manifest.toml"),
+        plugins.join("fal-avatar-status.toml"),
+    )
+    .unwrap();
 
     let server = pg::PgServer::start_with(true);
     let url = server.create_database().await;
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(&admin).await.unwrap();
-    sqlx::raw_sql("CREATE TABLE bench_ingest (id BIGSERIAL PRIMARY KEY, delivery_id TEXT UNIQUE, body BYTEA)")
-        .execute(&admin)
-        .await
-        .unwrap();
-    println!("PostgreSQL {} with fsync and synchronous_commit on; each run {} s", server.port, RUN.as_secs());
+    sqlx::raw_sql(
+        "CREATE TABLE bench_ingest (id BIGSERIAL PRIMARY KEY, delivery_id TEXT UNIQUE, body BYTEA)",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    println!(
+        "PostgreSQL {} with fsync and synchronous_commit on; each run {} s",
+        server.port,
+        RUN.as_secs()
+    );
 
     // Intake only: one instance with its worker off.
-    let app = Application::build(settings(&url, dir.path(), "intake", false)).await.unwrap();
+    let app = Application::build(settings(&url, dir.path(), "intake", false))
+        .await
+        .unwrap();
     let addr = app.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(app.run(async move {
@@ -169,11 +207,15 @@ async fn run() {
     serving.await.unwrap().unwrap();
 
     // Processing: 2,000 stored events for seeded avatars, two instances.
-    sqlx::raw_sql("TRUNCATE webhook_events; INSERT INTO users (id) VALUES ('00000000-0000-4000-8000-000000000001')")
-        .execute(&admin)
+    sqlx::raw_sql(
+        "TRUNCATE webhook_events; INSERT INTO users (id) VALUES ('00000000-0000-4000-8000-000000000001')",
+    )
+    .execute(&admin)
+    .await
+    .unwrap();
+    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.clone()), 4, false)
         .await
         .unwrap();
-    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.clone()), 4, false).await.unwrap();
     let total = 2000;
     let mut events = Vec::new();
     for i in 0..total {
@@ -202,7 +244,9 @@ async fn run() {
     let mut stops = Vec::new();
     let mut servers = Vec::new();
     for instance in ["one", "two"] {
-        let app = Application::build(settings(&url, dir.path(), instance, true)).await.unwrap();
+        let app = Application::build(settings(&url, dir.path(), instance, true))
+            .await
+            .unwrap();
         let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
         servers.push(tokio::spawn(app.run(async move {
             let _ = stopped.await;
@@ -235,5 +279,9 @@ async fn run() {
 }
 
 fn main() {
-    tokio::runtime::Builder::new_multi_thread().enable_all().build().unwrap().block_on(run());
+    tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+        .block_on(run());
 }

@@ -115,7 +115,11 @@ impl Application {
     /// in-flight events finish and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = self.worker.settings.enabled.then(|| tokio::spawn(self.worker.clone().run(stop_rx)));
+        let worker = self
+            .worker
+            .settings
+            .enabled
+            .then(|| tokio::spawn(self.worker.clone().run(stop_rx)));
         axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(async move {
                 shutdown.await;

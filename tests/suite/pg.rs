@@ -154,7 +154,13 @@ impl PgServer {
                 "--no-sync",
             ],
         );
-        let server = PgServer { port: free_port(), dir, data, bin, durable };
+        let server = PgServer {
+            port: free_port(),
+            dir,
+            data,
+            bin,
+            durable,
+        };
         server.resume();
         let output = Command::new(server.bin.join("psql"))
             .args([
@@ -180,7 +186,11 @@ impl PgServer {
 
     /// Starts the (stopped) server again on its port.
     pub fn resume(&self) {
-        let speed = if self.durable { "" } else { " -c fsync=off -c synchronous_commit=off" };
+        let speed = if self.durable {
+            ""
+        } else {
+            " -c fsync=off -c synchronous_commit=off"
+        };
         let options = format!(
             "-p {} -c listen_addresses=127.0.0.1 -k {}{speed} -c max_connections=300",
             self.port,
