@@ -7,10 +7,12 @@
 //!
 //! Numbers only; nothing here asserts a time.
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+#[path = "../../tests/suite/workspace.rs"]
+mod workspace;
 
 use webhook_host::app::Application;
 use webhook_host::config::{RuntimeSettings, Settings};
@@ -18,35 +20,9 @@ use webhook_host::inbox::{Event, Inbox, SqliteInbox, Status};
 use webhook_host::plugins::Manifest;
 use webhook_host::runtime::Runtime;
 use webhook_host::verify::fal_hmac;
+use workspace::{plugin_dir, workspace};
 
 const SECRET: &str = "bench-secret";
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-fn build_plugins() -> PathBuf {
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "fal-avatar-status",
-            "-p",
-            "test-misbehave",
-        ])
-        .status()
-        .expect("running cargo");
-    assert!(status.success(), "building the plugins failed");
-    workspace().join("target/wasm32-wasip2/release")
-}
 
 fn summary(label: &str, mut samples: Vec<Duration>) {
     samples.sort();
@@ -250,7 +226,7 @@ async fn end_to_end(wasm: &Path) {
 }
 
 fn main() {
-    let wasm = build_plugins();
+    let wasm = plugin_dir().to_path_buf();
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()

@@ -8,11 +8,14 @@
 //! Everything shares this machine's cores: the load generator, the host and
 //! PostgreSQL.
 
+#[path = "../../tests/suite/workspace.rs"]
+mod workspace;
+
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -21,16 +24,10 @@ use webhook_host::app::Application;
 use webhook_host::config::Settings;
 use webhook_host::inbox::{Inbox, NewEvent, PostgresInbox};
 use webhook_host::verify::{sign, unix_now};
+use workspace::{plugin_dir, workspace};
 
 const SECRET: &str = "bench-secret";
 const RUN: Duration = Duration::from_secs(6);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
 
 fn pgbench(server: &pg::PgServer, url: &str, clients: u32) -> f64 {
     let script = std::env::temp_dir().join("webhook-host-pgbench.sql");
@@ -140,22 +137,8 @@ async fn run() {
     let dir = tempfile::tempdir().unwrap();
     let plugins = dir.path().join("plugins");
     std::fs::create_dir_all(&plugins).unwrap();
-    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-    let status = Command::new(cargo)
-        .current_dir(workspace())
-        .args([
-            "build",
-            "--release",
-            "--target",
-            "wasm32-wasip2",
-            "-p",
-            "fal-avatar-status",
-        ])
-        .status()
-        .unwrap();
-    assert!(status.success());
     std::fs::copy(
-        workspace().join("target/wasm32-wasip2/release/fal_avatar_status.wasm"),
+        plugin_dir().join("fal_avatar_status.wasm"),
         plugins.join("fal-avatar-status.wasm"),
     )
     .unwrap();

@@ -2,13 +2,11 @@
 //! of verification can be set next to the database commit. Run with
 //! `cargo bench -p webhook-host --bench verify`; it prints, it asserts nothing.
 
-use std::time::Duration;
-
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;
 use webhook_host::config::Secret;
-use webhook_host::verify::jwks::{JwksSettings, KeyCache};
+use webhook_host::verify::jwks::KeyCache;
 use webhook_host::verify::{Request, Scheme, fal_ed25519, fal_hmac, github, sign, standard_webhooks, stripe};
 
 const NOW: i64 = 1_700_000_000;
@@ -35,14 +33,6 @@ fn headers(scheme: &str, key: &str, body: &[u8]) -> HeaderMap {
 
 fn schemes() -> Vec<(&'static str, &'static str, Box<dyn Scheme>)> {
     let keys = |k: &str| vec![Secret::new(k)].into();
-    let settings = JwksSettings {
-        urls: vec!["http://127.0.0.1:9/never".into()],
-        cache_file: std::env::temp_dir().join("webhook-host-bench-never-written.json"),
-        max_age: Duration::from_secs(86_400),
-        refresh_after: Duration::from_secs(86_000),
-        min_fetch_interval: Duration::from_secs(86_000),
-        fetch_timeout: Duration::from_millis(10),
-    };
     let public = sign::signing_key(SEED_HEX).unwrap().verifying_key();
     vec![
         (
@@ -54,7 +44,7 @@ fn schemes() -> Vec<(&'static str, &'static str, Box<dyn Scheme>)> {
             "fal-ed25519",
             SEED_HEX,
             Box::new(fal_ed25519::FalEd25519::new(
-                KeyCache::with_keys(settings, vec![public]),
+                KeyCache::offline(vec![public]),
                 u64::MAX,
             )),
         ),

@@ -6,7 +6,6 @@ use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
-use std::sync::OnceLock;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use serde_json::Value;
@@ -15,42 +14,12 @@ use sqlx::{PgPool, SqlitePool};
 use webhook_host::verify::fal_hmac;
 
 use crate::pg::PgServer;
+pub use crate::workspace::{plugin_dir, workspace};
 
 /// The signing secret every test host is configured with.
 pub const SECRET: &str = "test-secret-not-for-production";
 /// How long a test waits for an event to reach a state before failing.
 const WAIT: Duration = Duration::from_secs(60);
-
-fn workspace() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .parent()
-        .unwrap()
-        .to_path_buf()
-}
-
-/// Builds the plugins for wasm32-wasip2 once per test run; returns their folder.
-pub fn plugin_dir() -> &'static Path {
-    static BUILT: OnceLock<PathBuf> = OnceLock::new();
-    BUILT.get_or_init(|| {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let status = Command::new(cargo)
-            .current_dir(workspace())
-            .args([
-                "build",
-                "--release",
-                "--target",
-                "wasm32-wasip2",
-                "-p",
-                "fal-avatar-status",
-                "-p",
-                "test-misbehave",
-            ])
-            .status()
-            .expect("running cargo to build the plugins");
-        assert!(status.success(), "building the plugins failed");
-        workspace().join("target/wasm32-wasip2/release")
-    })
-}
 
 /// The host config every test host uses: the FAL route and a route for the
 /// misbehaving test plugin, fast retries.

@@ -10,3 +10,4 @@ mod pg;
 mod postgres;
 mod processing;
 mod verification;
+mod workspace;

@@ -9,6 +9,7 @@ pub mod backoff;
 pub mod intake;
 mod postgres;
 pub mod retention;
+mod sql;
 mod sqlite;
 pub mod worker;
 

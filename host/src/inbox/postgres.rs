@@ -13,20 +13,18 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result};
+use sqlx::PgPool;
 use sqlx::migrate::{Migration, MigrationType, Migrator};
-use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions, PgRow};
-use sqlx::{PgPool, Row};
+use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
+use super::sql::{self, event_from_row, pairs_to_json};
 use super::{Event, Finish, Inbox, Insert, NewEvent, Replay, Status, Tx, new_event_id};
 use crate::config::Secret;
 use crate::now_ms;
 
 /// The channel intake notifies on.
 pub const CHANNEL: &str = "webhook_events";
-
-const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, attempts, \
-     next_attempt_at, lease_owner, plugin, plugin_version, last_error, finished_at";
 
 fn migrator() -> Migrator {
     let migration = |version, description, sql| {
@@ -88,35 +86,6 @@ impl PostgresInbox {
     }
 }
 
-fn pairs_to_json(pairs: &[(String, String)]) -> String {
-    serde_json::to_string(pairs).expect("string pairs always serialise")
-}
-
-fn event_from_row(row: &PgRow) -> Result<Event> {
-    let pairs = |column: &str| -> Result<Vec<(String, String)>> {
-        let text: String = row.try_get(column)?;
-        serde_json::from_str(&text).with_context(|| format!("column {column} is not JSON pairs"))
-    };
-    let status: String = row.try_get("status")?;
-    Ok(Event {
-        id: row.try_get("id")?,
-        route: row.try_get("route")?,
-        delivery_id: row.try_get("delivery_id")?,
-        received_at_ms: row.try_get("received_at")?,
-        headers: pairs("headers")?,
-        query: pairs("query")?,
-        body: row.try_get("body")?,
-        status: Status::parse(&status).with_context(|| format!("unknown status {status:?}"))?,
-        attempts: row.try_get::<i32, _>("attempts")? as u32,
-        next_attempt_at_ms: row.try_get("next_attempt_at")?,
-        lease_owner: row.try_get("lease_owner")?,
-        plugin: row.try_get("plugin")?,
-        plugin_version: row.try_get("plugin_version")?,
-        last_error: row.try_get("last_error")?,
-        finished_at_ms: row.try_get("finished_at")?,
-    })
-}
-
 /// Quotes a role name for `SET LOCAL ROLE` (manifests only allow
 /// `[a-z0-9_]`, this is the second guard).
 fn quote_ident(name: &str) -> String {
@@ -161,13 +130,12 @@ impl Inbox for PostgresInbox {
                 results.push(Insert::Accepted { event_id: id });
                 continue;
             }
-            let existing: String =
-                sqlx::query_scalar("SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2")
-                    .bind(&event.route)
-                    .bind(&event.delivery_id)
-                    .fetch_one(&mut *tx)
-                    .await
-                    .context("finding the stored duplicate")?;
+            let existing: String = sqlx::query_scalar(sql::FIND_DUPLICATE)
+                .bind(&event.route)
+                .bind(&event.delivery_id)
+                .fetch_one(&mut *tx)
+                .await
+                .context("finding the stored duplicate")?;
             results.push(Insert::Duplicate { event_id: existing });
         }
         if !stored.is_empty() {
@@ -182,24 +150,7 @@ impl Inbox for PostgresInbox {
 
     async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
         let now = now_ms();
-        let sql = format!(
-            "WITH due AS ( \
-                 SELECT id FROM webhook_events \
-                 WHERE status IN ('pending', 'processing') \
-                   AND ((status = 'pending' AND next_attempt_at <= $3) \
-                        OR (status = 'processing' AND lease_until < $3)) \
-                 ORDER BY next_attempt_at LIMIT $4 \
-                 FOR UPDATE SKIP LOCKED) \
-             UPDATE webhook_events AS e \
-             SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = e.attempts + 1 \
-             FROM due WHERE e.id = due.id \
-             RETURNING {}",
-            COLUMNS
-                .split(", ")
-                .map(|c| format!("e.{c}"))
-                .collect::<Vec<_>>()
-                .join(", ")
-        );
+        let sql = sql::claim("FOR UPDATE SKIP LOCKED");
         let rows = sqlx::query(&sql)
             .bind(owner)
             .bind(now + lease_ms)
@@ -231,19 +182,15 @@ impl Inbox for PostgresInbox {
             .execute(&mut *tx)
             .await
             .context("leaving the plugin's role")?;
-        let marked = sqlx::query(
-            "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
-             plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
-             WHERE id = $4 AND lease_owner = $5 AND status = 'processing'",
-        )
-        .bind(now_ms())
-        .bind(finish.plugin)
-        .bind(finish.plugin_version)
-        .bind(finish.event_id)
-        .bind(finish.owner)
-        .execute(&mut *tx)
-        .await
-        .context("marking the event done")?;
+        let marked = sqlx::query(sql::MARK_DONE)
+            .bind(now_ms())
+            .bind(finish.plugin)
+            .bind(finish.plugin_version)
+            .bind(finish.event_id)
+            .bind(finish.owner)
+            .execute(&mut *tx)
+            .await
+            .context("marking the event done")?;
         if marked.rows_affected() != 1 {
             tx.rollback().await.context("rolling back after a lost lease")?;
             return Ok(false);
@@ -253,68 +200,53 @@ impl Inbox for PostgresInbox {
     }
 
     async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
-        sqlx::query(
-            "UPDATE webhook_events SET \
-               status = CASE WHEN $1::BIGINT IS NULL THEN 'dead' ELSE 'pending' END, \
-               next_attempt_at = COALESCE($1::BIGINT, next_attempt_at), \
-               finished_at = CASE WHEN $1::BIGINT IS NULL THEN $2 ELSE NULL END, \
-               last_error = $3, plugin = $4, plugin_version = $5, \
-               lease_owner = NULL, lease_until = NULL \
-             WHERE id = $6 AND lease_owner = $7",
-        )
-        .bind(retry_at_ms)
-        .bind(now_ms())
-        .bind(error)
-        .bind(finish.plugin)
-        .bind(finish.plugin_version)
-        .bind(finish.event_id)
-        .bind(finish.owner)
-        .execute(&self.pool)
-        .await
-        .context("recording the failed attempt")?;
+        sqlx::query(sql::FAIL)
+            .bind(retry_at_ms)
+            .bind(now_ms())
+            .bind(error)
+            .bind(finish.plugin)
+            .bind(finish.plugin_version)
+            .bind(finish.event_id)
+            .bind(finish.owner)
+            .execute(&self.pool)
+            .await
+            .context("recording the failed attempt")?;
         Ok(())
     }
 
     async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
-        let extended = sqlx::query(
-            "UPDATE webhook_events SET lease_until = $1 \
-             WHERE id = $2 AND lease_owner = $3 AND status = 'processing'",
-        )
-        .bind(now_ms() + lease_ms)
-        .bind(event_id)
-        .bind(owner)
-        .execute(&self.pool)
-        .await
-        .context("renewing the lease")?;
+        let extended = sqlx::query(sql::EXTEND_LEASE)
+            .bind(now_ms() + lease_ms)
+            .bind(event_id)
+            .bind(owner)
+            .execute(&self.pool)
+            .await
+            .context("renewing the lease")?;
         Ok(extended.rows_affected() == 1)
     }
 
     async fn replay(&self, which: Replay<'_>) -> Result<u64> {
-        let reset = "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
-                     lease_owner = NULL, lease_until = NULL, finished_at = NULL";
         let done = match which {
             Replay::One(id) => {
-                sqlx::query(&format!("{reset} WHERE id = $2 AND status <> 'processing'"))
+                sqlx::query(&sql::replay_one())
                     .bind(now_ms())
                     .bind(id)
                     .execute(&self.pool)
                     .await
             }
             Replay::Dead { route } => {
-                sqlx::query(&format!(
-                    "{reset} WHERE status = 'dead' AND ($2::TEXT IS NULL OR route = $2)"
-                ))
-                .bind(now_ms())
-                .bind(route)
-                .execute(&self.pool)
-                .await
+                sqlx::query(&sql::replay_dead())
+                    .bind(now_ms())
+                    .bind(route)
+                    .execute(&self.pool)
+                    .await
             }
         };
         Ok(done.context("replaying events")?.rows_affected())
     }
 
     async fn prune_done(&self, before_ms: i64) -> Result<u64> {
-        let pruned = sqlx::query("DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1")
+        let pruned = sqlx::query(sql::PRUNE_DONE)
             .bind(before_ms)
             .execute(&self.pool)
             .await
@@ -323,11 +255,7 @@ impl Inbox for PostgresInbox {
     }
 
     async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {
-        let sql = format!(
-            "SELECT {COLUMNS} FROM webhook_events WHERE ($1::TEXT IS NULL OR status = $1) \
-             ORDER BY received_at DESC, id DESC LIMIT $2"
-        );
-        let rows = sqlx::query(&sql)
+        let rows = sqlx::query(&sql::list())
             .bind(status.map(Status::as_str))
             .bind(limit as i64)
             .fetch_all(&self.pool)
@@ -337,8 +265,7 @@ impl Inbox for PostgresInbox {
     }
 
     async fn get(&self, id: &str) -> Result<Option<Event>> {
-        let sql = format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1");
-        let row = sqlx::query(&sql)
+        let row = sqlx::query(&sql::get())
             .bind(id)
             .fetch_optional(&self.pool)
             .await

@@ -152,6 +152,19 @@ impl KeyCache {
         }
     }
 
+    /// A cache holding `keys` that never fetches (for tests, benchmarks and fuzzing).
+    pub fn offline(keys: Vec<VerifyingKey>) -> Self {
+        let settings = JwksSettings {
+            urls: Vec::new(),
+            cache_file: PathBuf::new(),
+            max_age: Duration::MAX,
+            refresh_after: Duration::MAX,
+            min_fetch_interval: Duration::MAX,
+            fetch_timeout: Duration::from_secs(1),
+        };
+        Self::with_keys(settings, keys)
+    }
+
     /// A cache holding `keys` and counting as just fetched (for tests and benchmarks).
     pub fn with_keys(settings: JwksSettings, keys: Vec<VerifyingKey>) -> Self {
         let cache = Self::new(settings);

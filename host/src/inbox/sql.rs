@@ -1,0 +1,116 @@
+//! What both inbox backends share: the column list, the row mapping, and
+//! the statements written once in the SQL both SQLite and PostgreSQL accept
+//! (`$n` placeholders, `CAST`).
+
+use anyhow::{Context, Result};
+use sqlx::{ColumnIndex, Decode, Row, Type};
+
+use super::{Event, Status};
+
+/// The columns of an [`Event`], in the order `event_from_row` reads them.
+pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, \
+     CAST(attempts AS BIGINT) AS attempts, next_attempt_at, lease_owner, plugin, plugin_version, \
+     last_error, finished_at";
+
+/// Leases due events: $1 owner, $2 lease end, $3 now, $4 limit. `lock` ends
+/// the selection of due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
+/// that concurrent claimers pass each other by).
+pub fn claim(lock: &str) -> String {
+    format!(
+        "UPDATE webhook_events \
+         SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+         WHERE id IN (SELECT id FROM webhook_events \
+             WHERE status IN ('pending', 'processing') \
+               AND ((status = 'pending' AND next_attempt_at <= $3) \
+                    OR (status = 'processing' AND lease_until < $3)) \
+             ORDER BY next_attempt_at LIMIT $4 {lock}) \
+         RETURNING {COLUMNS}"
+    )
+}
+
+pub const FIND_DUPLICATE: &str = "SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2";
+
+/// $1 now, $2 plugin, $3 version, $4 id, $5 owner.
+pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
+     plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
+     WHERE id = $4 AND lease_owner = $5 AND status = 'processing'";
+
+/// $1 retry time or NULL (dead), $2 now, $3 error, $4 plugin, $5 version, $6 id, $7 owner.
+pub const FAIL: &str = "UPDATE webhook_events SET \
+       status = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END, \
+       next_attempt_at = COALESCE(CAST($1 AS BIGINT), next_attempt_at), \
+       finished_at = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN $2 ELSE NULL END, \
+       last_error = $3, plugin = $4, plugin_version = $5, \
+       lease_owner = NULL, lease_until = NULL \
+     WHERE id = $6 AND lease_owner = $7";
+
+/// $1 new lease end, $2 id, $3 owner.
+pub const EXTEND_LEASE: &str = "UPDATE webhook_events SET lease_until = $1 \
+     WHERE id = $2 AND lease_owner = $3 AND status = 'processing'";
+
+const REPLAY: &str = "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
+     lease_owner = NULL, lease_until = NULL, finished_at = NULL";
+
+/// $1 now, $2 id.
+pub fn replay_one() -> String {
+    format!("{REPLAY} WHERE id = $2 AND status <> 'processing'")
+}
+
+/// $1 now, $2 route or NULL.
+pub fn replay_dead() -> String {
+    format!("{REPLAY} WHERE status = 'dead' AND (CAST($2 AS TEXT) IS NULL OR route = $2)")
+}
+
+/// $1 cut-off time.
+pub const PRUNE_DONE: &str = "DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1";
+
+/// $1 status or NULL, $2 limit.
+pub fn list() -> String {
+    format!(
+        "SELECT {COLUMNS} FROM webhook_events WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
+         ORDER BY received_at DESC, id DESC LIMIT $2"
+    )
+}
+
+/// $1 id.
+pub fn get() -> String {
+    format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1")
+}
+
+/// Header or query pairs as stored: a JSON array of two-string arrays.
+pub fn pairs_to_json(pairs: &[(String, String)]) -> String {
+    serde_json::to_string(pairs).expect("string pairs always serialise")
+}
+
+/// Reads an [`Event`] from a row selected with [`COLUMNS`].
+pub fn event_from_row<'r, R>(row: &'r R) -> Result<Event>
+where
+    R: Row,
+    for<'a> &'a str: ColumnIndex<R>,
+    String: Decode<'r, R::Database> + Type<R::Database>,
+    i64: Decode<'r, R::Database> + Type<R::Database>,
+    Vec<u8>: Decode<'r, R::Database> + Type<R::Database>,
+{
+    let pairs = |column: &str| -> Result<Vec<(String, String)>> {
+        let text: String = row.try_get(column)?;
+        serde_json::from_str(&text).with_context(|| format!("column {column} is not JSON pairs"))
+    };
+    let status: String = row.try_get("status")?;
+    Ok(Event {
+        id: row.try_get("id")?,
+        route: row.try_get("route")?,
+        delivery_id: row.try_get("delivery_id")?,
+        received_at_ms: row.try_get("received_at")?,
+        headers: pairs("headers")?,
+        query: pairs("query")?,
+        body: row.try_get("body")?,
+        status: Status::parse(&status).with_context(|| format!("unknown status {status:?}"))?,
+        attempts: row.try_get::<i64, _>("attempts")? as u32,
+        next_attempt_at_ms: row.try_get("next_attempt_at")?,
+        lease_owner: row.try_get("lease_owner")?,
+        plugin: row.try_get("plugin")?,
+        plugin_version: row.try_get("plugin_version")?,
+        last_error: row.try_get("last_error")?,
+        finished_at_ms: row.try_get("finished_at")?,
+    })
+}
