@@ -103,12 +103,13 @@ async fn migrations_applied_concurrently_do_not_fail() {
     }
     let db = sqlx::PgPool::connect(&url).await.unwrap();
     let tables: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM information_schema.tables WHERE table_name = 'webhook_events'",
+        "SELECT COUNT(*) FROM information_schema.tables \
+         WHERE table_name IN ('webhook_events', 'plugins', 'plugin_versions')",
     )
     .fetch_one(&db)
     .await
     .unwrap();
-    assert_eq!(tables, 1);
+    assert_eq!(tables, 3, "the inbox and the plugin store");
     db.close().await;
     crate::pg::drop_database(server.bin(), server.port, url.rsplit('/').next().unwrap());
 }

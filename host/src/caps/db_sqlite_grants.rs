@@ -15,7 +15,7 @@ use libsqlite3_sys as ffi;
 use sqlx::sqlite::SqliteConnection;
 
 /// Tables the host owns; no grant reaches them.
-const HOST_TABLES: [&str; 2] = ["webhook_events", "_sqlx_migrations"];
+const HOST_TABLES: [&str; 4] = ["webhook_events", "plugins", "plugin_versions", "_sqlx_migrations"];
 
 /// What one plugin may touch on SQLite.
 #[derive(Debug, Default)]

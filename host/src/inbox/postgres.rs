@@ -37,11 +37,18 @@ fn migrator() -> Migrator {
         )
     };
     Migrator {
-        migrations: Cow::Owned(vec![migration(
-            1,
-            "webhook events",
-            include_str!("../../migrations/postgres/0001_webhook_events.sql"),
-        )]),
+        migrations: Cow::Owned(vec![
+            migration(
+                1,
+                "webhook events",
+                include_str!("../../migrations/postgres/0001_webhook_events.sql"),
+            ),
+            migration(
+                2,
+                "plugin store",
+                include_str!("../../migrations/postgres/0002_plugin_store.sql"),
+            ),
+        ]),
         ignore_missing: true,
         // Takes a PostgreSQL advisory lock: instances starting together queue.
         locking: true,
