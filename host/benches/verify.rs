@@ -5,9 +5,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use criterion::{Criterion, Throughput, criterion_group, criterion_main};
 use futures_util::FutureExt;
-use webhook_host::config::Secret;
-use webhook_host::verify::jwks::KeyCache;
-use webhook_host::verify::{Request, Scheme, fal_ed25519, fal_hmac, github, sign, standard_webhooks, stripe};
+use webhook_host::verify::{Request, Scheme, every_scheme, sign};
 
 const NOW: i64 = 1_700_000_000;
 const WHSEC: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -31,42 +29,30 @@ fn headers(scheme: &str, key: &str, body: &[u8]) -> HeaderMap {
     map
 }
 
-fn schemes() -> Vec<(&'static str, &'static str, Box<dyn Scheme>)> {
-    let keys = |k: &str| vec![Secret::new(k)].into();
+/// Every scheme with the key its sender signs with.
+fn schemes() -> Vec<(&'static str, Box<dyn Scheme>)> {
     let public = sign::signing_key(SEED_HEX).unwrap().verifying_key();
-    vec![
-        (
-            "fal-hmac",
-            "k",
-            Box::new(fal_hmac::FalHmac::new(keys("k"), u64::MAX)),
-        ),
-        (
-            "fal-ed25519",
-            SEED_HEX,
-            Box::new(fal_ed25519::FalEd25519::new(
-                KeyCache::offline(vec![public]),
-                u64::MAX,
-            )),
-        ),
-        (
-            "standard-webhooks",
-            WHSEC,
-            Box::new(standard_webhooks::StandardWebhooks::new(&keys(WHSEC), u64::MAX).unwrap()),
-        ),
-        ("github", "k", Box::new(github::GitHub::new(keys("k")))),
-        (
-            "stripe",
-            WHSEC,
-            Box::new(stripe::Stripe::new(keys(WHSEC), u64::MAX)),
-        ),
-    ]
+    every_scheme(WHSEC, public, u64::MAX)
+        .into_iter()
+        .map(|scheme| {
+            (
+                if scheme.name() == "fal-ed25519" {
+                    SEED_HEX
+                } else {
+                    WHSEC
+                },
+                scheme,
+            )
+        })
+        .collect()
 }
 
 fn verification(c: &mut Criterion) {
     let body = body();
     let mut group = c.benchmark_group("verify 1 KiB body");
     group.throughput(Throughput::Elements(1));
-    for (name, key, scheme) in schemes() {
+    for (key, scheme) in schemes() {
+        let name = scheme.name();
         let headers = headers(name, key, &body);
         let request = Request {
             headers: &headers,

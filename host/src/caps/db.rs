@@ -147,7 +147,15 @@ async fn sqlite_query<'c>(
     params: Vec<Value>,
 ) -> Result<Rows, String> {
     // Prepared fresh, so that the authorizer sees it.
-    let mut stream = bind_sqlite(sqlx::query(sql).persistent(false), params).fetch(executor);
+    let stream = bind_sqlite(sqlx::query(sql).persistent(false), params).fetch(executor);
+    collect_rows(stream, sqlite_row).await
+}
+
+/// Gathers a query's rows, at most [`MAX_ROWS`], converting each with `read`.
+pub(super) async fn collect_rows<R: Row>(
+    mut stream: impl futures_util::Stream<Item = Result<R, sqlx::Error>> + Unpin,
+    read: impl Fn(&R) -> Result<Vec<Value>, String>,
+) -> Result<Rows, String> {
     let mut rows = Rows {
         columns: Vec::new(),
         values: Vec::new(),
@@ -161,7 +169,7 @@ async fn sqlite_query<'c>(
         if rows.columns.is_empty() {
             rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
         }
-        rows.values.push(sqlite_row(&row)?);
+        rows.values.push(read(&row)?);
     }
     Ok(rows)
 }

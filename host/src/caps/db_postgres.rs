@@ -7,12 +7,11 @@
 //! bytes (bytea) and json (json, jsonb); cast anything else (uuid,
 //! timestamps, numeric) to TEXT in the SQL.
 
-use futures_util::TryStreamExt;
 use sqlx::postgres::types::Oid;
 use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgRow, PgTypeInfo};
 use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
-use super::db::MAX_ROWS;
+use super::db::collect_rows;
 use crate::runtime::bindings::db::{Rows, Value};
 
 /// A NULL whose type the server infers from the statement.
@@ -123,23 +122,7 @@ async fn collect(
     sql: &str,
     params: Vec<Value>,
 ) -> Result<Rows, String> {
-    let mut stream = bind(sqlx::query(sql), params).fetch(&mut **tx);
-    let mut rows = Rows {
-        columns: Vec::new(),
-        values: Vec::new(),
-    };
-    while let Some(row) = stream.try_next().await.map_err(|e| e.to_string())? {
-        if rows.values.len() == MAX_ROWS {
-            return Err(format!(
-                "the query returned more than {MAX_ROWS} rows; add a LIMIT"
-            ));
-        }
-        if rows.columns.is_empty() {
-            rows.columns = row.columns().iter().map(|c| c.name().to_string()).collect();
-        }
-        rows.values.push(read_row(&row)?);
-    }
-    Ok(rows)
+    collect_rows(bind(sqlx::query(sql), params).fetch(&mut **tx), read_row).await
 }
 
 fn read_row(row: &PgRow) -> Result<Vec<Value>, String> {

@@ -149,6 +149,31 @@ pub trait Scheme: Send + Sync {
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
 }
 
+/// Every scheme, keyed with `secret` (the HMAC schemes) and `public`
+/// (Ed25519, in a key cache that never fetches), with `tolerance_secs`. For
+/// the property tests, benchmarks and fuzzing, which exercise every parser.
+#[doc(hidden)]
+pub fn every_scheme(
+    secret: &str,
+    public: ed25519_dalek::VerifyingKey,
+    tolerance_secs: u64,
+) -> Vec<Box<dyn Scheme>> {
+    let keys = || -> Keys { vec![Secret::new(secret)].into() };
+    vec![
+        Box::new(fal_hmac::FalHmac::new(keys(), tolerance_secs)),
+        Box::new(fal_ed25519::FalEd25519::new(
+            jwks::KeyCache::offline(vec![public]),
+            tolerance_secs,
+        )),
+        Box::new(
+            standard_webhooks::StandardWebhooks::new(&keys(), tolerance_secs)
+                .expect("every_scheme takes a whsec_ secret"),
+        ),
+        Box::new(github::GitHub::new(keys())),
+        Box::new(stripe::Stripe::new(keys(), tolerance_secs)),
+    ]
+}
+
 /// What building a route's schemes needs from the host.
 pub struct BuildContext<'a> {
     /// Looks up an environment secret by variable name (resolved at start).
