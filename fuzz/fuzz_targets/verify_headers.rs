@@ -6,20 +6,7 @@
 use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::FutureExt;
 use libfuzzer_sys::fuzz_target;
-use webhook_host::verify::{Request, Scheme};
-
-const NAMES: [&str; 10] = [
-    "x-fal-webhook-request-id",
-    "x-fal-webhook-user-id",
-    "x-fal-webhook-timestamp",
-    "x-fal-webhook-signature",
-    "webhook-id",
-    "webhook-timestamp",
-    "webhook-signature",
-    "x-hub-signature-256",
-    "x-github-delivery",
-    "stripe-signature",
-];
+use webhook_host::verify::{Request, SIGNATURE_HEADERS, Scheme};
 
 fn schemes() -> Vec<Box<dyn Scheme>> {
     let public = webhook_host::verify::sign::signing_key(&"05".repeat(32))
@@ -32,7 +19,7 @@ fuzz_target!(|data: &[u8]| {
     // Fields are separated by 0xff: ten header values, then the body.
     let mut parts = data.split(|b| *b == 0xff);
     let mut headers = HeaderMap::new();
-    for name in NAMES {
+    for name in SIGNATURE_HEADERS {
         if let Some(value) = parts.next()
             && let Ok(value) = HeaderValue::from_bytes(value)
         {

@@ -321,6 +321,19 @@ impl TestHost {
         }
     }
 
+    /// Waits until no event is pending or processing (failing after 120 s).
+    pub async fn wait_until_all_done(&self) {
+        let started = Instant::now();
+        while self
+            .count("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
+            .await
+            > 0
+        {
+            assert!(started.elapsed().as_secs() < 120, "events left unprocessed");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    }
+
     pub async fn event(&self, event_id: &str) -> Option<EventRow> {
         let sql = "SELECT status, CAST(attempts AS BIGINT), last_error, plugin_version FROM webhook_events WHERE id = $1";
         let row: Option<(String, i64, Option<String>, Option<String>)> =

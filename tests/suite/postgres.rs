@@ -48,15 +48,7 @@ async fn two_instances_apply_every_delivery_exactly_once() {
     while let Some(done) = tasks.join_next().await {
         done.unwrap();
     }
-    let started = std::time::Instant::now();
-    while host
-        .count("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
-        .await
-        > 0
-    {
-        assert!(started.elapsed().as_secs() < 120, "events left unprocessed");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    host.wait_until_all_done().await;
     assert_eq!(
         host.count("SELECT COUNT(*) FROM webhook_events").await,
         distinct as i64
@@ -131,15 +123,7 @@ async fn killing_an_instance_under_load_loses_nothing_and_repeats_nothing() {
         host.kill_instance(0);
         host.restart_instance(0);
     }
-    let started = std::time::Instant::now();
-    while host
-        .count("SELECT COUNT(*) FROM webhook_events WHERE status <> 'done'")
-        .await
-        > 0
-    {
-        assert!(started.elapsed().as_secs() < 120, "events left unprocessed");
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
-    }
+    host.wait_until_all_done().await;
     let effects = host.texts("SELECT event_id FROM plugin_effects").await;
     assert_eq!(effects.len(), sent);
     assert_eq!(effects.iter().collect::<HashSet<_>>().len(), sent);

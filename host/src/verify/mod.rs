@@ -149,6 +149,21 @@ pub trait Scheme: Send + Sync {
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
 }
 
+/// Every header some scheme reads, for the property tests and fuzzing.
+#[doc(hidden)]
+pub const SIGNATURE_HEADERS: [&str; 10] = [
+    fal_hmac::REQUEST_ID,
+    fal_hmac::USER_ID,
+    fal_hmac::TIMESTAMP,
+    fal_hmac::SIGNATURE,
+    standard_webhooks::ID,
+    standard_webhooks::TIMESTAMP,
+    standard_webhooks::SIGNATURE,
+    github::SIGNATURE,
+    github::DELIVERY,
+    stripe::SIGNATURE,
+];
+
 /// Every scheme, keyed with `secret` (the HMAC schemes) and `public`
 /// (Ed25519, in a key cache that never fetches), with `tolerance_secs`. For
 /// the property tests, benchmarks and fuzzing, which exercise every parser.
