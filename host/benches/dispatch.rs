@@ -65,13 +65,7 @@ fn load(runtime: &Runtime, dir: &Path, name: &str) -> webhook_host::runtime::Loa
     let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_")))).unwrap();
     let started = Instant::now();
     let plugin = runtime
-        .load(
-            name,
-            &bytes,
-            manifest.limits(&RuntimeSettings::default()),
-            manifest.grants,
-            manifest.config,
-        )
+        .load(&manifest, &bytes, &RuntimeSettings::default())
         .unwrap();
     println!(
         "compile + link {name:<32} {:>9.1?} ({} KiB)",
@@ -88,7 +82,11 @@ async fn dispatch_costs(wasm: &Path) {
     let seed = std::fs::read_to_string(workspace().join("examples/avatars.seed.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(inbox.pool()).await.unwrap();
     sqlx::raw_sql(&seed).execute(inbox.pool()).await.unwrap();
-    let runtime = Runtime::new(&RuntimeSettings::default()).unwrap();
+    let runtime = Runtime::new(
+        &RuntimeSettings::default(),
+        webhook_host::caps::Services::embedded(data.path()).unwrap(),
+    )
+    .unwrap();
     let noop = load(&runtime, wasm, "test-misbehave");
     let fal = load(&runtime, wasm, "fal-avatar-status");
     let ok_body = std::fs::read(workspace().join("tests/fixtures/fal/ok-portrait.json")).unwrap();

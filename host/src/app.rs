@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::caps;
 use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::inbox::worker::Worker;
@@ -54,7 +55,10 @@ impl Application {
             }
         };
 
-        let runtime = Arc::new(Runtime::new(&settings.runtime)?);
+        let runtime = Arc::new(Runtime::new(
+            &settings.runtime,
+            caps::Services::from_settings(&settings)?,
+        )?);
         let plugin_set = Arc::new(PluginSet::default());
         let mut loaded = plugins::load_dir(&runtime, &settings.plugins_dir, &settings.runtime)?;
         if settings.database_url.is_some() {

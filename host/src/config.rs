@@ -59,6 +59,103 @@ pub struct Settings {
     pub routes: Vec<RouteConfig>,
     /// Secret values by environment variable name, for the routes that name them.
     pub secrets: BTreeMap<String, Secret>,
+    /// Object storage for the `blob` capability (`MINIO_*`).
+    pub storage: StorageSettings,
+    /// Redis for the `kv` capability (`REDIS_URL`); none keeps kv in memory.
+    pub redis_url: Option<Secret>,
+    /// Limits of plugins' outbound HTTP (`[outbound]`).
+    pub outbound: OutboundSettings,
+}
+
+/// Where blobs live: S3/MinIO when `MINIO_ENDPOINT` is set, else a folder.
+#[derive(Debug, Clone)]
+pub struct StorageSettings {
+    pub s3: Option<S3Settings>,
+    /// The bucket grants use unless they name another (`MINIO_BUCKET_NAME`).
+    pub bucket: String,
+    /// Embedded mode: `DATA_DIR/blobs`, one subfolder per bucket.
+    pub local_dir: PathBuf,
+}
+
+/// An S3-compatible server, addressed path-style.
+#[derive(Debug, Clone)]
+pub struct S3Settings {
+    /// `http(s)://host:port`; a bare `host:port` takes its scheme from `MINIO_SECURE`.
+    pub endpoint: String,
+    pub access_key: Secret,
+    pub secret_key: Secret,
+    /// `MINIO_REGION`; MinIO accepts the default `us-east-1`.
+    pub region: String,
+}
+
+impl StorageSettings {
+    fn from_env(env: &impl Fn(&str) -> Option<String>, data_dir: &Path) -> Result<Self> {
+        let bucket = env("MINIO_BUCKET_NAME")
+            .filter(|v| !v.is_empty())
+            .unwrap_or_else(|| "webhook-host".into());
+        let s3 = match env("MINIO_ENDPOINT").filter(|v| !v.is_empty()) {
+            None => None,
+            Some(endpoint) => {
+                let secure = match env("MINIO_SECURE")
+                    .as_deref()
+                    .map(str::to_ascii_lowercase)
+                    .as_deref()
+                {
+                    None | Some("") | Some("true") | Some("1") | Some("yes") => true,
+                    Some("false") | Some("0") | Some("no") => false,
+                    Some(other) => bail!("MINIO_SECURE={other:?} must be true or false"),
+                };
+                let endpoint = if endpoint.contains("://") {
+                    endpoint
+                } else {
+                    format!("{}://{endpoint}", if secure { "https" } else { "http" })
+                };
+                let key = |name: &str| {
+                    env(name)
+                        .filter(|v| !v.is_empty())
+                        .map(Secret::new)
+                        .with_context(|| format!("MINIO_ENDPOINT is set but {name} is not"))
+                };
+                Some(S3Settings {
+                    endpoint: endpoint.trim_end_matches('/').to_string(),
+                    access_key: key("MINIO_ACCESS_KEY")?,
+                    secret_key: key("MINIO_SECRET_KEY")?,
+                    region: env("MINIO_REGION")
+                        .filter(|v| !v.is_empty())
+                        .unwrap_or_else(|| "us-east-1".into()),
+                })
+            }
+        };
+        Ok(Self {
+            s3,
+            bucket,
+            local_dir: data_dir.join("blobs"),
+        })
+    }
+}
+
+/// Defaults of plugins' outbound HTTP; an `http` grant may override them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OutboundSettings {
+    pub connect_timeout_ms: u64,
+    /// Whole-request budget (connect, send, read the response).
+    pub timeout_ms: u64,
+    /// Largest response body handed to a plugin.
+    pub max_response_bytes: u64,
+    /// Requests (and `copy-from-url` downloads) one event attempt may make.
+    pub max_requests_per_event: u32,
+}
+
+impl Default for OutboundSettings {
+    fn default() -> Self {
+        Self {
+            connect_timeout_ms: 5_000,
+            timeout_ms: 30_000,
+            max_response_bytes: 4 << 20,
+            max_requests_per_event: 32,
+        }
+    }
 }
 
 #[derive(Debug, Clone, Deserialize)]
@@ -245,6 +342,40 @@ pub enum SecretRef {
     File(PathBuf),
 }
 
+impl SecretRef {
+    /// Parses `env:NAME` or `file:/path`.
+    pub fn parse(entry: &str) -> Option<Self> {
+        match entry.split_once(':') {
+            Some(("env", name)) if !name.is_empty() => Some(Self::Env(name.into())),
+            Some(("file", path)) if !path.is_empty() => Some(Self::File(path.into())),
+            _ => None,
+        }
+    }
+
+    /// Reads a file reference (trailing newline trimmed); an unreadable or
+    /// empty file is an error naming the file, never its content.
+    pub fn read_file(path: &Path) -> Result<Secret> {
+        let text = std::fs::read_to_string(path)
+            .with_context(|| format!("reading the secret file {}", path.display()))?;
+        let text = text.trim_end_matches(['\r', '\n']);
+        if text.is_empty() {
+            bail!("the secret file {} is empty", path.display());
+        }
+        Ok(Secret::new(text))
+    }
+
+    /// The value now: the variable (None when unset or empty) or the file.
+    pub fn read(&self) -> Result<Option<Secret>> {
+        match self {
+            Self::Env(name) => Ok(std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(Secret::new)),
+            Self::File(path) => Self::read_file(path).map(Some),
+        }
+    }
+}
+
 impl VerifyConfig {
     pub fn new(scheme: &str) -> Self {
         Self {
@@ -274,14 +405,13 @@ impl VerifyConfig {
             .collect();
         refs.extend(self.secret_file.iter().map(|p| SecretRef::File(p.clone())));
         for entry in &self.secrets {
-            refs.push(match entry.split_once(':') {
-                Some(("env", name)) if !name.is_empty() => SecretRef::Env(name.into()),
-                Some(("file", path)) if !path.is_empty() => SecretRef::File(path.into()),
-                _ => bail!(
+            match SecretRef::parse(entry) {
+                Some(reference) => refs.push(reference),
+                None => bail!(
                     "scheme {:?}: secrets entry {entry:?} must be env:NAME or file:/path",
                     self.scheme
                 ),
-            });
+            }
         }
         Ok(refs)
     }
@@ -293,15 +423,7 @@ impl VerifyConfig {
         for reference in self.secret_refs()? {
             match reference {
                 SecretRef::Env(name) => keys.extend(env_secret(&name)),
-                SecretRef::File(path) => {
-                    let text = std::fs::read_to_string(&path)
-                        .with_context(|| format!("reading the secret file {}", path.display()))?;
-                    let text = text.trim_end_matches(['\r', '\n']);
-                    if text.is_empty() {
-                        bail!("the secret file {} is empty", path.display());
-                    }
-                    keys.push(Secret::new(text));
-                }
+                SecretRef::File(path) => keys.push(SecretRef::read_file(&path)?),
             }
         }
         Ok(keys)
@@ -367,6 +489,7 @@ struct FileConfig {
     worker: WorkerSettings,
     runtime: RuntimeSettings,
     retention: RetentionSettings,
+    outbound: OutboundSettings,
     routes: Option<Vec<RouteConfig>>,
 }
 
@@ -434,13 +557,17 @@ impl Settings {
                 }
             }
         }
+        let data_dir: PathBuf = env("DATA_DIR")
+            .map(PathBuf::from)
+            .or(file.data_dir)
+            .unwrap_or_else(|| "data".into());
         let settings = Self {
+            storage: StorageSettings::from_env(&env, &data_dir)?,
+            redis_url: env("REDIS_URL").filter(|v| !v.is_empty()).map(Secret::new),
+            outbound: file.outbound,
             host: env("HOST").or(file.host).unwrap_or_else(|| "0.0.0.0".into()),
             port,
-            data_dir: env("DATA_DIR")
-                .map(PathBuf::from)
-                .or(file.data_dir)
-                .unwrap_or_else(|| "data".into()),
+            data_dir,
             plugins_dir: env("PLUGINS_DIR")
                 .map(PathBuf::from)
                 .or(file.plugins_dir)

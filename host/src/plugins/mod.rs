@@ -15,7 +15,7 @@ use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use crate::caps::Grants;
-use crate::config::RuntimeSettings;
+use crate::config::{RuntimeSettings, SecretRef};
 use crate::runtime::{Limits, LoadedPlugin, Runtime};
 
 /// A plugin manifest (`<name>.toml`).
@@ -34,6 +34,10 @@ pub struct Manifest {
     /// Values the plugin reads through the `config` capability.
     #[serde(default)]
     pub config: BTreeMap<String, String>,
+    /// Secrets the plugin reads through `config.secret`: name → `env:NAME`
+    /// or `file:/path`. Only the reference is in the manifest.
+    #[serde(default)]
+    pub secrets: BTreeMap<String, String>,
 }
 
 /// Limits a manifest may set; unset ones take the host's defaults.
@@ -58,7 +62,20 @@ impl Manifest {
                 manifest.name
             );
         }
+        manifest.grants.validate()?;
+        manifest.secret_refs()?;
         Ok(manifest)
+    }
+
+    /// The `[secrets]` references, parsed.
+    pub fn secret_refs(&self) -> Result<BTreeMap<String, SecretRef>> {
+        self.secrets
+            .iter()
+            .map(|(name, entry)| match SecretRef::parse(entry) {
+                Some(reference) => Ok((name.clone(), reference)),
+                None => bail!("secret {name:?}: {entry:?} must be env:NAME or file:/path"),
+            })
+            .collect()
     }
 
     pub fn limits(&self, defaults: &RuntimeSettings) -> Limits {
@@ -137,13 +154,7 @@ fn load_one(runtime: &Runtime, manifest_path: &Path, defaults: &RuntimeSettings)
     let component_path = manifest_path.parent().unwrap_or(Path::new(".")).join(file);
     let bytes = std::fs::read(&component_path)
         .with_context(|| format!("reading component {}", component_path.display()))?;
-    runtime.load(
-        &manifest.name,
-        &bytes,
-        manifest.limits(defaults),
-        manifest.grants.clone(),
-        manifest.config.clone(),
-    )
+    runtime.load(&manifest, &bytes, defaults)
 }
 
 #[cfg(test)]

@@ -8,4 +8,4 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use webhook::plugin::{config, db, log, types};
+pub use webhook::plugin::{blob, config, db, kv, log, types};

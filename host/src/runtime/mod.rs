@@ -20,7 +20,7 @@ pub mod state;
 
 use std::collections::BTreeMap;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -29,14 +29,19 @@ use wasmtime::component::{Component, Linker, ResourceTable};
 use wasmtime::{Config, Engine, InstanceAllocationStrategy, PoolingAllocationConfig, Store, UpdateDeadline};
 use wasmtime_wasi::WasiCtxBuilder;
 
+use crate::caps::blob::BlobState;
 use crate::caps::db_sqlite_grants::TableGrant;
-use crate::caps::{self, Grants, config::ConfigState, db::DbState, log::LogState};
-use crate::config::RuntimeSettings;
+use crate::caps::http::{HttpHooks, HttpPolicy};
+use crate::caps::kv::KvState;
+use crate::caps::{self, Grants, Services, config::ConfigState, db::DbState, log::LogState};
+use crate::config::{RuntimeSettings, SecretRef};
 use crate::inbox::{Event, Tx};
+use crate::plugins::Manifest;
 use bindings::types::HandlerError;
 use bindings::{Handler, HandlerPre};
 use output::GuestOutput;
 pub use state::{MemoryLimiter, State};
+use wasmtime_wasi_http::WasiHttpCtx;
 
 /// Extra wall-clock time beyond a plugin's budget before the call is dropped,
 /// for guests that are waiting in a host call when the deadline passes.
@@ -58,6 +63,10 @@ pub struct LoadedPlugin {
     pub grants: Grants,
     /// Operator-set values the plugin reads through the `config` capability.
     pub config: Arc<BTreeMap<String, String>>,
+    /// Its `[secrets]` references, read when the plugin asks.
+    pub secrets: Arc<BTreeMap<String, SecretRef>>,
+    /// Its `http` grant with the host's limits filled in.
+    pub http_policy: Arc<HttpPolicy>,
     /// The tables its `db` grant names, for SQLite's authorizer. Leaked on
     /// purpose: SQLite holds a raw pointer to it, so it must outlive every
     /// connection (one small allocation per loaded plugin version).
@@ -116,10 +125,11 @@ pub struct Runtime {
     max_memory_bytes: usize,
     /// Tells the epoch ticker thread to stop.
     stop_ticker: Arc<AtomicBool>,
+    services: Arc<Services>,
 }
 
 impl Runtime {
-    pub fn new(settings: &RuntimeSettings) -> Result<Self> {
+    pub fn new(settings: &RuntimeSettings, services: Services) -> Result<Self> {
         let max_instances = settings.max_instances.max(1);
         let max_memory_bytes = (settings.max_memory_mb as usize) << 20;
         let mut pool = PoolingAllocationConfig::new();
@@ -160,6 +170,7 @@ impl Runtime {
             slots: Arc::new(Semaphore::new(max_instances as usize)),
             max_memory_bytes,
             stop_ticker,
+            services: Arc::new(services),
         })
     }
 
@@ -168,12 +179,16 @@ impl Runtime {
     /// do not cover.
     pub fn load(
         &self,
-        name: &str,
+        manifest: &Manifest,
         bytes: &[u8],
-        limits: Limits,
-        grants: Grants,
-        config: BTreeMap<String, String>,
+        defaults: &RuntimeSettings,
     ) -> Result<LoadedPlugin> {
+        let name = manifest.name.as_str();
+        let limits = manifest.limits(defaults);
+        let grants = manifest.grants.clone();
+        let http_policy = HttpPolicy::new(grants.http.as_ref(), &self.services.outbound)
+            .with_context(|| format!("plugin {name}"))?;
+        let secrets = manifest.secret_refs().with_context(|| format!("plugin {name}"))?;
         if limits.memory_bytes > self.max_memory_bytes {
             bail!(
                 "plugin {name}: memory limit {} MiB exceeds the host's runtime.max_memory_mb ({} MiB)",
@@ -206,7 +221,9 @@ impl Runtime {
             version,
             limits,
             grants,
-            config: Arc::new(config),
+            config: Arc::new(manifest.config.clone()),
+            secrets: Arc::new(secrets),
+            http_policy: Arc::new(http_policy),
             table_grant,
             pre,
         })
@@ -221,6 +238,8 @@ impl Runtime {
             .await
             .expect("the instance semaphore is never closed");
         let (stdout, stderr) = GuestOutput::pair(&plugin.name, &event.id);
+        let services = &self.services;
+        let sent = Arc::new(AtomicU32::new(0));
         let state = State {
             wasi: WasiCtxBuilder::new()
                 .stdout(stdout)
@@ -235,8 +254,24 @@ impl Runtime {
                 exceeded: None,
             },
             db: DbState::new(tx, plugin.grants.db.is_some(), plugin.table_grant),
-            config: ConfigState::new(plugin.config.clone()),
+            config: ConfigState::new(plugin.config.clone(), plugin.secrets.clone()),
             log: LogState::new(&plugin.name, &event.id),
+            blob: BlobState::new(
+                services.blob.clone(),
+                plugin.grants.blob.clone(),
+                services.http.clone(),
+                plugin.http_policy.clone(),
+                sent.clone(),
+            ),
+            kv: KvState::new(plugin.grants.kv.then(|| services.kv.clone()), &plugin.name),
+            http: WasiHttpCtx::new(),
+            http_hooks: HttpHooks::new(
+                services.http.clone(),
+                plugin.http_policy.clone(),
+                sent,
+                &plugin.name,
+                &event.id,
+            ),
             timed_out: false,
         };
         let mut store = Store::new(&self.engine, state);

@@ -5,7 +5,10 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
-use crate::caps::{config::ConfigState, db::DbState, log::LogState};
+use crate::caps::{
+    blob::BlobState, config::ConfigState, db::DbState, http::HttpHooks, kv::KvState, log::LogState,
+};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 /// The data of one plugin instance's `Store`; lives for one event attempt.
 pub struct State {
@@ -15,6 +18,10 @@ pub struct State {
     pub db: DbState,
     pub config: ConfigState,
     pub log: LogState,
+    pub blob: BlobState,
+    pub kv: KvState,
+    pub http: WasiHttpCtx,
+    pub http_hooks: HttpHooks,
     /// Set by the epoch callback when the call ran out of time.
     pub timed_out: bool,
 }
@@ -24,6 +31,16 @@ impl WasiView for State {
         WasiCtxView {
             ctx: &mut self.wasi,
             table: &mut self.table,
+        }
+    }
+}
+
+impl WasiHttpView for State {
+    fn http(&mut self) -> WasiHttpCtxView<'_> {
+        WasiHttpCtxView {
+            ctx: &mut self.http,
+            table: &mut self.table,
+            hooks: &mut self.http_hooks,
         }
     }
 }

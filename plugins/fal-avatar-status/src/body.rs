@@ -5,12 +5,51 @@
 use serde::Deserialize;
 use serde_json::Value;
 
+/// A file FAL produced: `{url, content_type?, file_name?, file_size?}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct FalFile {
+    pub url: String,
+    pub file_name: Option<String>,
+    pub content_type: Option<String>,
+    pub file_size: Option<u64>,
+}
+
+impl FalFile {
+    /// A file name safe to use as the last segment of a storage key:
+    /// FAL's `file_name`, else the URL's last path segment, else `fallback`;
+    /// only letters, digits, `.`, `-` and `_` survive.
+    pub fn safe_name(&self, fallback: &str) -> String {
+        let from_url = self
+            .url
+            .split(['?', '#'])
+            .next()
+            .and_then(|u| u.rsplit('/').next())
+            .map(str::to_string);
+        let name = self
+            .file_name
+            .clone()
+            .or(from_url)
+            .unwrap_or_default()
+            .chars()
+            .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '.' | '-' | '_'))
+            .collect::<String>();
+        let name = name.trim_start_matches('.');
+        if name.is_empty() {
+            fallback.to_string()
+        } else {
+            name.chars().take(120).collect()
+        }
+    }
+}
+
 /// What a webhook says happened to the training.
 #[derive(Debug, PartialEq)]
 pub enum Outcome {
+    /// Training finished. FAL's bodies carry the LoRA file (and usually the
+    /// config); the legacy check body carries none.
     Completed {
-        lora_url: Option<String>,
-        config_url: Option<String>,
+        lora: Option<FalFile>,
+        config: Option<FalFile>,
     },
     Failed {
         message: String,
@@ -45,13 +84,16 @@ struct Raw {
     message: Option<String>,
 }
 
-fn file_url(output: Option<&Value>, field: &str) -> Option<String> {
-    output?
-        .get(field)?
-        .get("url")?
-        .as_str()
-        .filter(|url| !url.is_empty())
-        .map(str::to_string)
+fn file_of(output: Option<&Value>, field: &str) -> Option<FalFile> {
+    let file = output?.get(field)?;
+    let text = |key: &str| file.get(key).and_then(Value::as_str).map(str::to_string);
+    let url = text("url").filter(|url| url.starts_with("https://") || url.starts_with("http://"))?;
+    Some(FalFile {
+        url,
+        file_name: text("file_name"),
+        content_type: text("content_type"),
+        file_size: file.get("file_size").and_then(Value::as_u64),
+    })
 }
 
 fn text_of(value: Option<&Value>) -> Option<String> {
@@ -66,10 +108,10 @@ fn text_of(value: Option<&Value>) -> Option<String> {
 /// claims success is a failure naming what is missing. Fallback URLs are
 /// never invented.
 fn completion(output: Option<&Value>) -> Outcome {
-    match file_url(output, "diffusers_lora_file") {
-        Some(lora_url) => Outcome::Completed {
-            lora_url: Some(lora_url),
-            config_url: file_url(output, "config_file"),
+    match file_of(output, "diffusers_lora_file") {
+        Some(lora) => Outcome::Completed {
+            lora: Some(lora),
+            config: file_of(output, "config_file"),
         },
         None => Outcome::Failed {
             message: "FAL reported success but sent no diffusers_lora_file URL".into(),
@@ -109,8 +151,8 @@ pub fn parse(body: &[u8]) -> Result<Report, String> {
         "completed" => match raw.result.as_ref().or(raw.payload.as_ref()) {
             // The legacy check body carries no files at all: a bare completion.
             None => Outcome::Completed {
-                lora_url: None,
-                config_url: None,
+                lora: None,
+                config: None,
             },
             output => completion(output),
         },
@@ -138,15 +180,35 @@ mod tests {
 
     #[test]
     fn ok_body_with_files_is_a_completion() {
-        let body = br#"{"request_id":"r1","status":"OK","payload":{"diffusers_lora_file":{"url":"https://x/l.safetensors"},"config_file":{"url":"https://x/c.json"}}}"#;
-        let report = parse(body).unwrap();
+        let body = br#"{"request_id":"r1","status":"OK","payload":{"diffusers_lora_file":{"url":"https://x/l.safetensors","file_size":12,"file_name":"w.safetensors"},"config_file":{"url":"https://x/c.json"}}}"#;
+        let Outcome::Completed {
+            lora: Some(lora),
+            config: Some(config),
+        } = parse(body).unwrap().outcome
+        else {
+            panic!("not a completion with both files");
+        };
+        assert_eq!(lora.url, "https://x/l.safetensors");
+        assert_eq!(lora.file_size, Some(12));
+        assert_eq!(lora.safe_name("lora"), "w.safetensors");
+        assert_eq!(config.safe_name("config.json"), "c.json");
+    }
+
+    #[test]
+    fn file_names_cannot_escape_their_key() {
+        let file = |url: &str, name: Option<&str>| FalFile {
+            url: url.into(),
+            file_name: name.map(str::to_string),
+            content_type: None,
+            file_size: None,
+        };
         assert_eq!(
-            report.outcome,
-            Outcome::Completed {
-                lora_url: Some("https://x/l.safetensors".into()),
-                config_url: Some("https://x/c.json".into())
-            }
+            file("https://x/a", Some("../../etc/passwd")).safe_name("f"),
+            "etcpasswd"
         );
+        assert_eq!(file("https://x/..", None).safe_name("f"), "f");
+        assert_eq!(file("https://x/dir/", None).safe_name("f"), "f");
+        assert_eq!(file("https://x/w.bin?sig=1", None).safe_name("f"), "w.bin");
     }
 
     #[test]

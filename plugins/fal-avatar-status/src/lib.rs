@@ -2,33 +2,41 @@
 //! `avatars` table.
 //!
 //! The host has already verified the signature and stored the event; this
-//! plugin only interprets the body:
+//! plugin interprets the body:
 //! - FAL bodies: `status` = `OK` (training finished, `payload` holds the LoRA
 //!   and config files) or `ERROR` (`error` says why); `payload_error` means FAL
 //!   could not serialise the result.
 //! - Legacy bodies: `queued`, `in_progress` (optional `progress`), `completed`,
 //!   `failed`, `cancelled`.
 //!
+//! On completion it copies FAL's files into our storage (FAL's URLs expire),
+//! deletes the training photos except the first (configurable), sends the
+//! user one Telegram notice, and marks the avatar completed. The order keeps
+//! the database write last and short (read, call out, write), and every side
+//! effect is safe to repeat: files go to stable keys (an existing copy is not
+//! fetched again), photo deletes are idempotent, and the notice is guarded by
+//! a kv marker, so a redelivery or a retry never sends it twice.
+//!
 //! The avatar is found by `avatars.fal_request_id = request_id`. An unknown
 //! request id is logged and the event is done: retrying cannot make it known.
 //! A body that is not one of the shapes above is `invalid` and never retried.
-//!
-//! All statements run in the event's transaction, so the update and the
-//! host's record that the event is done commit together.
 
 // The generated bindings take many arguments in places; that is theirs.
 #![allow(clippy::too_many_arguments)]
 
 mod body;
+mod notice;
 
 wit_bindgen::generate!({
     path: "../../wit",
     world: "handler",
 });
 
-use body::{Outcome, parse};
+use body::{FalFile, Outcome, parse};
+use serde_json::{Value as Json, json};
 use webhook::plugin::db::{self, Value};
 use webhook::plugin::log::{Level, log};
+use webhook::plugin::{blob, config, kv};
 
 struct FalAvatarStatus;
 
@@ -38,24 +46,33 @@ struct Avatar {
     status: String,
     progress: i64,
     training_type: Option<String>,
+    name: String,
+    telegram_id: Option<String>,
+    avatar_data: Option<String>,
 }
 
 const TERMINAL: [&str; 3] = ["completed", "error", "cancelled"];
+/// How long the "notice sent" marker lives: far longer than FAL retries.
+const NOTICE_MARKER_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
+
+fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::Text(s) | Value::Json(s) => Some(s.clone()),
+        Value::Int(n) => Some(n.to_string()),
+        _ => None,
+    }
+}
 
 fn find_avatar(request_id: &str) -> Result<Option<Avatar>, HandlerError> {
     let rows = db::query(
-        "SELECT CAST(id AS TEXT) AS id, status, training_progress, training_type \
-         FROM avatars WHERE fal_request_id = $1",
+        "SELECT CAST(a.id AS TEXT), a.status, a.training_progress, a.training_type, a.name, \
+         CAST(u.telegram_id AS TEXT), CAST(a.avatar_data AS TEXT) \
+         FROM avatars a LEFT JOIN users u ON u.id = a.user_id WHERE a.fal_request_id = $1",
         &[Value::Text(request_id.to_string())],
     )
     .map_err(|e| HandlerError::Retry(format!("looking up the avatar: {e}")))?;
     let Some(row) = rows.values.into_iter().next() else {
         return Ok(None);
-    };
-    let text = |v: &Value| match v {
-        Value::Text(s) => Some(s.clone()),
-        Value::Int(n) => Some(n.to_string()),
-        _ => None,
     };
     Ok(Some(Avatar {
         id: text(&row[0]).unwrap_or_default(),
@@ -65,6 +82,9 @@ fn find_avatar(request_id: &str) -> Result<Option<Avatar>, HandlerError> {
             _ => 0,
         },
         training_type: text(&row[3]),
+        name: text(&row[4]).unwrap_or_default(),
+        telegram_id: text(&row[5]).filter(|t| !t.is_empty()),
+        avatar_data: text(&row[6]),
     }))
 }
 
@@ -74,63 +94,268 @@ fn update(sql: &str, params: Vec<Value>) -> Result<(), HandlerError> {
         .map_err(|e| HandlerError::Retry(format!("updating the avatar: {e}")))
 }
 
-fn opt_text(value: Option<String>) -> Value {
-    value.map(Value::Text).unwrap_or(Value::Null)
+fn setting(key: &str, default: &str) -> String {
+    config::get(key).unwrap_or_else(|| default.to_string())
+}
+
+fn enabled(key: &str, default: bool) -> bool {
+    match config::get(key).as_deref() {
+        Some("true") | Some("1") | Some("yes") => true,
+        Some("false") | Some("0") | Some("no") => false,
+        _ => default,
+    }
+}
+
+/// Keeps ids usable as one key segment.
+fn segment(id: &str) -> String {
+    let cleaned: String = id
+        .chars()
+        .filter(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_'))
+        .take(100)
+        .collect();
+    if cleaned.is_empty() {
+        "unknown".into()
+    } else {
+        cleaned
+    }
+}
+
+/// Where one of FAL's files lives in our storage.
+struct Stored {
+    key: String,
+    url: String,
+    bytes: Option<u64>,
+    file: FalFile,
+}
+
+/// Copies one FAL file to its stable key, unless an earlier attempt already
+/// did (uploads appear whole or not at all, so a present key is complete).
+fn copy_file(
+    avatar: &Avatar,
+    request_id: &str,
+    file: &FalFile,
+    fallback: &str,
+) -> Result<Stored, HandlerError> {
+    let folder = format!(
+        "{}{}/lora/{}",
+        setting("key_prefix", "avatars/"),
+        segment(&avatar.id),
+        segment(request_id)
+    );
+    let key = format!("{folder}/{}", file.safe_name(fallback));
+    let present = blob::list_keys(&folder)
+        .map_err(|e| HandlerError::Retry(format!("listing {folder}: {e}")))?
+        .contains(&key);
+    let bytes = if present {
+        None
+    } else {
+        Some(blob::copy_from_url(&key, &file.url).map_err(|e| {
+            HandlerError::Retry(format!("copying {} into storage: {e}", file.safe_name(fallback)))
+        })?)
+    };
+    let url = blob::object_url(&key).map_err(|e| HandlerError::Retry(format!("naming {key}: {e}")))?;
+    Ok(Stored {
+        key,
+        url,
+        bytes,
+        file: file.clone(),
+    })
+}
+
+fn describe(stored: &Option<Stored>) -> Json {
+    match stored {
+        None => Json::Null,
+        Some(s) => json!({
+            "key": s.key,
+            "url": s.url,
+            "bytes": s.bytes.or(s.file.file_size),
+            "content_type": s.file.content_type,
+            "fal_url": s.file.url,
+        }),
+    }
+}
+
+/// Deletes the avatar's training photos from storage except the first by
+/// `upload_order`; returns the ids of the rows to delete with the update.
+fn remove_training_photos(avatar: &Avatar) -> Result<Vec<String>, HandlerError> {
+    if !enabled("delete_training_photos", true) {
+        return Ok(Vec::new());
+    }
+    let rows = db::query(
+        "SELECT CAST(id AS TEXT), minio_key FROM avatar_photos WHERE CAST(avatar_id AS TEXT) = $1 \
+         ORDER BY upload_order, id",
+        &[Value::Text(avatar.id.clone())],
+    )
+    .map_err(|e| HandlerError::Retry(format!("listing the training photos: {e}")))?;
+    let mut removed = Vec::new();
+    for row in rows.values.iter().skip(1) {
+        let (Some(id), Some(key)) = (text(&row[0]), text(&row[1])) else {
+            continue;
+        };
+        match blob::delete(&key) {
+            Ok(()) => removed.push(id),
+            // A photo outside our grant or a storage hiccup must not block
+            // the completion: keep its row so nothing is orphaned.
+            Err(e) => log(Level::Warn, &format!("training photo {key} kept: {e}")),
+        }
+    }
+    Ok(removed)
+}
+
+/// Sends the completion notice once per avatar and request.
+fn notify(avatar: &Avatar, request_id: &str) -> Result<&'static str, HandlerError> {
+    if !enabled("notify", true) {
+        return Ok("notices off");
+    }
+    let Some(chat_id) = avatar.telegram_id.as_deref() else {
+        return Ok("no telegram_id; no notice");
+    };
+    let Some(token) = config::secret("telegram_bot_token") else {
+        log(
+            Level::Warn,
+            "telegram_bot_token is not set; completion notice not sent",
+        );
+        return Ok("no bot token; no notice");
+    };
+    let marker = format!("notice:{}:{}", avatar.id, request_id);
+    let first = kv::set_if_absent(&marker, b"sent", Some(NOTICE_MARKER_TTL_MS))
+        .map_err(|e| HandlerError::Retry(format!("checking the notice marker: {e}")))?;
+    if !first {
+        return Ok("notice already sent");
+    }
+    let message = notice::completion_message(
+        chat_id,
+        &avatar.id,
+        &avatar.name,
+        avatar.training_type.as_deref().unwrap_or("portrait"),
+    );
+    let base = setting("telegram_api_base", "https://api.telegram.org");
+    let sent = waki::Client::new()
+        .post(&format!("{}/bot{token}/sendMessage", base.trim_end_matches('/')))
+        .json(&message)
+        .connect_timeout(std::time::Duration::from_secs(5))
+        .send()
+        .map_err(|e| format!("sending the notice failed: {e}"))
+        .and_then(|response| {
+            let status = response.status_code();
+            let body = response.body().unwrap_or_default();
+            Ok(notice::classify(status, &body))
+        });
+    match sent {
+        Ok(notice::Delivery::Sent) => Ok("notice sent"),
+        Ok(notice::Delivery::Permanent(why)) => {
+            log(
+                Level::Warn,
+                &format!("completion notice not delivered, not retried: {why}"),
+            );
+            Ok("notice refused by Telegram")
+        }
+        Ok(notice::Delivery::Transient(why)) | Err(why) => {
+            // Not sent: let the retry try again.
+            let _ = kv::delete(&marker);
+            Err(HandlerError::Retry(why))
+        }
+    }
+}
+
+/// The completion: files, photos, notice, then the row.
+fn complete(
+    avatar: &Avatar,
+    request_id: &str,
+    lora: Option<FalFile>,
+    config_file: Option<FalFile>,
+    body: &str,
+) -> Result<String, HandlerError> {
+    if avatar.status == "completed" {
+        return Ok("already completed; nothing to change".into());
+    }
+    let lora = lora
+        .map(|f| copy_file(avatar, request_id, &f, "pytorch_lora_weights.safetensors"))
+        .transpose()?;
+    let config_file = config_file
+        .map(|f| copy_file(avatar, request_id, &f, "config.json"))
+        .transpose()?;
+    let removed = if lora.is_some() {
+        remove_training_photos(avatar)?
+    } else {
+        Vec::new()
+    };
+    let notice = notify(avatar, request_id)?;
+
+    let mut data = avatar
+        .avatar_data
+        .as_deref()
+        .and_then(|d| serde_json::from_str::<Json>(d).ok())
+        .filter(Json::is_object)
+        .unwrap_or_else(|| json!({}));
+    if lora.is_some() {
+        data["lora_storage"] = json!({
+            "request_id": request_id,
+            "lora": describe(&lora),
+            "config": describe(&config_file),
+        });
+    }
+    let fal_response: Json = serde_json::from_str(body).unwrap_or(Json::Null);
+    update(
+        "UPDATE avatars SET status = 'completed', training_progress = 100, \
+         training_completed_at = CURRENT_TIMESTAMP, diffusers_lora_file_url = $2, \
+         config_file_url = $3, fal_response_data = $4, avatar_data = $5, training_error = NULL, \
+         updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
+        vec![
+            Value::Text(request_id.to_string()),
+            lora.as_ref().map_or(Value::Null, |s| Value::Text(s.url.clone())),
+            config_file
+                .as_ref()
+                .map_or(Value::Null, |s| Value::Text(s.url.clone())),
+            Value::Json(fal_response.to_string()),
+            Value::Json(data.to_string()),
+        ],
+    )?;
+    for id in &removed {
+        db::execute(
+            "DELETE FROM avatar_photos WHERE CAST(id AS TEXT) = $1",
+            &[Value::Text(id.clone())],
+        )
+        .map_err(|e| HandlerError::Retry(format!("deleting a training photo row: {e}")))?;
+    }
+    Ok(format!(
+        "completed ({} file(s) stored, {} photo(s) removed, {notice})",
+        usize::from(lora.is_some()) + usize::from(config_file.is_some()),
+        removed.len()
+    ))
 }
 
 /// Applies `outcome` to the avatar of FAL request `request_id` (statements
 /// address it by `fal_request_id`, a text column on every backend).
-fn apply(
-    avatar: &Avatar,
-    request_id: &str,
-    outcome: Outcome,
-    body: &str,
-) -> Result<&'static str, HandlerError> {
+fn apply(avatar: &Avatar, request_id: &str, outcome: Outcome, body: &str) -> Result<String, HandlerError> {
     let id = Value::Text(request_id.to_string());
     match outcome {
-        Outcome::Completed { lora_url, config_url } => {
-            if avatar.status == "completed" {
-                return Ok("already completed; nothing to change");
-            }
-            update(
-                "UPDATE avatars SET status = 'completed', training_progress = 100, \
-                 training_completed_at = CURRENT_TIMESTAMP, diffusers_lora_file_url = $2, \
-                 config_file_url = $3, fal_response_data = $4, training_error = NULL, \
-                 updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
-                vec![
-                    id,
-                    opt_text(lora_url),
-                    opt_text(config_url),
-                    Value::Json(body.into()),
-                ],
-            )?;
-            Ok("completed")
-        }
+        Outcome::Completed { lora, config } => complete(avatar, request_id, lora, config, body),
         Outcome::Failed { message } => {
             if avatar.status == "completed" {
-                return Ok("already completed; a later failure report is ignored");
+                return Ok("already completed; a later failure report is ignored".into());
             }
             update(
                 "UPDATE avatars SET status = 'error', training_error = $2, \
                  fal_response_data = $3, updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
                 vec![id, Value::Text(message), Value::Json(body.into())],
             )?;
-            Ok("error")
+            Ok("error".into())
         }
         Outcome::Cancelled => {
             if TERMINAL.contains(&avatar.status.as_str()) {
-                return Ok("already finished; cancellation ignored");
+                return Ok("already finished; cancellation ignored".into());
             }
             update(
                 "UPDATE avatars SET status = 'cancelled', fal_response_data = $2, \
                  updated_at = CURRENT_TIMESTAMP WHERE fal_request_id = $1",
                 vec![id, Value::Json(body.into())],
             )?;
-            Ok("cancelled")
+            Ok("cancelled".into())
         }
         Outcome::Progress { progress } => {
             if TERMINAL.contains(&avatar.status.as_str()) {
-                return Ok("already finished; progress report ignored");
+                return Ok("already finished; progress report ignored".into());
             }
             // Progress never goes backwards: reports can arrive out of order.
             let progress = progress.map_or(avatar.progress, |p| p.max(avatar.progress));
@@ -140,7 +365,7 @@ fn apply(
                  WHERE fal_request_id = $1",
                 vec![id, Value::Int(progress)],
             )?;
-            Ok("training")
+            Ok("training".into())
         }
     }
 }
