@@ -66,6 +66,40 @@ pub struct Options<'a> {
     pub extra_env: &'a [(&'a str, &'a str)],
     /// A private PostgreSQL server (default: the shared one).
     pub pg: Option<&'a PgServer>,
+    /// Text replacements in a plugin's manifest: (plugin, from, to).
+    pub manifest_edits: &'a [(&'a str, &'a str, &'a str)],
+}
+
+/// The bot token every test host's fal-avatar-status uses.
+pub const BOT_TOKEN: &str = "123456:test-bot-token";
+
+/// The test edition of a plugin's manifest: fal-avatar-status reaches the
+/// loopback remote (FAL's files, Telegram) instead of the real hosts.
+fn test_manifest(name: &str, edits: &[(&str, &str, &str)]) -> String {
+    let mut text =
+        std::fs::read_to_string(workspace().join(format!("plugins/{name}/manifest.toml"))).unwrap();
+    let remote = &crate::remote::shared().url;
+    let mut all: Vec<(&str, &str, String)> = Vec::new();
+    if name == "fal-avatar-status" {
+        all.push((
+            name,
+            r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org"] }"#,
+            r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#.into(),
+        ));
+        all.push((
+            name,
+            r#"telegram_api_base = "https://api.telegram.org""#,
+            format!("telegram_api_base = \"{remote}\""),
+        ));
+    }
+    all.extend(edits.iter().map(|(p, from, to)| (*p, *from, to.to_string())));
+    for (plugin, from, to) in all {
+        if plugin == name {
+            assert!(text.contains(from), "the {name} manifest has no {from:?}");
+            text = text.replace(from, &to);
+        }
+    }
+    text
 }
 
 /// The test's view of the database the hosts use.
@@ -132,17 +166,19 @@ impl TestHost {
         for name in ["fal-avatar-status", "test-misbehave"] {
             let wasm = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
             std::fs::copy(&wasm, plugins.join(format!("{name}.wasm"))).unwrap();
-            let manifest = workspace().join(format!("plugins/{name}/manifest.toml"));
-            std::fs::copy(&manifest, plugins.join(format!("{name}.toml"))).unwrap();
+            let manifest = test_manifest(name, options.manifest_edits);
+            std::fs::write(plugins.join(format!("{name}.toml")), manifest).unwrap();
         }
         let folder = dir.path().display().to_string();
         let config = format!("{CONFIG}\n{}", options.extra_config.replace("{dir}", &folder));
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
-        let mut env: Vec<(String, String)> = options
-            .extra_env
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect();
+        let mut env: Vec<(String, String)> = vec![("TELEGRAM_BOT_TOKEN".into(), BOT_TOKEN.into())];
+        env.extend(
+            options
+                .extra_env
+                .iter()
+                .map(|(k, v)| (k.to_string(), v.to_string())),
+        );
 
         let (db, pg_database) = match options.backend {
             Backend::Sqlite => {
@@ -543,10 +579,15 @@ pub fn request_id_of(body: &[u8]) -> String {
         .unwrap_or_else(|| uuid::Uuid::now_v7().to_string())
 }
 
-/// A FAL fixture body from `tests/fixtures/fal/`, with its request id replaced.
+/// A FAL fixture body from `tests/fixtures/fal/`, with its request id
+/// replaced and its file URLs pointing at the loopback remote.
 pub fn fixture(name: &str, request_id: &str) -> Vec<u8> {
     let path = workspace().join("tests/fixtures/fal").join(name);
-    let mut body: Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    let text = std::fs::read_to_string(path).unwrap().replace(
+        "https://v3.fal.media/",
+        &format!("{}/", crate::remote::shared().url),
+    );
+    let mut body: Value = serde_json::from_str(&text).unwrap();
     body["request_id"] = request_id.into();
     serde_json::to_vec(&body).unwrap()
 }

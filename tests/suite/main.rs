@@ -1,6 +1,7 @@
 //! Integration tests: the real `webhook-host` binary on loopback, real SQLite,
 //! real plugins built for wasm32-wasip2.
 
+mod capabilities;
 mod crash;
 mod harness;
 mod intake;
@@ -9,5 +10,7 @@ mod operations;
 mod pg;
 mod postgres;
 mod processing;
+mod remote;
+mod services;
 mod verification;
 mod workspace;

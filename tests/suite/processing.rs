@@ -2,7 +2,7 @@
 
 use crate::harness::{TestHost, fixture};
 
-/// A signed FAL `OK` body completes the avatar: 100 %, file URLs, completion time.
+/// A signed FAL `OK` body completes the avatar: 100 %, stored files, completion time.
 #[tokio::test]
 async fn ok_body_completes_the_avatar() {
     let host = TestHost::spawn().await;
@@ -16,14 +16,18 @@ async fn ok_body_completes_the_avatar() {
     let row = host.avatar(&avatar).await;
     assert_eq!(row.status, "completed");
     assert_eq!(row.training_progress, 100);
+    // Embedded mode: FAL's files are copied into the data folder, byte for byte.
+    let blobs = host.dir.path().join("data-0/blobs/webhook-host");
+    let lora = format!("avatars/{avatar}/lora/req-ok/pytorch_lora_weights.safetensors");
     assert_eq!(
         row.diffusers_lora_file_url.as_deref(),
-        Some("https://v3.fal.media/files/lion/Qx1/pytorch_lora_weights.safetensors")
+        Some(format!("file://{}/{lora}", blobs.canonicalize().unwrap().display()).as_str())
     );
     assert_eq!(
-        row.config_file_url.as_deref(),
-        Some("https://v3.fal.media/files/lion/Qx2/config.json")
+        std::fs::read(blobs.join(&lora)).unwrap(),
+        crate::remote::content("lion/Qx1/pytorch_lora_weights.safetensors", 70_000)
     );
+    assert!(row.config_file_url.unwrap().ends_with("/lora/req-ok/config.json"));
     assert!(row.training_completed_at.is_some());
     assert!(row.training_error.is_none());
     assert!(row.fal_response_data.unwrap().contains("diffusers_lora_file"));

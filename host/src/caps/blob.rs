@@ -27,7 +27,7 @@ use object_store::{
 use serde::Deserialize;
 use tokio::io::AsyncWriteExt;
 
-use crate::caps::http::{HttpPolicy, HttpService, Refusal};
+use crate::caps::http::{HttpPolicy, HttpService, Refusal, error_chain};
 use crate::config::StorageSettings;
 use crate::runtime::bindings::blob::Host;
 
@@ -242,12 +242,10 @@ fn content_type_attributes(bucket: &Bucket, content_type: Option<String>) -> Att
 
 /// The URL without its query string, for messages.
 fn shown(url: &reqwest::Url) -> String {
-    format!(
-        "{}://{}{}",
-        url.scheme(),
-        url.host_str().unwrap_or(""),
-        url.path()
-    )
+    let mut shown = url.clone();
+    shown.set_query(None);
+    shown.set_fragment(None);
+    shown.to_string()
 }
 
 impl Host for BlobState {
@@ -343,7 +341,7 @@ impl Host for BlobState {
             .get(url.clone())
             .send()
             .await
-            .map_err(|e| format!("copy-from-url: GET {}: {}", shown(&url), error_chain(&e)))?;
+            .map_err(|e| format!("copy-from-url: GET {}: {}", shown(&url), error_chain(e)))?;
         if !response.status().is_success() {
             return Err(format!(
                 "copy-from-url: GET {} answered {}",
@@ -371,7 +369,7 @@ impl Host for BlobState {
             while let Some(chunk) = response
                 .chunk()
                 .await
-                .map_err(|e| format!("copy-from-url: reading {}: {}", shown(&url), error_chain(&e)))?
+                .map_err(|e| format!("copy-from-url: reading {}: {}", shown(&url), error_chain(e)))?
             {
                 total += chunk.len() as u64;
                 if total > cap {
@@ -427,18 +425,6 @@ impl Host for BlobState {
 
 fn file_url(root: &std::path::Path, key: &str) -> String {
     format!("file://{}/{key}", root.display())
-}
-
-/// An error and its causes on one line (reqwest hides the cause otherwise).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(cause) = source {
-        text.push_str(": ");
-        text.push_str(&cause.to_string());
-        source = cause.source();
-    }
-    text
 }
 
 #[cfg(test)]

@@ -291,6 +291,20 @@ impl reqwest::dns::Resolve for PublicOnlyResolver {
     }
 }
 
+/// A reqwest error and its causes on one line, without the URL (a URL may
+/// carry a token, like the Bot API's).
+pub fn error_chain(e: reqwest::Error) -> String {
+    let e = e.without_url();
+    let mut text = e.to_string();
+    let mut source = std::error::Error::source(&e);
+    while let Some(cause) = source {
+        text.push_str(": ");
+        text.push_str(&cause.to_string());
+        source = cause.source();
+    }
+    text
+}
+
 /// Reads a response body, refusing more than `cap` bytes.
 pub async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<Bytes, Refusal> {
     if response.content_length().is_some_and(|n| n > cap) {
@@ -300,7 +314,7 @@ pub async fn read_capped(mut response: reqwest::Response, cap: u64) -> Result<By
     while let Some(chunk) = response
         .chunk()
         .await
-        .map_err(|e| Refusal::Denied(format!("reading the response: {e}")))?
+        .map_err(|e| Refusal::Denied(format!("reading the response: {}", error_chain(e))))?
     {
         if body.len() as u64 + chunk.len() as u64 > cap {
             return Err(Refusal::Limit(format!("the response is larger than {cap} bytes")));
@@ -408,10 +422,8 @@ impl WasiHttpHooks for HttpHooks {
                     } else {
                         HttpError::HttpProtocolError
                     };
-                    refuse(
-                        Refusal::Denied(format!("{}: {e}", url.host_str().unwrap_or(""))),
-                        code,
-                    )
+                    let host = url.host_str().unwrap_or("").to_string();
+                    refuse(Refusal::Denied(format!("{host}: {}", error_chain(e))), code)
                 })?;
             let status = response.status();
             let headers = response.headers().clone();

@@ -14,7 +14,12 @@
 //!   host's rollback can be observed;
 //! - `hostile`: tries to drop a table, read the host's inbox, leave its
 //!   database role and update a table it was not granted; records each
-//!   outcome as a row in `plugin_effects` and succeeds.
+//!   outcome as a row in `plugin_effects` and succeeds;
+//! - `reach`: GETs each space-separated URL of `targets` through wasi:http and
+//!   records `<url> ok <status>` or `<url> refused: <error>`;
+//! - `blob`: puts each space-separated key of `keys` and records the outcome;
+//! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
+//!   recording `kv <key> first|again count=<n>`.
 
 // The generated bindings take many arguments in places; that is theirs.
 #![allow(clippy::too_many_arguments)]
@@ -24,7 +29,7 @@ wit_bindgen::generate!({
     world: "handler",
 });
 
-use webhook::plugin::db;
+use webhook::plugin::{blob, db, kv};
 
 struct Misbehave;
 
@@ -36,14 +41,27 @@ fn record_effect(event: &Event) -> Result<u64, HandlerError> {
     .map_err(HandlerError::Fatal)
 }
 
-fn mode_of(body: &[u8]) -> String {
+/// A string field of the JSON body; a tiny scan keeps this plugin free of a
+/// JSON dependency.
+fn field_of(body: &[u8], name: &str) -> Option<String> {
     let text = String::from_utf8_lossy(body);
-    // A tiny scan keeps this plugin free of a JSON dependency.
-    text.split("\"mode\"")
+    text.split(&format!("\"{name}\""))
         .nth(1)
         .and_then(|rest| rest.split('"').nth(1))
-        .unwrap_or("ok")
-        .to_string()
+        .map(str::to_string)
+}
+
+fn mode_of(body: &[u8]) -> String {
+    field_of(body, "mode").unwrap_or_else(|| "ok".into())
+}
+
+fn record(line: String) -> Result<(), HandlerError> {
+    db::execute(
+        "INSERT INTO plugin_effects (event_id) VALUES ($1)",
+        &[db::Value::Text(line)],
+    )
+    .map(|_| ())
+    .map_err(HandlerError::Fatal)
 }
 
 impl Guest for Misbehave {
@@ -103,6 +121,41 @@ impl Guest for Misbehave {
             "write" => {
                 record_effect(&event)?;
                 panic!("trapping after a write");
+            }
+            "reach" => {
+                for url in field_of(&event.body, "targets")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    let outcome = match waki::Client::new().get(url).send() {
+                        Ok(response) => format!("ok {}", response.status_code()),
+                        Err(e) => format!("refused: {e}"),
+                    };
+                    record(format!("{url} {outcome}"))?;
+                }
+                Ok(None)
+            }
+            "blob" => {
+                for key in field_of(&event.body, "keys")
+                    .unwrap_or_default()
+                    .split_whitespace()
+                {
+                    let outcome = match blob::put(key, b"data", Some("text/plain")) {
+                        Ok(()) => "stored".to_string(),
+                        Err(e) => format!("refused: {e}"),
+                    };
+                    record(format!("{key} {outcome}"))?;
+                }
+                Ok(None)
+            }
+            "kv" => {
+                let key = field_of(&event.body, "key").unwrap_or_else(|| "k".into());
+                let ttl = field_of(&event.body, "ttl").and_then(|t| t.parse().ok());
+                let first = kv::set_if_absent(&key, event.id.as_bytes(), ttl).map_err(HandlerError::Retry)?;
+                let count = kv::increment("count", 1).map_err(HandlerError::Retry)?;
+                let state = if first { "first" } else { "again" };
+                record(format!("kv {key} {state} count={count}"))?;
+                Ok(None)
             }
             other => Err(HandlerError::Invalid(format!("unknown mode {other:?}"))),
         }

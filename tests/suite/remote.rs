@@ -1,0 +1,144 @@
+//! A loopback server playing the remote side of fal-avatar-status: FAL's
+//! file host and Telegram's Bot API. One per test process; tests tell their
+//! traffic apart by path (files) and chat id (notices).
+//!
+//! - `GET /files/<any path>[?size=N]`: N bytes (default 70,000) derived from
+//!   the path, so a test can recompute them with [`content`];
+//! - `GET /missing/…`: 404;
+//! - `GET /huge/…`: announces 2 GiB and sends a little;
+//! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex, OnceLock};
+
+use axum::Router;
+use axum::body::Bytes;
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use futures_util::StreamExt;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+/// One recorded `sendMessage` call.
+#[derive(Debug, Clone)]
+pub struct Notice {
+    pub token: String,
+    pub body: Value,
+}
+
+#[derive(Default)]
+struct Recorded {
+    notices: Vec<Notice>,
+    /// GETs per file path.
+    file_hits: HashMap<String, u64>,
+}
+
+pub struct Remote {
+    pub url: String,
+    recorded: Arc<Mutex<Recorded>>,
+}
+
+/// The bytes `/files/<path>?size=<size>` serves.
+pub fn content(path: &str, size: usize) -> Vec<u8> {
+    let seed = Sha256::digest(path.as_bytes());
+    seed.iter().copied().cycle().take(size).collect()
+}
+
+async fn file(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(path): Path<String>,
+    Query(query): Query<HashMap<String, String>>,
+) -> Response {
+    let size = query.get("size").and_then(|s| s.parse().ok()).unwrap_or(70_000);
+    *recorded
+        .lock()
+        .unwrap()
+        .file_hits
+        .entry(path.clone())
+        .or_default() += 1;
+    (
+        [(header::CONTENT_TYPE, "application/octet-stream")],
+        content(&path, size),
+    )
+        .into_response()
+}
+
+/// Two GiB, announced and (lazily) streamed, so the length is honest.
+async fn huge() -> Response {
+    let chunk = Bytes::from(vec![0u8; 1 << 20]);
+    let chunks = futures_util::stream::repeat_with(move || Ok::<_, std::io::Error>(chunk.clone())).take(2048);
+    Response::builder()
+        .header(header::CONTENT_LENGTH, (2u64 << 30).to_string())
+        .body(axum::body::Body::from_stream(chunks))
+        .unwrap()
+}
+
+async fn send_message(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(bot): Path<String>,
+    body: Bytes,
+) -> Response {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    recorded.lock().unwrap().notices.push(Notice {
+        token: bot.trim_start_matches("bot").to_string(),
+        body,
+    });
+    (StatusCode::OK, r#"{"ok":true,"result":{}}"#).into_response()
+}
+
+impl Remote {
+    fn start() -> Remote {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        listener.set_nonblocking(true).unwrap();
+        let recorded = Arc::new(Mutex::new(Recorded::default()));
+        let app = Router::new()
+            .route("/files/{*path}", get(file))
+            .route("/missing/{*path}", get(|| async { StatusCode::NOT_FOUND }))
+            .route("/huge/{*path}", get(huge))
+            .route("/{bot}/sendMessage", post(send_message))
+            .with_state(recorded.clone());
+        let url = format!("http://{}", listener.local_addr().unwrap());
+        std::thread::spawn(move || {
+            let runtime = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            runtime.block_on(async move {
+                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+                axum::serve(listener, app).await.unwrap()
+            })
+        });
+        Remote { url, recorded }
+    }
+
+    /// Notices sent to `chat_id`.
+    pub fn notices_to(&self, chat_id: &str) -> Vec<Notice> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .notices
+            .iter()
+            .filter(|n| n.body["chat_id"] == chat_id)
+            .cloned()
+            .collect()
+    }
+
+    /// How often `/files/<path>` was fetched.
+    pub fn file_hits(&self, path: &str) -> u64 {
+        self.recorded
+            .lock()
+            .unwrap()
+            .file_hits
+            .get(path)
+            .copied()
+            .unwrap_or(0)
+    }
+}
+
+/// The process's remote server.
+pub fn shared() -> &'static Remote {
+    static SHARED: OnceLock<Remote> = OnceLock::new();
+    SHARED.get_or_init(Remote::start)
+}
