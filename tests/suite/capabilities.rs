@@ -357,3 +357,95 @@ async fn kv_on_redis_keeps_plugins_apart_and_honours_ttl() {
     let states: Vec<&str> = lines.iter().map(|l| l.split(' ').nth(2).unwrap()).collect();
     assert_eq!(states, ["first", "again", "first"], "{lines:?} vs {expected:?}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_provider_is_a_plugin_and_a_manifest() {
+    let redis = redis();
+    let remote = remote::shared();
+    let channel = format!("gh-{}", uuid::Uuid::now_v7().simple());
+    let notify = format!("notify_url = \"{}/chat/{channel}\"", remote.url);
+    let host = TestHost::start_with(Options {
+        extra_plugins: &["github-activity"],
+        extra_config: "[[routes]]\nname = \"github\"\nplugin = \"github-activity\"\n\
+                       verify = [{ scheme = \"github\", secret_env = \"GITHUB_WEBHOOK_SECRET\" }]\n",
+        extra_env: &[
+            ("GITHUB_WEBHOOK_SECRET", "gh-test-secret"),
+            ("REDIS_URL", redis.url.as_str()),
+        ],
+        manifest_edits: &[
+            (
+                "github-activity",
+                r#"http = { allow = ["https://hooks.slack.com"] }"#,
+                r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#,
+            ),
+            (
+                "github-activity",
+                "# notify_url = \"https://hooks.slack.com/services/…\"",
+                &notify,
+            ),
+        ],
+        ..Options::default()
+    })
+    .await;
+    let repo = format!("acme/{channel}");
+    let body = format!(
+        r#"{{"action":"opened","issue":{{"number":7,"title":"Crash"}},"repository":{{"full_name":"{repo}"}},"sender":{{"login":"ann"}}}}"#
+    );
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs() as i64;
+    let mut event_ids = Vec::new();
+    for delivery in ["d-1", "d-2"] {
+        let mut headers =
+            webhook_host::verify::sign::headers("github", "gh-test-secret", delivery, body.as_bytes(), now)
+                .unwrap();
+        headers.push(("x-github-event", "issues".into()));
+        let (status, answer) = host.post_with("/hooks/github", body.as_bytes(), &headers).await;
+        assert_eq!(status, 200, "{answer}");
+        event_ids.push(answer["event_id"].as_str().unwrap().to_string());
+    }
+    // A wrong signature is refused at the edge, before any plugin runs.
+    let mut forged =
+        webhook_host::verify::sign::headers("github", "not-the-secret", "d-3", body.as_bytes(), now).unwrap();
+    forged.push(("x-github-event", "issues".into()));
+    let (status, _) = host.post_with("/hooks/github", body.as_bytes(), &forged).await;
+    assert_eq!(status, 401);
+
+    for id in &event_ids {
+        host.wait_for(id, "done").await;
+    }
+    // Archived in storage under the plugin's prefix, one object per delivery.
+    let folder = host
+        .dir
+        .path()
+        .join(format!("data-0/blobs/webhook-host/github/{repo}/issues"));
+    for delivery in ["d-1", "d-2"] {
+        assert_eq!(
+            std::fs::read(folder.join(format!("{delivery}.json"))).unwrap(),
+            body.as_bytes()
+        );
+    }
+    // Counted in Redis under the plugin's own prefix, and summarised in the chat.
+    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let mut conn = client.get_multiplexed_async_connection().await.unwrap();
+    let count: i64 = redis::cmd("GET")
+        .arg(format!("whk:github-activity:count:{repo}:issues"))
+        .query_async(&mut conn)
+        .await
+        .unwrap();
+    assert_eq!(count, 2);
+    let mut posted: Vec<String> = remote
+        .chat(&channel)
+        .iter()
+        .map(|m| m["text"].as_str().unwrap().to_string())
+        .collect();
+    posted.sort();
+    assert_eq!(
+        posted,
+        [
+            format!("[{repo}] issues opened #7 Crash by ann (1 so far)"),
+            format!("[{repo}] issues opened #7 Crash by ann (2 so far)"),
+        ]
+    );
+}

@@ -68,6 +68,8 @@ pub struct Options<'a> {
     pub pg: Option<&'a PgServer>,
     /// Text replacements in a plugin's manifest: (plugin, from, to).
     pub manifest_edits: &'a [(&'a str, &'a str, &'a str)],
+    /// Plugins to install besides fal-avatar-status and test-misbehave.
+    pub extra_plugins: &'a [&'a str],
 }
 
 /// The bot token every test host's fal-avatar-status uses.
@@ -163,7 +165,10 @@ impl TestHost {
         let dir = tempfile::tempdir().unwrap();
         let plugins = dir.path().join("plugins");
         std::fs::create_dir_all(&plugins).unwrap();
-        for name in ["fal-avatar-status", "test-misbehave"] {
+        let names = ["fal-avatar-status", "test-misbehave"]
+            .iter()
+            .chain(options.extra_plugins);
+        for &name in names {
             let wasm = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
             std::fs::copy(&wasm, plugins.join(format!("{name}.wasm"))).unwrap();
             let manifest = test_manifest(name, options.manifest_edits);

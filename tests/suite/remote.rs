@@ -6,7 +6,8 @@
 //!   the path, so a test can recompute them with [`content`];
 //! - `GET /missing/…`: 404;
 //! - `GET /huge/…`: announces 2 GiB and sends a little;
-//! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`.
+//! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`;
+//! - `POST /chat/<channel>`: records the body (a chat's incoming webhook).
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -31,6 +32,8 @@ pub struct Notice {
 #[derive(Default)]
 struct Recorded {
     notices: Vec<Notice>,
+    /// Bodies posted to `/chat/<channel>`, by channel.
+    chat: HashMap<String, Vec<Value>>,
     /// GETs per file path.
     file_hits: HashMap<String, u64>,
 }
@@ -88,7 +91,34 @@ async fn send_message(
     (StatusCode::OK, r#"{"ok":true,"result":{}}"#).into_response()
 }
 
+async fn chat(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(channel): Path<String>,
+    body: Bytes,
+) -> StatusCode {
+    let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    recorded
+        .lock()
+        .unwrap()
+        .chat
+        .entry(channel)
+        .or_default()
+        .push(body);
+    StatusCode::OK
+}
+
 impl Remote {
+    /// What was posted to `/chat/<channel>`.
+    pub fn chat(&self, channel: &str) -> Vec<Value> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .chat
+            .get(channel)
+            .cloned()
+            .unwrap_or_default()
+    }
+
     fn start() -> Remote {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -98,6 +128,7 @@ impl Remote {
             .route("/missing/{*path}", get(|| async { StatusCode::NOT_FOUND }))
             .route("/huge/{*path}", get(huge))
             .route("/{bot}/sendMessage", post(send_message))
+            .route("/chat/{channel}", post(chat))
             .with_state(recorded.clone());
         let url = format!("http://{}", listener.local_addr().unwrap());
         std::thread::spawn(move || {

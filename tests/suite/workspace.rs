@@ -30,6 +30,8 @@ pub fn plugin_dir() -> &'static Path {
                 "fal-avatar-status",
                 "-p",
                 "test-misbehave",
+                "-p",
+                "github-activity",
             ])
             .status()
             .expect("running cargo to build the plugins");

@@ -236,10 +236,10 @@ fn notify(avatar: &Avatar, request_id: &str) -> Result<&'static str, HandlerErro
         .connect_timeout(std::time::Duration::from_secs(5))
         .send()
         .map_err(|e| format!("sending the notice failed: {e}"))
-        .and_then(|response| {
+        .map(|response| {
             let status = response.status_code();
             let body = response.body().unwrap_or_default();
-            Ok(notice::classify(status, &body))
+            notice::classify(status, &body)
         });
     match sent {
         Ok(notice::Delivery::Sent) => Ok("notice sent"),
