@@ -679,6 +679,39 @@ mod tests {
     }
 
     #[test]
+    fn the_example_config_file_parses() {
+        let file = Path::new(env!("CARGO_MANIFEST_DIR")).join("../webhook-host.example.toml");
+        let s = Settings::load(Some(&file), false, env_of(&[("FAL_WEBHOOK_SECRET", "x")])).unwrap();
+        assert_eq!(s.outbound.max_requests_per_event, 32);
+        assert_eq!(s.routes[0].plugin, "fal-avatar-status");
+    }
+
+    #[test]
+    fn storage_comes_from_the_minio_variables() {
+        let s = Settings::load(None, false, env_of(&[("DATA_DIR", "/d")])).unwrap();
+        assert!(s.storage.s3.is_none());
+        assert_eq!(s.storage.local_dir, Path::new("/d/blobs"));
+        let s = Settings::load(
+            None,
+            false,
+            env_of(&[
+                ("MINIO_ENDPOINT", "minio:9000"),
+                ("MINIO_ACCESS_KEY", "ak"),
+                ("MINIO_SECRET_KEY", "sk-value"),
+                ("MINIO_BUCKET_NAME", "aisha"),
+                ("MINIO_SECURE", "false"),
+            ]),
+        )
+        .unwrap();
+        let s3 = s.storage.s3.as_ref().unwrap();
+        assert_eq!(s3.endpoint, "http://minio:9000");
+        assert_eq!(s.storage.bucket, "aisha");
+        assert!(!format!("{s:?}").contains("sk-value"), "secrets never print");
+        let err = Settings::load(None, false, env_of(&[("MINIO_ENDPOINT", "minio:9000")])).unwrap_err();
+        assert!(err.to_string().contains("MINIO_ACCESS_KEY"));
+    }
+
+    #[test]
     fn file_routes_replace_the_default_and_are_validated() {
         let dir = tempfile::tempdir().unwrap();
         let file = dir.path().join("c.toml");

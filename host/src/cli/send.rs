@@ -3,6 +3,8 @@
 
 use std::path::PathBuf;
 
+use std::time::Duration;
+
 use anyhow::{Context, Result, bail};
 use clap::ValueEnum;
 use serde_json::json;
@@ -47,6 +49,55 @@ pub struct Args {
     /// Shift the signed timestamp by this many seconds (to try stale requests).
     #[arg(long, default_value_t = 0, allow_hyphen_values = true)]
     skew_secs: i64,
+    /// With `--sample ok`: serve the sample's LoRA and config files from
+    /// 127.0.0.1 (instead of FAL's file host) until the host has fetched
+    /// them, so the whole completion runs offline. The plugin's http grant
+    /// must allow `http://127.0.0.1:*` with `allow_private` (scripts/run's
+    /// demo manifest does).
+    #[arg(long)]
+    serve_files: bool,
+}
+
+/// Serves the `ok` sample's files on loopback; counts what was fetched.
+struct DemoFiles {
+    base: String,
+    fetched: std::sync::Arc<tokio::sync::watch::Sender<usize>>,
+}
+
+impl DemoFiles {
+    async fn start() -> Result<Self> {
+        use axum::routing::get;
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+        let base = format!("http://{}", listener.local_addr()?);
+        let fetched = std::sync::Arc::new(tokio::sync::watch::channel(0usize).0);
+        let counter = fetched.clone();
+        let app = axum::Router::new().route(
+            "/files/{*path}",
+            get(move |axum::extract::Path(path): axum::extract::Path<String>| {
+                let counter = counter.clone();
+                async move {
+                    counter.send_modify(|n| *n += 1);
+                    format!("demo file {path}\n").repeat(4096)
+                }
+            }),
+        );
+        tokio::spawn(async move { axum::serve(listener, app).await });
+        Ok(Self { base, fetched })
+    }
+
+    /// Waits until `count` files were fetched, or gives up after a minute.
+    async fn wait_for(&self, count: usize) {
+        let mut seen = self.fetched.subscribe();
+        let done = tokio::time::timeout(Duration::from_secs(60), seen.wait_for(|n| *n >= count))
+            .await
+            .is_ok();
+        if done {
+            println!("served {count} demo files to the host");
+        } else {
+            let fetched = *self.fetched.borrow();
+            println!("the host fetched {fetched} of {count} demo files within a minute");
+        }
+    }
 }
 
 /// A sample FAL body for `request_id`.
@@ -88,6 +139,10 @@ pub async fn run(args: Args) -> Result<()> {
         .ok()
         .filter(|s| !s.is_empty())
         .with_context(|| format!("{secret_env} is not set; it holds the signing key"))?;
+    let demo = match (&args.file, args.sample, args.serve_files) {
+        (None, Sample::Ok, true) => Some(DemoFiles::start().await?),
+        _ => None,
+    };
     let (body, delivery_id) = match &args.file {
         Some(path) => {
             let body = std::fs::read(path).with_context(|| format!("reading {}", path.display()))?;
@@ -100,10 +155,13 @@ pub async fn run(args: Args) -> Result<()> {
                 .unwrap_or(args.request_id.clone());
             (body, id)
         }
-        None => (
-            serde_json::to_vec(&sample_body(args.sample, &args.request_id))?,
-            args.request_id.clone(),
-        ),
+        None => {
+            let mut body = serde_json::to_string(&sample_body(args.sample, &args.request_id))?;
+            if let Some(demo) = &demo {
+                body = body.replace("https://v3.fal.media", &demo.base);
+            }
+            (body.into_bytes(), args.request_id.clone())
+        }
     };
     let headers = sign::headers(
         &args.scheme,
@@ -129,6 +187,11 @@ pub async fn run(args: Args) -> Result<()> {
     println!("{text}");
     if !status.is_success() {
         bail!("the host answered {status}");
+    }
+    if let Some(demo) = demo
+        && text.contains("\"accepted\"")
+    {
+        demo.wait_for(2).await;
     }
     Ok(())
 }
