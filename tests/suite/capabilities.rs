@@ -186,6 +186,18 @@ async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_
         "no second copy"
     );
 
+    // A presigned URL from the blob capability serves the object to anyone holding it.
+    let body = br#"{"mode":"presign","key":"misbehave/presigned.txt"}"#;
+    let (_, answer) = host
+        .post("/hooks/misbehave", body, Signer::fal("presign-1"))
+        .await;
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let url = host.texts("SELECT event_id FROM plugin_effects").await.remove(0);
+    assert!(url.contains("X-Amz-Signature="), "{url}");
+    let fetched = host.http.get(&url).send().await.unwrap();
+    assert_eq!(fetched.status(), 200);
+    assert_eq!(fetched.text().await.unwrap(), "presigned data");
+
     // A retry after the notice went out: the first attempt's final UPDATE
     // fails (a trigger, once), the second attempt sends nothing and copies
     // nothing again.
@@ -448,4 +460,38 @@ async fn a_second_provider_is_a_plugin_and_a_manifest() {
             format!("[{repo}] issues opened #7 Crash by ann (2 so far)"),
         ]
     );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn outbound_responses_and_requests_per_event_are_capped() {
+    let host = TestHost::start_with(Options {
+        manifest_edits: &[(
+            "test-misbehave",
+            r#"http = { allow = ["http://*:*", "https://allowed.example"] }"#,
+            r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true, max_requests_per_event = 2, max_response_bytes = 100000 }"#,
+        )],
+        ..Options::default()
+    })
+    .await;
+    let remote = remote::shared();
+    let url = &remote.url;
+    let targets = format!("{url}/files/cap-a?size=10 {url}/files/cap-b?size=200000 {url}/files/cap-c");
+    let body = format!(r#"{{"mode":"reach","targets":"{targets}"}}"#);
+    let (_, answer) = host
+        .post("/hooks/misbehave", body.as_bytes(), Signer::fal("caps-1"))
+        .await;
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let mut outcomes = host.texts("SELECT event_id FROM plugin_effects").await;
+    outcomes.sort();
+    assert!(outcomes[0].ends_with("cap-a?size=10 ok 200"), "{outcomes:?}");
+    assert!(outcomes[1].contains("cap-b?size=200000 refused"), "{outcomes:?}");
+    assert!(outcomes[2].contains("cap-c refused"), "{outcomes:?}");
+    assert_eq!(
+        remote.file_hits("cap-c"),
+        0,
+        "the third request never left the host"
+    );
+    let log = host.log();
+    assert!(log.contains("larger than 100000 bytes"), "{log}");
+    assert!(log.contains("more than 2 requests in one event"), "{log}");
 }

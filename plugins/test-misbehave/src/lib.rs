@@ -18,6 +18,7 @@
 //! - `reach`: GETs each space-separated URL of `targets` through wasi:http and
 //!   records `<url> ok <status>` or `<url> refused: <error>`;
 //! - `blob`: puts each space-separated key of `keys` and records the outcome;
+//! - `presign`: puts `presigned data` at `key` and records its presigned URL;
 //! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
 //!   recording `kv <key> first|again count=<n>`.
 
@@ -146,6 +147,13 @@ impl Guest for Misbehave {
                     };
                     record(format!("{key} {outcome}"))?;
                 }
+                Ok(None)
+            }
+            "presign" => {
+                let key = field_of(&event.body, "key").unwrap_or_else(|| "misbehave/presigned.txt".into());
+                blob::put(&key, b"presigned data", Some("text/plain")).map_err(HandlerError::Retry)?;
+                let url = blob::presign_get(&key, 60).map_err(HandlerError::Retry)?;
+                record(url)?;
                 Ok(None)
             }
             "kv" => {
