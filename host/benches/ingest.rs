@@ -3,13 +3,18 @@
 //! - pgbench's single-row INSERT TPS at 16 and 64 clients, as the yardstick;
 //! - the host's intake (signed POST → 200 after commit) at 16 and 64
 //!   concurrent connections: throughput and p50/p99, and its ratio to pgbench;
-//! - events processed per second by two instances running fal-avatar-status.
+//! - events processed per second by two instances running fal-avatar-status
+//!   (each event copies a 4 KB "LoRA" from a loopback file host into storage).
 //!
 //! Everything shares this machine's cores: the load generator, the host and
 //! PostgreSQL.
 
 #[path = "../../tests/suite/workspace.rs"]
 mod workspace;
+// The loopback stand-in for FAL's file host (the tests use more of it).
+#[allow(dead_code)]
+#[path = "../../tests/suite/remote.rs"]
+mod remote;
 
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
@@ -92,7 +97,10 @@ fn settings(url: &str, dir: &Path, instance: &str, worker: bool) -> Settings {
 }
 
 fn body(id: &str) -> Vec<u8> {
-    format!(r#"{{"request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://x/{id}"}}}}}}"#)
+    let files = &remote::shared().url;
+    format!(
+        r#"{{"request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"{files}/files/ingest/{id}/l.safetensors?size=4096"}}}}}}"#
+    )
         .into_bytes()
 }
 
@@ -142,9 +150,9 @@ async fn run() {
         plugins.join("fal-avatar-status.wasm"),
     )
     .unwrap();
-    std::fs::copy(
-        workspace().join("plugins/fal-avatar-status/manifest.toml"),
+    std::fs::write(
         plugins.join("fal-avatar-status.toml"),
+        workspace::loopback_fal_manifest(&remote::shared().url),
     )
     .unwrap();
 

@@ -78,22 +78,12 @@ pub const BOT_TOKEN: &str = "123456:test-bot-token";
 /// The test edition of a plugin's manifest: fal-avatar-status reaches the
 /// loopback remote (FAL's files, Telegram) instead of the real hosts.
 fn test_manifest(name: &str, edits: &[(&str, &str, &str)]) -> String {
-    let mut text =
-        std::fs::read_to_string(workspace().join(format!("plugins/{name}/manifest.toml"))).unwrap();
-    let remote = &crate::remote::shared().url;
+    let mut text = if name == "fal-avatar-status" {
+        crate::workspace::loopback_fal_manifest(&crate::remote::shared().url)
+    } else {
+        std::fs::read_to_string(workspace().join(format!("plugins/{name}/manifest.toml"))).unwrap()
+    };
     let mut all: Vec<(&str, &str, String)> = Vec::new();
-    if name == "fal-avatar-status" {
-        all.push((
-            name,
-            r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org"] }"#,
-            r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#.into(),
-        ));
-        all.push((
-            name,
-            r#"telegram_api_base = "https://api.telegram.org""#,
-            format!("telegram_api_base = \"{remote}\""),
-        ));
-    }
     all.extend(edits.iter().map(|(p, from, to)| (*p, *from, to.to_string())));
     for (plugin, from, to) in all {
         if plugin == name {

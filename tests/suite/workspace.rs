@@ -39,3 +39,28 @@ pub fn plugin_dir() -> &'static Path {
         workspace().join("target/wasm32-wasip2/release")
     })
 }
+
+/// fal-avatar-status's manifest with FAL's file hosts and the Bot API
+/// replaced by a loopback stand-in at `remote` (tests and benchmarks).
+pub fn loopback_fal_manifest(remote: &str) -> String {
+    let text = std::fs::read_to_string(workspace().join("plugins/fal-avatar-status/manifest.toml")).unwrap();
+    let mut edited = text.clone();
+    for (from, to) in [
+        (
+            r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org"] }"#
+                .to_string(),
+            r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#.to_string(),
+        ),
+        (
+            r#"telegram_api_base = "https://api.telegram.org""#.to_string(),
+            format!("telegram_api_base = \"{remote}\""),
+        ),
+    ] {
+        assert!(
+            edited.contains(&from),
+            "the fal-avatar-status manifest has no {from:?}"
+        );
+        edited = edited.replace(&from, &to);
+    }
+    edited
+}
