@@ -103,7 +103,8 @@ fn run(bin: &Path, program: &str, args: &[&str]) {
     );
 }
 
-fn free_port() -> u16 {
+/// A port free on 127.0.0.1 right now.
+pub fn free_port() -> u16 {
     std::net::TcpListener::bind("127.0.0.1:0")
         .unwrap()
         .local_addr()

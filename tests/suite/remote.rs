@@ -131,16 +131,7 @@ impl Remote {
             .route("/chat/{channel}", post(chat))
             .with_state(recorded.clone());
         let url = format!("http://{}", listener.local_addr().unwrap());
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap()
-            })
-        });
+        serve_on_own_thread(listener, app);
         Remote { url, recorded }
     }
 
@@ -166,6 +157,21 @@ impl Remote {
             .copied()
             .unwrap_or(0)
     }
+}
+
+/// Serves `app` from a thread and runtime of its own, so a test that blocks
+/// (waiting for a child process) cannot starve it.
+pub fn serve_on_own_thread(listener: std::net::TcpListener, app: Router) {
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap();
+        runtime.block_on(async move {
+            let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+            axum::serve(listener, app).await.unwrap()
+        })
+    });
 }
 
 /// The process's remote server.

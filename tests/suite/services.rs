@@ -9,6 +9,8 @@ use std::process::{Child, Command, Stdio};
 use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
+use crate::pg::free_port;
+
 /// Access key the harness imports into Garage (test value, loopback only).
 pub const S3_ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 pub const S3_SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
@@ -33,14 +35,6 @@ fn keep(child: Child) {
         unsafe { libc::atexit(stop_children) };
     }
     children.push(child);
-}
-
-fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
-        .unwrap()
-        .local_addr()
-        .unwrap()
-        .port()
 }
 
 fn wait_for_port(port: u16, what: &str) {

@@ -25,8 +25,7 @@ struct JwksServer {
 }
 
 impl JwksServer {
-    /// Serves from a thread of its own, so a test that blocks (waiting for
-    /// a child process) cannot starve it.
+    /// Serves from a thread of its own (see `serve_on_own_thread`).
     fn start(keys: Vec<SigningKey>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
@@ -60,16 +59,7 @@ impl JwksServer {
                 }
             }),
         );
-        std::thread::spawn(move || {
-            let runtime = tokio::runtime::Builder::new_current_thread()
-                .enable_all()
-                .build()
-                .unwrap();
-            runtime.block_on(async move {
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap()
-            })
-        });
+        crate::remote::serve_on_own_thread(listener, app);
         server
     }
 
