@@ -75,7 +75,12 @@ fn load(runtime: &Runtime, dir: &Path, name: &str) -> webhook_host::runtime::Loa
     let bytes = std::fs::read(dir.join(format!("{}.wasm", name.replace('-', "_")))).unwrap();
     let started = Instant::now();
     let plugin = runtime
-        .load(&manifest, &bytes, &RuntimeSettings::default())
+        .load(
+            &manifest,
+            &webhook_host::plugins::store::version_of(&bytes, name),
+            &bytes,
+            &RuntimeSettings::default(),
+        )
         .unwrap();
     println!(
         "compile + link {name:<32} {:>9.1?} ({} KiB)",

@@ -15,7 +15,9 @@ use crate::config::Settings;
 use crate::http::{self, AppState};
 use crate::inbox::worker::Worker;
 use crate::inbox::{Inbox, PostgresInbox, SqliteInbox};
-use crate::plugins::{self, PluginSet};
+use crate::plugins::PluginSet;
+use crate::plugins::store::{PluginStore, StoreDb};
+use crate::plugins::sync::PluginSync;
 use crate::routes::RouteTable;
 use crate::runtime::Runtime;
 
@@ -34,44 +36,64 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
         let routes = Arc::new(RouteTable::build(&settings)?);
         let pool_size = settings.worker.concurrency as u32 + 4;
-        let (inbox, data_lock): (Arc<dyn Inbox>, Option<std::fs::File>) = match &settings.database_url {
-            Some(url) => (
-                Arc::new(PostgresInbox::connect(url, pool_size, true).await?),
-                None,
-            ),
-            None => {
-                let data_lock = lock_data_dir(&settings.data_dir)?;
-                let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
-                // Embedded mode is one process per data folder: any lease left
-                // over belongs to a process that is gone.
-                let released = sqlite.release_all_leases().await?;
-                if released > 0 {
-                    tracing::info!(
-                        released,
-                        "events left in flight by the previous run are pending again"
-                    );
+        let (inbox, data_lock, store_db): (Arc<dyn Inbox>, Option<std::fs::File>, StoreDb) =
+            match &settings.database_url {
+                Some(url) => {
+                    let pg = PostgresInbox::connect(url, pool_size, true).await?;
+                    let store_db = StoreDb::Postgres(pg.pool().clone());
+                    (Arc::new(pg), None, store_db)
                 }
-                (Arc::new(sqlite), Some(data_lock))
-            }
-        };
+                None => {
+                    let data_lock = lock_data_dir(&settings.data_dir)?;
+                    let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
+                    // Embedded mode is one process per data folder: any lease left
+                    // over belongs to a process that is gone.
+                    let released = sqlite.release_all_leases().await?;
+                    if released > 0 {
+                        tracing::info!(
+                            released,
+                            "events left in flight by the previous run are pending again"
+                        );
+                    }
+                    let store_db = StoreDb::Sqlite(sqlite.pool().clone());
+                    (Arc::new(sqlite), Some(data_lock), store_db)
+                }
+            };
 
-        let runtime = Arc::new(Runtime::new(
-            &settings.runtime,
-            caps::Services::from_settings(&settings)?,
-        )?);
-        let plugin_set = Arc::new(PluginSet::default());
-        let mut loaded = plugins::load_dir(&runtime, &settings.plugins_dir, &settings.runtime)?;
-        if settings.database_url.is_some() {
-            // On a shared database a plugin's table access is its role's grants.
-            loaded.retain(|name, plugin| {
-                let unconfined = plugin.grants.db.is_some() && plugin.grants.db_role().is_none();
-                if unconfined {
-                    tracing::error!(plugin = %name, "not loaded: in PostgreSQL mode a db grant must name a role (db = {{ role = \"…\" }})");
-                }
-                !unconfined
-            });
+        let services = caps::Services::from_settings(&settings)?;
+        if settings.database_url.is_some() && settings.storage.s3.is_none() {
+            tracing::warn!(
+                "PostgreSQL mode without MINIO_ENDPOINT: blobs and deployed plugin versions stay in this \
+                 instance's DATA_DIR; other instances cannot load versions deployed here"
+            );
         }
-        plugin_set.replace(loaded);
+        let store = Arc::new(PluginStore::new(store_db.clone(), services.blob.clone()));
+        let runtime = Arc::new(Runtime::new(&settings.runtime, services)?);
+        let plugin_set = Arc::new(PluginSet::default());
+        let sync = Arc::new(PluginSync::new(
+            store,
+            runtime.clone(),
+            plugin_set.clone(),
+            settings.runtime.clone(),
+        ));
+        // Embedded mode follows the plugin folder; a shared database takes
+        // from it only plugins it does not know yet.
+        let embedded = settings.database_url.is_none();
+        if let Err(e) = sync.seed_from(&settings.plugins_dir, embedded).await {
+            tracing::error!(
+                "seeding the plugin store from {}: {e:#}",
+                settings.plugins_dir.display()
+            );
+        }
+        if let Err(e) = sync.sync_once().await {
+            tracing::error!("loading the active plugins: {e:#}");
+        }
+        let listen_on = match &store_db {
+            StoreDb::Postgres(pool) => Some(pool.clone()),
+            StoreDb::Sqlite(_) => None,
+        };
+        sync.clone()
+            .spawn(listen_on, embedded.then(|| settings.plugins_dir.clone()));
         for route in routes.iter() {
             if plugin_set.get(&route.plugin).is_none() {
                 tracing::warn!(route = %route.name, plugin = %route.plugin, "the route's plugin is not loaded; its events wait");
@@ -89,6 +111,7 @@ impl Application {
             inbox: inbox.clone(),
             routes: routes.clone(),
             plugins: plugin_set.clone(),
+            plugin_sync: sync,
             wake: wake.clone(),
             instance_id: settings.instance_id.clone(),
             body_limit: settings.http.body_limit_bytes,

@@ -221,6 +221,10 @@ pub struct RuntimeSettings {
     pub max_instances: u32,
     /// Epoch tick: how often running guests are checked against their deadline.
     pub epoch_tick_ms: u64,
+    /// Compiled plugins, keyed by component sha256 and the engine's
+    /// compatibility hash, so a restart does not compile again. Default
+    /// `DATA_DIR/compile-cache`.
+    pub cache_dir: Option<PathBuf>,
 }
 
 impl Default for RuntimeSettings {
@@ -231,6 +235,7 @@ impl Default for RuntimeSettings {
             timeout_ms: 10_000,
             max_instances: 32,
             epoch_tick_ms: 10,
+            cache_dir: None,
         }
     }
 }
@@ -561,6 +566,10 @@ impl Settings {
             .map(PathBuf::from)
             .or(file.data_dir)
             .unwrap_or_else(|| "data".into());
+        let mut runtime = file.runtime;
+        runtime
+            .cache_dir
+            .get_or_insert_with(|| data_dir.join("compile-cache"));
         let settings = Self {
             storage: StorageSettings::from_env(&env, &data_dir)?,
             redis_url: env("REDIS_URL").filter(|v| !v.is_empty()).map(Secret::new),
@@ -579,7 +588,7 @@ impl Settings {
             retention: file.retention,
             http: file.http,
             worker: file.worker,
-            runtime: file.runtime,
+            runtime,
             routes,
             secrets,
         };

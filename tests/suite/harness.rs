@@ -77,7 +77,7 @@ pub const BOT_TOKEN: &str = "123456:test-bot-token";
 
 /// The test edition of a plugin's manifest: fal-avatar-status reaches the
 /// loopback remote (FAL's files, Telegram) instead of the real hosts.
-fn test_manifest(name: &str, edits: &[(&str, &str, &str)]) -> String {
+pub fn test_manifest(name: &str, edits: &[(&str, &str, &str)]) -> String {
     let mut text = if name == "fal-avatar-status" {
         crate::workspace::loopback_fal_manifest(&crate::remote::shared().url)
     } else {

@@ -151,14 +151,16 @@ async fn health_reports_its_checks() {
 /// A route whose plugin is missing makes `/health` 503 and names the plugin.
 #[tokio::test]
 async fn health_is_503_when_a_routes_plugin_is_missing() {
-    let mut host = TestHost::spawn().await;
-    host.kill();
-    std::fs::remove_file(host.dir.path().join("plugins/test-misbehave.toml")).unwrap();
-    host.restart();
+    let host = TestHost::spawn_with(
+        "[[routes]]\nname = \"ghost\"\nplugin = \"ghost-plugin\"\n\
+         verify = [{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }]\n",
+        &[],
+    )
+    .await;
     let response = host.http.get(host.url("/health")).send().await.unwrap();
     assert_eq!(response.status().as_u16(), 503);
     let health: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    assert_eq!(health["checks"]["plugins"]["missing"][0], "test-misbehave");
+    assert_eq!(health["checks"]["plugins"]["missing"][0], "ghost-plugin");
 }
 
 /// Without `FAL_WEBHOOK_SECRET` the host refuses to start, naming the

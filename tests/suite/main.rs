@@ -6,6 +6,7 @@ mod crash;
 mod harness;
 mod intake;
 mod isolation;
+mod lifecycle;
 mod operations;
 mod pg;
 mod postgres;

@@ -36,6 +36,9 @@ const MAX_GET_BYTES: u64 = 64 << 20;
 /// Default cap of one `copy-from-url`.
 const DEFAULT_MAX_COPY_BYTES: u64 = 512 << 20;
 const MAX_KEY_BYTES: usize = 1024;
+/// Keys the host keeps for itself in the default bucket (plugin components);
+/// no grant may reach them.
+pub const HOST_PREFIX: &str = "webhook-host/";
 
 /// The `blob` grant: a bucket and the key prefix the plugin owns in it.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
@@ -60,6 +63,14 @@ impl BlobGrant {
             .map_err(|e| anyhow::anyhow!("blob grant prefix {:?}: {e}", self.prefix))?;
         if let Some(bucket) = &self.bucket {
             check_bucket(bucket)?;
+        }
+        if self.bucket.is_none()
+            && (HOST_PREFIX.starts_with(&self.prefix) || self.prefix.starts_with(HOST_PREFIX))
+        {
+            bail!(
+                "blob grant prefix {:?} overlaps the host's own {HOST_PREFIX:?}",
+                self.prefix
+            );
         }
         Ok(())
     }
@@ -185,6 +196,40 @@ impl BlobService {
         });
         buckets.insert(name, bucket.clone());
         Ok(bucket)
+    }
+}
+
+impl BlobService {
+    fn host_path(&self, key: &str) -> Result<(Arc<Bucket>, ObjectPath)> {
+        let full = format!("{HOST_PREFIX}{key}");
+        check_key_shape(&full).map_err(|e| anyhow::anyhow!("host key {full:?}: {e}"))?;
+        let bucket = self.bucket(&BlobGrant {
+            prefix: HOST_PREFIX.into(),
+            ..BlobGrant::default()
+        })?;
+        Ok((bucket, ObjectPath::parse(&full)?))
+    }
+
+    /// Stores a host-owned object (under [`HOST_PREFIX`] in the default bucket).
+    pub async fn put_host(&self, key: &str, bytes: Vec<u8>) -> Result<()> {
+        let (bucket, path) = self.host_path(key)?;
+        bucket
+            .store
+            .put(&path, PutPayload::from(Bytes::from(bytes)))
+            .await
+            .with_context(|| format!("storing {path}"))?;
+        Ok(())
+    }
+
+    /// Reads a host-owned object.
+    pub async fn get_host(&self, key: &str) -> Result<Vec<u8>> {
+        let (bucket, path) = self.host_path(key)?;
+        let found = bucket
+            .store
+            .get(&path)
+            .await
+            .with_context(|| format!("reading {path}"))?;
+        Ok(found.bytes().await?.to_vec())
     }
 }
 
@@ -462,6 +507,9 @@ mod tests {
         assert!(grant("../x/", None).validate().is_err());
         assert!(grant("a/", Some("UPPER")).validate().is_err());
         assert!(grant("a/", Some("aisha-bucket")).validate().is_ok());
+        assert!(grant("webhook-host/", None).validate().is_err());
+        assert!(grant("web", None).validate().is_err());
+        assert!(grant("webhook-host/plugins/x/", None).validate().is_err());
     }
 
     #[tokio::test]

@@ -15,7 +15,13 @@ use libsqlite3_sys as ffi;
 use sqlx::sqlite::SqliteConnection;
 
 /// Tables the host owns; no grant reaches them.
-const HOST_TABLES: [&str; 4] = ["webhook_events", "plugins", "plugin_versions", "_sqlx_migrations"];
+const HOST_TABLES: [&str; 5] = [
+    "webhook_events",
+    "plugins",
+    "plugin_versions",
+    "plugin_activations",
+    "_sqlx_migrations",
+];
 
 /// What one plugin may touch on SQLite.
 #[derive(Debug, Default)]

@@ -1,6 +1,7 @@
 //! The HTTP edge: webhook intake and health. Each file ends in a `router`.
 
 mod admin;
+mod admin_plugins;
 mod error;
 mod health;
 mod webhooks;
@@ -23,6 +24,8 @@ pub struct AppState {
     pub intake: crate::inbox::intake::IntakeWriter,
     pub routes: Arc<RouteTable>,
     pub plugins: Arc<PluginSet>,
+    /// The plugin store and this instance's loader, for the admin API.
+    pub plugin_sync: Arc<crate::plugins::sync::PluginSync>,
     /// Wakes the worker when an event is stored.
     pub wake: Arc<Notify>,
     pub instance_id: String,
@@ -36,6 +39,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(webhooks::router(&state.routes))
         .merge(health::router())
         .merge(admin::router())
+        .merge(admin_plugins::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .with_state(state)
 }

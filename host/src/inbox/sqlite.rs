@@ -48,6 +48,11 @@ fn migrator() -> Migrator {
                 "plugin store",
                 include_str!("../../migrations/sqlite/0002_plugin_store.sql"),
             ),
+            migration(
+                3,
+                "plugin activations",
+                include_str!("../../migrations/sqlite/0003_plugin_activations.sql"),
+            ),
         ]),
         ignore_missing: true,
         locking: true,

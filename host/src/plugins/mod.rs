@@ -6,17 +6,19 @@
 //! the hot path reads it without a lock and a reload swaps it whole.
 
 use std::collections::{BTreeMap, HashMap};
-use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
-use anyhow::{Context, Result, bail};
+use anyhow::{Result, bail};
 use arc_swap::ArcSwap;
 use serde::Deserialize;
 
 use crate::caps::Grants;
 use crate::config::{RuntimeSettings, SecretRef};
-use crate::runtime::{Limits, LoadedPlugin, Runtime};
+use crate::runtime::{Limits, LoadedPlugin};
+
+pub mod store;
+pub mod sync;
 
 /// A plugin manifest (`<name>.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -109,52 +111,14 @@ impl PluginSet {
         all
     }
 
+    /// The loaded plugins as one consistent snapshot.
+    pub fn snapshot(&self) -> Arc<HashMap<String, Arc<LoadedPlugin>>> {
+        self.current.load_full()
+    }
+
     pub fn replace(&self, plugins: HashMap<String, Arc<LoadedPlugin>>) {
         self.current.store(Arc::new(plugins));
     }
-}
-
-/// Loads every plugin in `dir`. A plugin that fails to load is reported and
-/// skipped; routes that need it report it on `/health`.
-pub fn load_dir(
-    runtime: &Runtime,
-    dir: &Path,
-    defaults: &RuntimeSettings,
-) -> Result<HashMap<String, Arc<LoadedPlugin>>> {
-    let mut loaded = HashMap::new();
-    if !dir.exists() {
-        tracing::warn!(dir = %dir.display(), "plugin folder does not exist; no plugins loaded");
-        return Ok(loaded);
-    }
-    let mut manifests: Vec<_> = std::fs::read_dir(dir)
-        .with_context(|| format!("reading plugin folder {}", dir.display()))?
-        .filter_map(|entry| entry.ok().map(|e| e.path()))
-        .filter(|path| path.extension().is_some_and(|ext| ext == "toml"))
-        .collect();
-    manifests.sort();
-    for path in manifests {
-        match load_one(runtime, &path, defaults) {
-            Ok(plugin) => {
-                tracing::info!(plugin = %plugin.name, version = %&plugin.version[..12], "plugin loaded");
-                loaded.insert(plugin.name.clone(), Arc::new(plugin));
-            }
-            Err(e) => tracing::error!(manifest = %path.display(), "plugin not loaded: {e:#}"),
-        }
-    }
-    Ok(loaded)
-}
-
-fn load_one(runtime: &Runtime, manifest_path: &Path, defaults: &RuntimeSettings) -> Result<LoadedPlugin> {
-    let text = std::fs::read_to_string(manifest_path).context("reading the manifest")?;
-    let manifest = Manifest::parse(&text).context("parsing the manifest")?;
-    let file = manifest
-        .component
-        .clone()
-        .unwrap_or_else(|| format!("{}.wasm", manifest.name));
-    let component_path = manifest_path.parent().unwrap_or(Path::new(".")).join(file);
-    let bytes = std::fs::read(&component_path)
-        .with_context(|| format!("reading component {}", component_path.display()))?;
-    runtime.load(&manifest, &bytes, defaults)
 }
 
 #[cfg(test)]

@@ -19,8 +19,9 @@ mod output;
 pub mod state;
 
 use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, anyhow, bail};
@@ -57,7 +58,7 @@ pub struct Limits {
 /// A plugin version compiled, checked against its grants and pre-linked.
 pub struct LoadedPlugin {
     pub name: String,
-    /// sha256 of the component bytes, hex: versions are content-addressed.
+    /// The version id: sha256 over the component and the manifest, hex.
     pub version: String,
     pub limits: Limits,
     pub grants: Grants,
@@ -67,6 +68,8 @@ pub struct LoadedPlugin {
     pub secrets: Arc<BTreeMap<String, SecretRef>>,
     /// Its `http` grant with the host's limits filled in.
     pub http_policy: Arc<HttpPolicy>,
+    /// The interfaces the component imports.
+    pub imports: Vec<String>,
     /// The tables its `db` grant names, for SQLite's authorizer. Leaked on
     /// purpose: SQLite holds a raw pointer to it, so it must outlive every
     /// connection (one small allocation per loaded plugin version).
@@ -126,6 +129,28 @@ pub struct Runtime {
     /// Tells the epoch ticker thread to stop.
     stop_ticker: Arc<AtomicBool>,
     services: Arc<Services>,
+    /// The compile cache folder and this engine's compatibility hash.
+    cache: Option<(PathBuf, String)>,
+    stats: CompileStats,
+}
+
+#[derive(Default)]
+struct CompileStats {
+    compiles: AtomicU64,
+    cache_hits: AtomicU64,
+}
+
+/// Writes a compiled component next to its final name, then renames it, so
+/// a reader never sees half a file.
+fn write_cache(path: &Path, component: &Component) -> Result<()> {
+    let bytes = component.serialize().map_err(|e| anyhow!("serialising: {e}"))?;
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let partial = path.with_extension(format!("partial-{}", std::process::id()));
+    std::fs::write(&partial, bytes)?;
+    std::fs::rename(&partial, path)?;
+    Ok(())
 }
 
 impl Runtime {
@@ -147,6 +172,12 @@ impl Runtime {
             .wasm_component_model(true);
         let engine = Engine::new(&config).map_err(|e| anyhow!("creating the wasm engine: {e}"))?;
 
+        let cache = settings.cache_dir.clone().map(|dir| {
+            use std::hash::{Hash, Hasher};
+            let mut hasher = std::collections::hash_map::DefaultHasher::new();
+            engine.precompile_compatibility_hash().hash(&mut hasher);
+            (dir, format!("{:016x}", hasher.finish()))
+        });
         let mut linker = Linker::new(&engine);
         wasmtime_wasi::p2::add_to_linker_async(&mut linker).map_err(|e| anyhow!("linking WASI: {e}"))?;
         caps::add_to_linker(&mut linker).map_err(|e| anyhow!("linking capabilities: {e}"))?;
@@ -171,15 +202,21 @@ impl Runtime {
             max_memory_bytes,
             stop_ticker,
             services: Arc::new(services),
+            cache,
+            stats: CompileStats::default(),
         })
     }
 
     /// Compiles a component and links it; fails with a clear message when the
     /// component imports something the host does not provide or its grants
     /// do not cover.
+    /// `version` names this component + manifest pair (see
+    /// [`crate::plugins::store::version_of`]); compiled code is cached by the
+    /// component's own hash.
     pub fn load(
         &self,
         manifest: &Manifest,
+        version: &str,
         bytes: &[u8],
         defaults: &RuntimeSettings,
     ) -> Result<LoadedPlugin> {
@@ -196,10 +233,15 @@ impl Runtime {
                 self.max_memory_bytes >> 20
             );
         }
-        let component = Component::new(&self.engine, bytes)
-            .map_err(|e| anyhow!("plugin {name}: not a valid component: {e}"))?;
+        let component_hash = {
+            use sha2::Digest;
+            hex::encode(sha2::Sha256::digest(bytes))
+        };
+        let component = self.compile(name, &component_hash, bytes)?;
+        let mut imports = Vec::new();
         for (import, _) in component.component_type().imports(&self.engine) {
             caps::check_import(import, &grants).with_context(|| format!("plugin {name}"))?;
+            imports.push(import.to_string());
         }
         let pre = self
             .linker
@@ -207,10 +249,6 @@ impl Runtime {
             .map_err(|e| anyhow!("plugin {name}: cannot be linked: {e}"))?;
         let pre =
             HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
-        let version = {
-            use sha2::Digest;
-            hex::encode(sha2::Sha256::digest(bytes))
-        };
         let table_grant = match &grants.db {
             Some(db) => TableGrant::new(&db.read, &db.write),
             None => TableGrant::default(),
@@ -218,15 +256,74 @@ impl Runtime {
         let table_grant = Box::leak(Box::new(table_grant));
         Ok(LoadedPlugin {
             name: name.to_string(),
-            version,
+            version: version.to_string(),
             limits,
             grants,
             config: Arc::new(manifest.config.clone()),
             secrets: Arc::new(secrets),
             http_policy: Arc::new(http_policy),
+            imports,
             table_grant,
             pre,
         })
+    }
+
+    /// The component for `bytes`: from the compile cache when this engine
+    /// compiled it before, else compiled now and cached.
+    fn compile(&self, name: &str, version: &str, bytes: &[u8]) -> Result<Component> {
+        let cached = self
+            .cache
+            .as_ref()
+            .map(|(dir, engine_hash)| dir.join(format!("{version}-{engine_hash}.cwasm")));
+        if let Some(path) = &cached
+            && path.exists()
+        {
+            // SAFETY: the cache folder is the host's own, and its files are
+            // written only by `Component::serialize` of an engine whose
+            // compatibility hash is in the file name, so they match this one.
+            match unsafe { Component::deserialize_file(&self.engine, path) } {
+                Ok(component) => {
+                    self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
+                    tracing::info!(
+                        plugin = name,
+                        version = &version[..12],
+                        "plugin loaded from the compile cache"
+                    );
+                    return Ok(component);
+                }
+                Err(e) => {
+                    tracing::warn!(
+                        plugin = name,
+                        "compile cache entry unusable, compiling again: {e}"
+                    );
+                    let _ = std::fs::remove_file(path);
+                }
+            }
+        }
+        let started = Instant::now();
+        let component = Component::new(&self.engine, bytes)
+            .map_err(|e| anyhow!("plugin {name}: not a valid component: {e}"))?;
+        self.stats.compiles.fetch_add(1, Ordering::Relaxed);
+        tracing::info!(
+            plugin = name,
+            version = &version[..12],
+            ms = started.elapsed().as_millis() as u64,
+            "plugin compiled"
+        );
+        if let Some(path) = &cached
+            && let Err(e) = write_cache(path, &component)
+        {
+            tracing::warn!(plugin = name, "could not write the compile cache: {e:#}");
+        }
+        Ok(component)
+    }
+
+    /// How many components were compiled and how many came from the cache.
+    pub fn compile_stats(&self) -> (u64, u64) {
+        (
+            self.stats.compiles.load(Ordering::Relaxed),
+            self.stats.cache_hits.load(Ordering::Relaxed),
+        )
     }
 
     /// Runs one attempt of `event` on `plugin`, inside `tx`.

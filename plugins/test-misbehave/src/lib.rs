@@ -18,6 +18,7 @@
 //! - `reach`: GETs each space-separated URL of `targets` through wasi:http and
 //!   records `<url> ok <status>` or `<url> refused: <error>`;
 //! - `blob`: puts each space-separated key of `keys` and records the outcome;
+//! - `tagged`: records `<config tag> <event id>` (which version ran it);
 //! - `presign`: puts `presigned data` at `key` and records its presigned URL;
 //! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
 //!   recording `kv <key> first|again count=<n>`.
@@ -147,6 +148,11 @@ impl Guest for Misbehave {
                     };
                     record(format!("{key} {outcome}"))?;
                 }
+                Ok(None)
+            }
+            "tagged" => {
+                let tag = webhook::plugin::config::get("tag").unwrap_or_else(|| "none".into());
+                record(format!("{tag} {}", event.id))?;
                 Ok(None)
             }
             "presign" => {

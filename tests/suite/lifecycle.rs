@@ -1,0 +1,309 @@
+//! Plugin lifecycle: compiled code is cached on disk, so a restart loads
+//! plugins without compiling them again.
+
+use std::time::Instant;
+
+use crate::harness::{TestHost, fixture};
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_restart_with_a_warm_compile_cache_does_not_compile() {
+    let started = Instant::now();
+    let mut host = TestHost::spawn().await;
+    let cold = started.elapsed();
+    let log = host.log();
+    assert_eq!(log.matches("plugin compiled").count(), 2, "{log}");
+    let hits = log.matches("plugin loaded from the compile cache").count();
+
+    host.kill();
+    let restarted = Instant::now();
+    host.restart();
+    let warm = restarted.elapsed();
+    let log = host.log();
+    assert_eq!(
+        log.matches("plugin compiled").count(),
+        2,
+        "nothing compiled on restart: {log}"
+    );
+    assert_eq!(
+        log.matches("plugin loaded from the compile cache").count(),
+        hits + 2,
+        "{log}"
+    );
+    println!("start to ready: cold cache {cold:?} (incl. test setup), warm cache {warm:?}");
+
+    // The cached code runs.
+    let avatar = host.seed_avatar("cache-1").await;
+    let (_, answer) = host.post_fal(&fixture("legacy-progress.json", "cache-1")).await;
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let row = host.avatar(&avatar).await;
+    assert_eq!((row.status.as_str(), row.training_progress), ("training", 42));
+}
+
+const ADMIN: &str = "lifecycle-admin-token";
+
+/// The test-misbehave component with a manifest whose `tag` config names the version.
+fn tagged_upload(tag: &str) -> serde_json::Value {
+    use base64::Engine as _;
+    let wasm = std::fs::read(crate::harness::plugin_dir().join("test_misbehave.wasm")).unwrap();
+    let manifest = format!(
+        "{}\n[config]\ntag = \"{tag}\"\n",
+        crate::harness::test_manifest("test-misbehave", &[])
+    );
+    serde_json::json!({
+        "manifest": manifest,
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        "activate": true,
+        "by": "lifecycle-test",
+    })
+}
+
+async fn admin_post(host: &TestHost, i: usize, path: &str, body: serde_json::Value) -> serde_json::Value {
+    let response = host
+        .http
+        .post(host.url_on(i, path))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    let status = response.status();
+    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    assert!(status.is_success(), "{path}: {status} {answer}");
+    answer
+}
+
+/// The version of test-misbehave instance `i` reports on `/health`.
+async fn loaded_version(host: &TestHost, i: usize) -> Option<String> {
+    let text = host
+        .http
+        .get(host.url_on(i, "/health"))
+        .send()
+        .await
+        .ok()?
+        .text()
+        .await
+        .ok()?;
+    let health: serde_json::Value = serde_json::from_str(&text).ok()?;
+    health["checks"]["plugins"]["loaded"]
+        .as_array()?
+        .iter()
+        .find(|p| p["name"] == "test-misbehave")
+        .and_then(|p| p["version"].as_str())
+        .map(str::to_string)
+}
+
+/// Waits until both instances run `version`; how long that took.
+async fn both_switch_to(host: &TestHost, version: &str) -> std::time::Duration {
+    let started = Instant::now();
+    loop {
+        let (a, b) = (loaded_version(host, 0).await, loaded_version(host, 1).await);
+        if a.as_deref() == Some(version) && b.as_deref() == Some(version) {
+            return started.elapsed();
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "{a:?} {b:?} never became {version}"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn deploy_and_rollback_under_load_switch_both_instances_and_lose_nothing() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicBool, Ordering};
+
+    // Deployed versions reach the other instance through shared storage.
+    let garage = crate::services::garage();
+    let bucket = garage.bucket();
+    let mut env = garage.env(&bucket);
+    env.push(("ADMIN_TOKEN".into(), ADMIN.into()));
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+    let host = Arc::new(
+        TestHost::start_with(crate::harness::Options {
+            backend: crate::harness::Backend::Postgres,
+            instances: 2,
+            extra_env: &env,
+            ..Default::default()
+        })
+        .await,
+    );
+    let v1 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v1")).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    both_switch_to(&host, &v1).await;
+
+    // A steady stream of deliveries, alternating between the instances.
+    let stop = Arc::new(AtomicBool::new(false));
+    let sender = {
+        let (host, stop) = (host.clone(), stop.clone());
+        tokio::spawn(async move {
+            let mut statuses = Vec::new();
+            let mut n = 0;
+            while !stop.load(Ordering::Relaxed) {
+                let id = format!("swap-{n}");
+                let body = br#"{"mode":"tagged"}"#;
+                let headers = crate::harness::Signer::fal(&id).headers(body);
+                statuses.push(host.post_on(n % 2, "/hooks/misbehave", body, &headers).await.0);
+                n += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+            }
+            statuses
+        })
+    };
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let v2 = admin_post(&host, 1, "/admin/v1/plugins", tagged_upload("v2")).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let deploy = both_switch_to(&host, &v2).await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    let back = admin_post(
+        &host,
+        0,
+        "/admin/v1/plugins/test-misbehave/rollback",
+        serde_json::json!({}),
+    )
+    .await;
+    assert_eq!(back["active_version"], v1.as_str());
+    let rollback = both_switch_to(&host, &v1).await;
+    tokio::time::sleep(std::time::Duration::from_millis(300)).await;
+    stop.store(true, Ordering::Relaxed);
+    let statuses = sender.await.unwrap();
+    println!(
+        "deploy → both instances on v2: {deploy:?}; rollback → both on v1: {rollback:?}; {} deliveries",
+        statuses.len()
+    );
+    assert!(
+        statuses.iter().all(|s| *s == 200),
+        "every delivery accepted: {statuses:?}"
+    );
+    assert!(deploy < std::time::Duration::from_secs(1) && rollback < std::time::Duration::from_secs(1));
+
+    host.wait_until_all_done().await;
+    // Every event's recorded version is the one whose effect it had.
+    let rows = host
+        .texts(
+            "SELECT e.plugin_version || ' ' || f.event_id FROM plugin_effects f \
+             JOIN webhook_events e ON f.event_id LIKE '%' || e.id",
+        )
+        .await;
+    assert_eq!(rows.len(), statuses.len(), "one effect per delivery");
+    let (mut on_v1, mut on_v2) = (0, 0);
+    for row in rows {
+        let mut parts = row.split(' ');
+        let (version, tag) = (parts.next().unwrap(), parts.next().unwrap());
+        match tag {
+            "v1" => {
+                assert_eq!(version, v1);
+                on_v1 += 1;
+            }
+            "v2" => {
+                assert_eq!(version, v2);
+                on_v2 += 1;
+            }
+            other => panic!("effect tagged {other:?}"),
+        }
+    }
+    assert!(
+        on_v1 > 0 && on_v2 > 0,
+        "both versions handled events: v1 {on_v1}, v2 {on_v2}"
+    );
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_deploy_that_fails_validation_changes_nothing() {
+    use base64::Engine as _;
+    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
+    let before = loaded_version(&host, 0).await.unwrap();
+    let wasm = std::fs::read(crate::harness::plugin_dir().join("test_misbehave.wasm")).unwrap();
+    let manifest = crate::harness::test_manifest("test-misbehave", &[]);
+    let b64 = |bytes: &[u8]| base64::engine::general_purpose::STANDARD.encode(bytes);
+    for (label, manifest, component, expected) in [
+        (
+            "not a component",
+            manifest.clone(),
+            b64(b"\0asm not really"),
+            "not a valid component",
+        ),
+        (
+            "missing grant",
+            manifest.replace("kv = true", ""),
+            b64(&wasm),
+            "add `kv = true`",
+        ),
+        (
+            "bad manifest",
+            "name = \"x\"\n[grants]\nroot = true\n".to_string(),
+            b64(&wasm),
+            "manifest is not valid",
+        ),
+    ] {
+        let response = host
+            .http
+            .post(host.url("/admin/v1/plugins"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({ "manifest": manifest, "component_base64": component, "activate": true })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422, "{label}");
+        let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert!(answer.to_string().contains(expected), "{label}: {answer}");
+    }
+    assert_eq!(loaded_version(&host, 0).await.unwrap(), before, "nothing changed");
+    let listed = host
+        .http
+        .get(host.url("/admin/v1/plugins/test-misbehave"))
+        .bearer_auth(ADMIN)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
+    assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
+    assert_eq!(listed["active_version"], before.as_str());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn embedded_mode_follows_the_plugin_folder() {
+    let host = TestHost::spawn().await;
+    let before = loaded_version(&host, 0).await.unwrap();
+    // The operator drops in a changed manifest: a new version, live without a restart.
+    let manifest = format!(
+        "{}\n[config]\ntag = \"from-folder\"\n",
+        crate::harness::test_manifest("test-misbehave", &[])
+    );
+    std::fs::write(host.dir.path().join("plugins/test-misbehave.toml"), manifest).unwrap();
+    let started = Instant::now();
+    let after = loop {
+        let now = loaded_version(&host, 0).await.unwrap();
+        if now != before {
+            break now;
+        }
+        assert!(
+            started.elapsed() < std::time::Duration::from_secs(30),
+            "the change was never picked up"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+    };
+    let (_, answer) = host
+        .post(
+            "/hooks/misbehave",
+            br#"{"mode":"tagged"}"#,
+            crate::harness::Signer::fal("folder-1"),
+        )
+        .await;
+    let event = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    assert_eq!(event.plugin_version.as_deref(), Some(after.as_str()));
+    let effects = host.texts("SELECT event_id FROM plugin_effects").await;
+    assert!(effects[0].starts_with("from-folder "), "{effects:?}");
+}
