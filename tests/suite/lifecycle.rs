@@ -307,3 +307,74 @@ async fn embedded_mode_follows_the_plugin_folder() {
     let effects = host.texts("SELECT event_id FROM plugin_effects").await;
     assert!(effects[0].starts_with("from-folder "), "{effects:?}");
 }
+
+/// Runs `webhook-host plugin …` against instance 0; (success, stdout + stderr).
+fn plugin_cli(host: &TestHost, args: &[&str]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
+        .args(["plugin", "--server", &host.url(""), "--token", ADMIN])
+        .args(args)
+        .env_remove("ADMIN_TOKEN")
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_plugin_cli_deploys_lists_rolls_back_and_removes() {
+    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
+    let before = loaded_version(&host, 0).await.unwrap();
+    let dir = host.dir.path().join("deploy");
+    std::fs::create_dir_all(&dir).unwrap();
+    std::fs::copy(
+        crate::harness::plugin_dir().join("test_misbehave.wasm"),
+        dir.join("test-misbehave.wasm"),
+    )
+    .unwrap();
+    let manifest = format!(
+        "{}\n[config]\ntag = \"cli\"\n",
+        crate::harness::test_manifest("test-misbehave", &[])
+    );
+    std::fs::write(dir.join("test-misbehave.toml"), manifest).unwrap();
+
+    let wasm = dir.join("test-misbehave.wasm");
+    let (ok, out) = plugin_cli(&host, &["deploy", wasm.to_str().unwrap()]);
+    assert!(ok && out.contains("stored and active"), "{out}");
+    let deployed = loaded_version(&host, 0).await.unwrap();
+    assert_ne!(deployed, before);
+    assert!(out.contains(&deployed), "{out}");
+    // The folder watcher (every 2 s) does not undo a deploy: the folder did not change.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(loaded_version(&host, 0).await.unwrap(), deployed);
+
+    let (ok, out) = plugin_cli(&host, &["list"]);
+    assert!(ok, "{out}");
+    let line = out.lines().find(|l| l.starts_with("test-misbehave")).unwrap();
+    assert!(
+        line.contains(&deployed[..12]) && line.trim_end().ends_with('2'),
+        "{out}"
+    );
+
+    let (ok, out) = plugin_cli(&host, &["rollback", "test-misbehave"]);
+    assert!(ok && out.contains(&before), "{out}");
+    assert_eq!(loaded_version(&host, 0).await.unwrap(), before);
+
+    let (ok, out) = plugin_cli(&host, &["remove", "test-misbehave", &before[..12]]);
+    assert!(
+        !ok && out.contains("is active"),
+        "the active version cannot be removed: {out}"
+    );
+    let (ok, out) = plugin_cli(&host, &["remove", "test-misbehave", &deployed[..12]]);
+    assert!(ok, "{out}");
+    let (ok, out) = plugin_cli(&host, &["activate", "test-misbehave", "deadbeefdeadbeef"]);
+    assert!(!ok && out.contains("no version"), "{out}");
+    let (ok, out) = plugin_cli(&host, &["inspect", "test-misbehave"]);
+    assert!(
+        ok && out.contains("webhook:plugin/kv"),
+        "imports are listed: {out}"
+    );
+}

@@ -2,6 +2,7 @@
 
 mod db;
 mod events;
+mod plugin;
 mod send;
 
 use std::path::PathBuf;
@@ -46,6 +47,13 @@ enum Command {
     /// Run SQL on the embedded database (for example the bot's avatar schema).
     #[command(subcommand)]
     Db(db::Command),
+    /// Deploy and manage plugin versions on a running host (admin API).
+    Plugin {
+        #[command(flatten)]
+        server: plugin::Server,
+        #[command(subcommand)]
+        command: plugin::Command,
+    },
 }
 
 /// Parses arguments and runs the command.
@@ -86,6 +94,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Events(command) => events::run(Settings::from_env(config, true)?, command).await,
         Command::Db(command) => db::run(Settings::from_env(config, true)?, command).await,
+        Command::Plugin { server, command } => plugin::run(server, command).await,
     }
 }
 

@@ -193,6 +193,17 @@ impl PluginStore {
         Ok(version)
     }
 
+    pub async fn has_version(&self, name: &str, version: &str) -> Result<bool> {
+        let row: Option<(String,)> = on_pool!(&self.db, |pool| sqlx::query_as(
+            "SELECT version FROM plugin_versions WHERE name = $1 AND version = $2"
+        )
+        .bind(name)
+        .bind(version)
+        .fetch_optional(pool)
+        .await?);
+        Ok(row.is_some())
+    }
+
     pub async fn active_version(&self, name: &str) -> Result<Option<String>> {
         let row: Option<(String,)> = on_pool!(&self.db, |pool| sqlx::query_as(
             "SELECT active_version FROM plugins WHERE name = $1"

@@ -142,7 +142,9 @@ impl PluginSync {
                 self.store.put_component(&name, &version, &plugin.bytes).await?;
                 continue;
             }
-            if !follow && active.is_some() {
+            // Only a version the store has never seen is news: an operator's
+            // deploy or rollback since is not undone by an unchanged folder.
+            if active.is_some() && (!follow || self.store.has_version(&name, &version).await?) {
                 continue;
             }
             if self
