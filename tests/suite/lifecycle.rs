@@ -378,3 +378,45 @@ async fn the_plugin_cli_deploys_lists_rolls_back_and_removes() {
         "imports are listed: {out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_are_pushed_to_and_deployed_from_an_oci_registry() {
+    let registry = crate::services::oci_registry();
+    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
+    let dir = host.dir.path().join("oci");
+    std::fs::create_dir_all(&dir).unwrap();
+    let wasm = std::fs::read(crate::harness::plugin_dir().join("test_misbehave.wasm")).unwrap();
+    std::fs::write(dir.join("test-misbehave.wasm"), &wasm).unwrap();
+    let manifest = format!(
+        "{}\n[config]\ntag = \"oci\"\n",
+        crate::harness::test_manifest("test-misbehave", &[])
+    );
+    std::fs::write(dir.join("test-misbehave.toml"), &manifest).unwrap();
+    let target = format!("oci://{}/plugins/test-misbehave:v1", registry.address);
+
+    let component = dir.join("test-misbehave.wasm");
+    let (ok, out) = plugin_cli(
+        &host,
+        &["push", component.to_str().unwrap(), &target, "--insecure-http"],
+    );
+    assert!(ok && out.contains("pushed"), "{out}");
+    let (ok, out) = plugin_cli(&host, &["deploy", &target, "--insecure-http"]);
+    assert!(ok && out.contains("stored and active"), "{out}");
+    let expected = webhook_host::plugins::store::version_of(&wasm, &manifest);
+    assert_eq!(
+        loaded_version(&host, 0).await.unwrap(),
+        expected,
+        "the pulled bytes are the pushed ones"
+    );
+
+    // Anything but the Wasm artifact layout is refused with a clear error.
+    let (ok, out) = plugin_cli(
+        &host,
+        &[
+            "deploy",
+            &format!("oci://{}/plugins/missing:v9", registry.address),
+            "--insecure-http",
+        ],
+    );
+    assert!(!ok && out.contains("pulling"), "{out}");
+}

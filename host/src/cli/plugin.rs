@@ -22,19 +22,51 @@ pub struct Server {
     token: Option<String>,
 }
 
+/// Registry access for `push` and `deploy oci://…`; credentials from
+/// `OCI_USERNAME` / `OCI_PASSWORD` when set.
+#[derive(clap::Args)]
+pub struct RegistryArgs {
+    /// Talk plain HTTP to the registry (a private registry without TLS).
+    #[arg(long)]
+    insecure_http: bool,
+}
+
+impl RegistryArgs {
+    fn registry(&self) -> crate::plugins::oci::Registry {
+        crate::plugins::oci::Registry {
+            insecure_http: self.insecure_http,
+            username: std::env::var("OCI_USERNAME").ok().filter(|v| !v.is_empty()),
+            password: std::env::var("OCI_PASSWORD").ok().filter(|v| !v.is_empty()),
+        }
+    }
+}
+
 #[derive(clap::Subcommand)]
 pub enum Command {
     /// Upload a component with its manifest (validated and compiled by the
-    /// host first) and activate it on every instance.
+    /// host first) and activate it on every instance. SOURCE is a `.wasm`
+    /// file or `oci://registry/repository:tag`.
     Deploy {
-        /// The component (`.wasm`).
-        component: PathBuf,
-        /// Its manifest; default: the `.toml` beside the component.
+        source: String,
+        /// The manifest of a `.wasm` file; default: the `.toml` beside it.
         #[arg(long)]
         manifest: Option<PathBuf>,
         /// Store the version without activating it.
         #[arg(long)]
         no_activate: bool,
+        #[command(flatten)]
+        registry: RegistryArgs,
+    },
+    /// Push a component and its manifest to an OCI registry as a Wasm artifact.
+    Push {
+        component: PathBuf,
+        /// `registry/repository:tag` (with or without `oci://`).
+        target: String,
+        /// Default: the `.toml` beside the component.
+        #[arg(long)]
+        manifest: Option<PathBuf>,
+        #[command(flatten)]
+        registry: RegistryArgs,
     },
     /// Every plugin with its versions, active and loaded.
     List,
@@ -95,20 +127,44 @@ fn short(version: &Value) -> &str {
     &v[..12.min(v.len())]
 }
 
+/// A component file and its manifest (default: the `.toml` beside it).
+fn read_local(component: &std::path::Path, manifest: Option<PathBuf>) -> Result<(Vec<u8>, String)> {
+    let manifest = manifest.unwrap_or_else(|| component.with_extension("toml"));
+    let text =
+        std::fs::read_to_string(&manifest).with_context(|| format!("reading {}", manifest.display()))?;
+    let bytes = std::fs::read(component).with_context(|| format!("reading {}", component.display()))?;
+    Ok((bytes, text))
+}
+
 pub async fn run(server: Server, command: Command) -> Result<()> {
-    let admin = Admin::new(server)?;
     use reqwest::Method;
+    if let Command::Push {
+        component,
+        target,
+        manifest,
+        registry,
+    } = &command
+    {
+        let (bytes, text) = read_local(component, manifest.clone())?;
+        crate::plugins::Manifest::parse(&text).context("the manifest is not valid")?;
+        let url = crate::plugins::oci::push(&registry.registry(), target, &bytes, &text).await?;
+        println!("pushed {target} ({url})");
+        return Ok(());
+    }
+    let admin = Admin::new(server)?;
     match command {
+        Command::Push { .. } => unreachable!("handled above"),
         Command::Deploy {
-            component,
+            source,
             manifest,
             no_activate,
+            registry,
         } => {
-            let manifest = manifest.unwrap_or_else(|| component.with_extension("toml"));
-            let text = std::fs::read_to_string(&manifest)
-                .with_context(|| format!("reading {}", manifest.display()))?;
-            let bytes =
-                std::fs::read(&component).with_context(|| format!("reading {}", component.display()))?;
+            let (bytes, text) = if source.starts_with("oci://") {
+                crate::plugins::oci::pull(&registry.registry(), &source).await?
+            } else {
+                read_local(std::path::Path::new(&source), manifest)?
+            };
             let body = json!({
                 "manifest": text,
                 "component_base64": base64::engine::general_purpose::STANDARD.encode(bytes),

@@ -17,6 +17,7 @@ use crate::caps::Grants;
 use crate::config::{RuntimeSettings, SecretRef};
 use crate::runtime::{Limits, LoadedPlugin};
 
+pub mod oci;
 pub mod store;
 pub mod sync;
 
