@@ -420,3 +420,68 @@ async fn plugins_are_pushed_to_and_deployed_from_an_oci_registry() {
     );
     assert!(!ok && out.contains("pulling"), "{out}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_scaffolded_plugin_builds_and_plugin_test_runs_it() {
+    let dir = tempfile::tempdir().unwrap();
+    let bin = env!("CARGO_BIN_EXE_webhook-host");
+    let made = std::process::Command::new(bin)
+        .args(["plugin", "new", "demo-plugin", "--dir"])
+        .arg(dir.path())
+        .output()
+        .unwrap();
+    assert!(made.status.success(), "{}", String::from_utf8_lossy(&made.stderr));
+    let root = dir.path().join("demo-plugin");
+
+    // It builds for wasm32-wasip2 as generated (a target folder of its own
+    // inside ours, so later runs reuse the compiled dependencies).
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = crate::harness::workspace().join("target/scaffold");
+    let built = std::process::Command::new(cargo)
+        .current_dir(&root)
+        .args(["build", "--release", "--target", "wasm32-wasip2"])
+        .env("CARGO_TARGET_DIR", &target)
+        .output()
+        .unwrap();
+    assert!(
+        built.status.success(),
+        "{}",
+        String::from_utf8_lossy(&built.stderr)
+    );
+    let wasm = target.join("wasm32-wasip2/release/demo_plugin.wasm");
+
+    let tested = std::process::Command::new(bin)
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg("--manifest")
+        .arg(root.join("manifest.toml"))
+        .arg("--payload")
+        .arg(root.join("sample.json"))
+        .output()
+        .unwrap();
+    let out = format!(
+        "{}{}",
+        String::from_utf8_lossy(&tested.stdout),
+        String::from_utf8_lossy(&tested.stderr)
+    );
+    assert!(tested.status.success(), "{out}");
+    assert!(out.contains("demo-plugin received 19 bytes (attempt 1)"), "{out}");
+    assert!(out.contains("result: ok"), "{out}");
+
+    // A plugin that fails says so, with the reason, and exits non-zero.
+    std::fs::write(root.join("empty.json"), "").unwrap();
+    let failed = std::process::Command::new(bin)
+        .args(["plugin", "test"])
+        .arg(&wasm)
+        .arg("--manifest")
+        .arg(root.join("manifest.toml"))
+        .arg("--payload")
+        .arg(root.join("empty.json"))
+        .output()
+        .unwrap();
+    let out = String::from_utf8_lossy(&failed.stdout);
+    assert!(
+        !failed.status.success() && out.contains("invalid: empty body"),
+        "{out}"
+    );
+}

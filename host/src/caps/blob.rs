@@ -295,6 +295,7 @@ fn shown(url: &reqwest::Url) -> String {
 
 impl Host for BlobState {
     async fn put(&mut self, key: String, data: Vec<u8>, content_type: Option<String>) -> Result<(), String> {
+        crate::caps::trace_call!("blob.put {key} ({} bytes)", data.len());
         let (bucket, path) = self.open(&key)?;
         let options = PutOptions {
             attributes: content_type_attributes(&bucket, content_type),
@@ -309,6 +310,7 @@ impl Host for BlobState {
     }
 
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        crate::caps::trace_call!("blob.get {key}");
         let (bucket, path) = self.open(&key)?;
         let found = match bucket.store.get(&path).await {
             Ok(found) => found,
@@ -329,6 +331,7 @@ impl Host for BlobState {
     }
 
     async fn delete(&mut self, key: String) -> Result<(), String> {
+        crate::caps::trace_call!("blob.delete {key}");
         let (bucket, path) = self.open(&key)?;
         match bucket.store.delete(&path).await {
             Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
@@ -337,6 +340,7 @@ impl Host for BlobState {
     }
 
     async fn list_keys(&mut self, prefix: String) -> Result<Vec<String>, String> {
+        crate::caps::trace_call!("blob.list-keys {prefix}");
         let grant = self.grant.as_ref().ok_or("the plugin has no blob grant")?;
         // A folder: `avatars/a1` or `avatars/a1/`; the grant's own prefix
         // (`avatars/`) lists everything the plugin owns.
@@ -360,6 +364,7 @@ impl Host for BlobState {
     }
 
     async fn copy_from_url(&mut self, key: String, url: String) -> Result<u64, String> {
+        crate::caps::trace_call!("blob.copy-from-url {key}");
         let (bucket, path) = self.open(&key)?;
         let cap = self
             .grant
@@ -443,6 +448,7 @@ impl Host for BlobState {
     }
 
     async fn presign_get(&mut self, key: String, ttl_seconds: u32) -> Result<String, String> {
+        crate::caps::trace_call!("blob.presign-get {key} ({ttl_seconds} s)");
         let (bucket, path) = self.open(&key)?;
         match (&bucket.s3, &bucket.root) {
             (Some(s3), _) => s3
@@ -460,6 +466,7 @@ impl Host for BlobState {
     }
 
     async fn object_url(&mut self, key: String) -> Result<String, String> {
+        crate::caps::trace_call!("blob.object-url {key}");
         let (bucket, _) = self.open(&key)?;
         Ok(match &bucket.root {
             Some(root) => file_url(root, &key),

@@ -23,10 +23,12 @@ impl ConfigState {
 
 impl Host for ConfigState {
     async fn get(&mut self, key: String) -> Option<String> {
+        crate::caps::trace_call!("config.get {key}");
         self.values.get(&key).cloned()
     }
 
     async fn secret(&mut self, name: String) -> Option<String> {
+        crate::caps::trace_call!("config.secret {name}");
         let reference = self.secrets.get(&name)?;
         match reference.read() {
             Ok(value) => value.map(|s| s.expose().to_string()),

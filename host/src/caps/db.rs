@@ -55,6 +55,27 @@ impl DbState {
 
 impl Host for DbState {
     async fn query(&mut self, sql: String, params: Vec<Value>) -> Result<Rows, String> {
+        let result = self.run_query(&sql, params).await;
+        match &result {
+            Ok(rows) => crate::caps::trace_call!("db.query {sql} -> {} row(s)", rows.values.len()),
+            Err(e) => crate::caps::trace_call!("db.query {sql} -> error: {e}"),
+        }
+        result
+    }
+
+    async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, String> {
+        let result = self.run_execute(&sql, params).await;
+        match &result {
+            Ok(n) => crate::caps::trace_call!("db.execute {sql} -> {n} row(s) changed"),
+            Err(e) => crate::caps::trace_call!("db.execute {sql} -> error: {e}"),
+        }
+        result
+    }
+}
+
+impl DbState {
+    async fn run_query(&mut self, sql: &str, params: Vec<Value>) -> Result<Rows, String> {
+        let sql = sql.to_string();
         check_statement(&sql)?;
         let tables = self.tables;
         match self.tx()? {
@@ -78,7 +99,8 @@ impl Host for DbState {
         }
     }
 
-    async fn execute(&mut self, sql: String, params: Vec<Value>) -> Result<u64, String> {
+    async fn run_execute(&mut self, sql: &str, params: Vec<Value>) -> Result<u64, String> {
+        let sql = sql.to_string();
         check_statement(&sql)?;
         let tables = self.tables;
         match self.tx()? {

@@ -407,6 +407,7 @@ impl WasiHttpHooks for HttpHooks {
                 .to_bytes();
             let mut headers = parts.headers;
             headers.remove(http::header::HOST);
+            let method = parts.method.clone();
             let response = client
                 .request(parts.method, url.clone())
                 .headers(headers)
@@ -426,6 +427,13 @@ impl WasiHttpHooks for HttpHooks {
                     refuse(Refusal::Denied(format!("{host}: {}", error_chain(e))), code)
                 })?;
             let status = response.status();
+            crate::caps::trace_call!(
+                "http {} {}://{}{} -> {status}",
+                method,
+                url.scheme(),
+                url.host_str().unwrap_or(""),
+                if url.path().len() > 1 { "/…" } else { "/" }
+            );
             let headers = response.headers().clone();
             let bytes = read_capped(response, policy.max_response_bytes)
                 .await

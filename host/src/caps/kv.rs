@@ -131,6 +131,7 @@ fn expiry(ttl_ms: Option<u64>) -> Option<Instant> {
 
 impl Host for KvState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
+        crate::caps::trace_call!("kv.get {key}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => conn.get(key).await.map_err(redis_error),
@@ -145,6 +146,7 @@ impl Host for KvState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String> {
+        crate::caps::trace_call!("kv.set {key} ttl={ttl_ms:?}");
         let (service, key) = self.key(&key)?;
         check_value(&value)?;
         match service {
@@ -170,6 +172,7 @@ impl Host for KvState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<bool, String> {
+        crate::caps::trace_call!("kv.set-if-absent {key} ttl={ttl_ms:?}");
         let (service, key) = self.key(&key)?;
         check_value(&value)?;
         match service {
@@ -201,6 +204,7 @@ impl Host for KvState {
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
+        crate::caps::trace_call!("kv.increment {key} by {delta}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => conn.incr(key, delta).await.map_err(redis_error),
@@ -228,6 +232,7 @@ impl Host for KvState {
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
+        crate::caps::trace_call!("kv.delete {key}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => {

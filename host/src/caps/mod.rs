@@ -5,6 +5,16 @@
 //! is not universal, a grant in the plugin manifest checked when the plugin
 //! loads. Adding one means a module here and a line in [`add_to_linker`].
 
+/// Records one capability call at debug level under the target
+/// `webhook_host::trace`: what `webhook-host plugin test` prints. Never
+/// given secret values or bodies.
+macro_rules! trace_call {
+    ($($arg:tt)*) => {
+        tracing::debug!(target: "webhook_host::trace", $($arg)*)
+    };
+}
+pub(crate) use trace_call;
+
 pub mod blob;
 pub mod config;
 pub mod db;

@@ -3,6 +3,7 @@
 mod db;
 mod events;
 mod plugin;
+mod plugin_kit;
 mod send;
 
 use std::path::PathBuf;
@@ -59,7 +60,15 @@ enum Command {
 /// Parses arguments and runs the command.
 pub fn main() -> ExitCode {
     let cli = Cli::parse();
-    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| "info".into());
+    let default_level = match &cli.command {
+        // What `plugin test` shows: each capability call and the plugin's own log.
+        Command::Plugin {
+            command: plugin::Command::Test(_),
+            ..
+        } => "warn,webhook_host::trace=debug,webhook_host::caps::log=trace",
+        _ => "info",
+    };
+    let level = std::env::var("LOG_LEVEL").unwrap_or_else(|_| default_level.into());
     let json = std::env::var("LOG_FORMAT").is_ok_and(|f| f.eq_ignore_ascii_case("json"));
     telemetry::init(&level, json);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {

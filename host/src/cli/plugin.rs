@@ -57,6 +57,16 @@ pub enum Command {
         #[command(flatten)]
         registry: RegistryArgs,
     },
+    /// Scaffold a plugin crate that builds for wasm32-wasip2 as is.
+    New {
+        name: String,
+        /// Where to create `<name>/`.
+        #[arg(long, default_value = ".")]
+        dir: PathBuf,
+    },
+    /// Run a component once, locally, on embedded backends, and print every
+    /// capability call it makes and its result.
+    Test(super::plugin_kit::TestArgs),
     /// Push a component and its manifest to an OCI registry as a Wasm artifact.
     Push {
         component: PathBuf,
@@ -151,9 +161,22 @@ pub async fn run(server: Server, command: Command) -> Result<()> {
         println!("pushed {target} ({url})");
         return Ok(());
     }
+    let command = match command {
+        Command::New { name, dir } => {
+            let root = super::plugin_kit::new_plugin(&name, &dir)?;
+            println!("created {}", root.display());
+            println!(
+                "build it: cd {} && cargo build --release --target wasm32-wasip2",
+                root.display()
+            );
+            return Ok(());
+        }
+        Command::Test(args) => return super::plugin_kit::test_plugin(args).await,
+        other => other,
+    };
     let admin = Admin::new(server)?;
     match command {
-        Command::Push { .. } => unreachable!("handled above"),
+        Command::Push { .. } | Command::New { .. } | Command::Test(_) => unreachable!("handled above"),
         Command::Deploy {
             source,
             manifest,
