@@ -307,15 +307,7 @@ async fn blob_keys_outside_the_prefix_are_refused_and_an_ungranted_plugin_does_n
         ..Options::default()
     })
     .await;
-    let health = ungranted
-        .http
-        .get(ungranted.url("/health"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let health = ungranted.get_text(0, "/health", None).await;
     assert!(health.contains("test-misbehave"), "{health}");
     let log = ungranted.log();
     assert!(

@@ -272,6 +272,15 @@ impl TestHost {
         std::fs::read_to_string(self.dir.path().join(format!("host-{i}.log"))).unwrap_or_default()
     }
 
+    /// GETs `path` on instance `i` (with the admin token when given); the body.
+    pub async fn get_text(&self, i: usize, path: &str, bearer: Option<&str>) -> String {
+        let mut request = self.http.get(self.url_on(i, path));
+        if let Some(token) = bearer {
+            request = request.bearer_auth(token);
+        }
+        request.send().await.unwrap().text().await.unwrap()
+    }
+
     /// Posts `body` to `path`, signed by `signer`; returns status and JSON answer.
     pub async fn post(&self, path: &str, body: &[u8], signer: Signer<'_>) -> (u16, Value) {
         self.post_with(path, body, &signer.headers(body)).await

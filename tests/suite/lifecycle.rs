@@ -259,15 +259,8 @@ async fn a_deploy_that_fails_validation_changes_nothing() {
     }
     assert_eq!(loaded_version(&host, 0).await.unwrap(), before, "nothing changed");
     let listed = host
-        .http
-        .get(host.url("/admin/v1/plugins/test-misbehave"))
-        .bearer_auth(ADMIN)
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+        .get_text(0, "/admin/v1/plugins/test-misbehave", Some(ADMIN))
+        .await;
     let listed: serde_json::Value = serde_json::from_str(&listed).unwrap();
     assert_eq!(listed["versions"].as_array().unwrap().len(), 1, "{listed}");
     assert_eq!(listed["active_version"], before.as_str());
@@ -450,15 +443,18 @@ async fn a_scaffolded_plugin_builds_and_plugin_test_runs_it() {
     );
     let wasm = target.join("wasm32-wasip2/release/demo_plugin.wasm");
 
-    let tested = std::process::Command::new(bin)
-        .args(["plugin", "test"])
-        .arg(&wasm)
-        .arg("--manifest")
-        .arg(root.join("manifest.toml"))
-        .arg("--payload")
-        .arg(root.join("sample.json"))
-        .output()
-        .unwrap();
+    let plugin_test = |payload: &str| {
+        std::process::Command::new(bin)
+            .args(["plugin", "test"])
+            .arg(&wasm)
+            .arg("--manifest")
+            .arg(root.join("manifest.toml"))
+            .arg("--payload")
+            .arg(root.join(payload))
+            .output()
+            .unwrap()
+    };
+    let tested = plugin_test("sample.json");
     let out = format!(
         "{}{}",
         String::from_utf8_lossy(&tested.stdout),
@@ -470,15 +466,7 @@ async fn a_scaffolded_plugin_builds_and_plugin_test_runs_it() {
 
     // A plugin that fails says so, with the reason, and exits non-zero.
     std::fs::write(root.join("empty.json"), "").unwrap();
-    let failed = std::process::Command::new(bin)
-        .args(["plugin", "test"])
-        .arg(&wasm)
-        .arg("--manifest")
-        .arg(root.join("manifest.toml"))
-        .arg("--payload")
-        .arg(root.join("empty.json"))
-        .output()
-        .unwrap();
+    let failed = plugin_test("empty.json");
     let out = String::from_utf8_lossy(&failed.stdout);
     assert!(
         !failed.status.success() && out.contains("invalid: empty body"),
