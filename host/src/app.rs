@@ -72,6 +72,7 @@ impl Application {
         let plugin_set = Arc::new(PluginSet::default());
         let sync = Arc::new(PluginSync::new(
             store,
+            routes.clone(),
             runtime.clone(),
             plugin_set.clone(),
             settings.runtime.clone(),
@@ -94,7 +95,7 @@ impl Application {
         };
         sync.clone()
             .spawn(listen_on, embedded.then(|| settings.plugins_dir.clone()));
-        for route in routes.iter() {
+        for route in routes.all() {
             if plugin_set.get(&route.plugin).is_none() {
                 tracing::warn!(route = %route.name, plugin = %route.plugin, "the route's plugin is not loaded; its events wait");
             }

@@ -1,13 +1,18 @@
 //! The route table: which plugin handles a route, how requests on it are
-//! verified, and what their bodies must be. Built once at start from the
-//! settings; shared read-only by the HTTP edge and the worker.
+//! verified, and what their bodies must be. The host's config gives routes
+//! for the process's life; active plugins may declare more in their
+//! manifests, swapped in when a version is activated. Read without a lock by
+//! the HTTP edge and the worker.
 
 use std::collections::HashMap;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Result;
+use arc_swap::ArcSwap;
 
 use crate::config::{BodyKind, DeliveryIdSource, Settings};
+use crate::plugins::ManifestRoute;
 use crate::verify::{BuildContext, RouteVerifier};
 
 /// One configured route, ready to serve.
@@ -22,15 +27,21 @@ pub struct Route {
     pub delivery_id: DeliveryIdSource,
 }
 
-#[derive(Default)]
+/// The routes: those of the host's config (fixed for the process's life)
+/// and those the active plugins declare in their manifests (swapped whole
+/// when a plugin version changes).
 pub struct RouteTable {
-    by_name: HashMap<String, Arc<Route>>,
+    configured: HashMap<String, Arc<Route>>,
+    from_plugins: ArcSwap<HashMap<String, Arc<Route>>>,
+    data_dir: PathBuf,
+    insecure_dev: bool,
+    default_max_attempts: u32,
 }
 
 impl RouteTable {
-    /// Builds every route; fails when one cannot be verified as configured.
+    /// Builds every configured route; fails when one cannot be verified as configured.
     pub fn build(settings: &Settings) -> Result<Self> {
-        let mut by_name = HashMap::new();
+        let mut configured = HashMap::new();
         let env_secret = |name: &str| settings.secrets.get(name).cloned();
         let context = BuildContext {
             env_secret: &env_secret,
@@ -48,16 +59,75 @@ impl RouteTable {
                 max_attempts: settings.max_attempts(config),
                 delivery_id: config.delivery_id.clone(),
             };
-            by_name.insert(route.name.clone(), Arc::new(route));
+            configured.insert(route.name.clone(), Arc::new(route));
         }
-        Ok(Self { by_name })
+        Ok(Self {
+            configured,
+            from_plugins: ArcSwap::default(),
+            data_dir: settings.data_dir.clone(),
+            insecure_dev: settings.insecure_dev,
+            default_max_attempts: settings.worker.max_attempts,
+        })
     }
 
     pub fn get(&self, name: &str) -> Option<Arc<Route>> {
-        self.by_name.get(name).cloned()
+        self.configured
+            .get(name)
+            .cloned()
+            .or_else(|| self.from_plugins.load().get(name).cloned())
     }
 
-    pub fn iter(&self) -> impl Iterator<Item = &Arc<Route>> {
-        self.by_name.values()
+    /// The configured routes (the ones that may have fixed paths).
+    pub fn configured(&self) -> impl Iterator<Item = &Arc<Route>> {
+        self.configured.values()
+    }
+
+    /// Every route now, configured and declared.
+    pub fn all(&self) -> Vec<Arc<Route>> {
+        let mut all: Vec<Arc<Route>> = self.configured.values().cloned().collect();
+        all.extend(self.from_plugins.load().values().cloned());
+        all
+    }
+
+    /// Who serves route `name` now, if anyone: `None` when it is free.
+    pub fn taken_by(&self, name: &str, except_plugin: &str) -> Option<String> {
+        if self.configured.contains_key(name) {
+            return Some("the host's config".into());
+        }
+        self.from_plugins
+            .load()
+            .get(name)
+            .filter(|r| r.plugin != except_plugin)
+            .map(|r| format!("plugin {}", r.plugin))
+    }
+
+    /// Builds a route a plugin's manifest declares (served at `/hooks/{name}`;
+    /// keys from the process environment or files).
+    pub fn build_declared(&self, plugin: &str, declared: &ManifestRoute) -> Result<Route> {
+        let env_secret = |name: &str| {
+            std::env::var(name)
+                .ok()
+                .filter(|v| !v.is_empty())
+                .map(crate::config::Secret::new)
+        };
+        let context = BuildContext {
+            env_secret: &env_secret,
+            data_dir: &self.data_dir,
+            insecure_dev: self.insecure_dev,
+        };
+        Ok(Route {
+            name: declared.name.clone(),
+            path: None,
+            plugin: plugin.to_string(),
+            verifier: RouteVerifier::build(&declared.name, &declared.verify, &context)?,
+            body: declared.body,
+            max_attempts: declared.max_attempts.unwrap_or(self.default_max_attempts),
+            delivery_id: declared.delivery_id.clone(),
+        })
+    }
+
+    /// Replaces the declared routes.
+    pub fn set_declared(&self, routes: HashMap<String, Arc<Route>>) {
+        self.from_plugins.store(Arc::new(routes));
     }
 }

@@ -473,3 +473,71 @@ async fn a_scaffolded_plugin_builds_and_plugin_test_runs_it() {
         "{out}"
     );
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn plugins_declare_routes_and_a_taken_route_is_refused() {
+    use base64::Engine as _;
+    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
+    let route = "\n[[routes]]\nname = \"declared\"\nverify = [{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }]\n";
+    let b64 = |name: &str| {
+        let wasm =
+            std::fs::read(crate::harness::plugin_dir().join(format!("{}.wasm", name.replace('-', "_"))))
+                .unwrap();
+        base64::engine::general_purpose::STANDARD.encode(wasm)
+    };
+    let misbehave = format!("{}{route}", crate::harness::test_manifest("test-misbehave", &[]));
+    let upload = serde_json::json!({ "manifest": misbehave, "component_base64": b64("test-misbehave"), "activate": true });
+    admin_post(&host, 0, "/admin/v1/plugins", upload).await;
+
+    // The declared route serves at once, verified as declared.
+    let body = br#"{"mode":"tagged"}"#;
+    let (status, answer) = host
+        .post("/hooks/declared", body, crate::harness::Signer::fal("declared-1"))
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let forged = crate::harness::Signer {
+        key: "wrong",
+        ..crate::harness::Signer::fal("declared-2")
+    };
+    assert_eq!(host.post("/hooks/declared", body, forged).await.0, 401);
+
+    // Another plugin cannot take it, nor a route of the host's config.
+    let github = crate::harness::test_manifest("github-activity", &[]);
+    for (claimed, owner) in [
+        ("declared", "plugin test-misbehave"),
+        ("misbehave", "the host's config"),
+    ] {
+        let manifest = format!(
+            "{github}\n[[routes]]\nname = \"{claimed}\"\nverify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n"
+        );
+        let response = host
+            .http
+            .post(host.url("/admin/v1/plugins"))
+            .bearer_auth(ADMIN)
+            .header("content-type", "application/json")
+            .body(
+                serde_json::json!({ "manifest": manifest, "component_base64": b64("github-activity"), "activate": true })
+                    .to_string(),
+            )
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(response.status(), 422);
+        let text = response.text().await.unwrap();
+        assert!(text.contains(&format!("already served by {owner}")), "{text}");
+    }
+
+    // Rolled back to the folder's version (no routes): the route is gone.
+    admin_post(
+        &host,
+        0,
+        "/admin/v1/plugins/test-misbehave/rollback",
+        serde_json::json!({}),
+    )
+    .await;
+    let (status, _) = host
+        .post("/hooks/declared", body, crate::harness::Signer::fal("declared-3"))
+        .await;
+    assert_eq!(status, 404);
+}

@@ -33,6 +33,7 @@ async fn health(State(state): State<Arc<AppState>>) -> (StatusCode, Json<Value>)
         .collect();
     let mut missing: Vec<String> = state
         .routes
+        .all()
         .iter()
         .filter(|route| state.plugins.get(&route.plugin).is_none())
         .map(|route| route.plugin.clone())

@@ -35,7 +35,7 @@ pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
             },
         ),
     );
-    for route in routes.iter() {
+    for route in routes.configured() {
         if let Some(path) = &route.path {
             let name = route.name.clone();
             router = router.route(

@@ -41,6 +41,26 @@ pub struct Manifest {
     /// or `file:/path`. Only the reference is in the manifest.
     #[serde(default)]
     pub secrets: BTreeMap<String, String>,
+    /// Routes the plugin serves at `/hooks/<name>`, besides any the host's
+    /// config gives it. A name the config or another plugin already serves
+    /// is refused at deploy.
+    #[serde(default)]
+    pub routes: Vec<ManifestRoute>,
+}
+
+/// A route declared by a plugin's manifest.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestRoute {
+    pub name: String,
+    #[serde(default)]
+    pub verify: Vec<crate::config::VerifyConfig>,
+    #[serde(default)]
+    pub body: crate::config::BodyKind,
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    #[serde(default)]
+    pub delivery_id: crate::config::DeliveryIdSource,
 }
 
 /// Limits a manifest may set; unset ones take the host's defaults.
@@ -67,6 +87,20 @@ impl Manifest {
         }
         manifest.grants.validate()?;
         manifest.secret_refs()?;
+        let mut seen = std::collections::BTreeSet::new();
+        for route in &manifest.routes {
+            let ok = !route.name.is_empty()
+                && route
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                bail!("route name {:?} must be letters, digits, '-' or '_'", route.name);
+            }
+            if !seen.insert(route.name.as_str()) {
+                bail!("route {:?} is declared twice", route.name);
+            }
+        }
         Ok(manifest)
     }
 

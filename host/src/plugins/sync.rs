@@ -24,6 +24,7 @@ use tokio::sync::Notify;
 use super::store::{ActiveVersion, CHANNEL, PluginStore, version_of};
 use super::{Manifest, PluginSet};
 use crate::config::RuntimeSettings;
+use crate::routes::RouteTable;
 use crate::runtime::{LoadedPlugin, Runtime};
 
 /// How often an instance re-reads the store without being told.
@@ -81,6 +82,7 @@ fn read_one(manifest_path: &Path) -> Result<FolderPlugin> {
 
 pub struct PluginSync {
     pub store: Arc<PluginStore>,
+    routes: Arc<RouteTable>,
     runtime: Arc<Runtime>,
     set: Arc<PluginSet>,
     defaults: RuntimeSettings,
@@ -92,12 +94,14 @@ pub struct PluginSync {
 impl PluginSync {
     pub fn new(
         store: Arc<PluginStore>,
+        routes: Arc<RouteTable>,
         runtime: Arc<Runtime>,
         set: Arc<PluginSet>,
         defaults: RuntimeSettings,
     ) -> Self {
         Self {
             store,
+            routes,
             runtime,
             set,
             defaults,
@@ -115,6 +119,18 @@ impl PluginSync {
                 "plugin {}: on a shared database a db grant must name a role (db = {{ role = \"…\" }})",
                 manifest.name
             );
+        }
+        for declared in &manifest.routes {
+            if let Some(owner) = self.routes.taken_by(&declared.name, &manifest.name) {
+                bail!(
+                    "plugin {}: route {:?} is already served by {owner}",
+                    manifest.name,
+                    declared.name
+                );
+            }
+            self.routes
+                .build_declared(&manifest.name, declared)
+                .with_context(|| format!("plugin {}: route {:?}", manifest.name, declared.name))?;
         }
         let version = version_of(bytes, text);
         let (runtime, manifest, bytes, defaults) = (
@@ -176,6 +192,10 @@ impl PluginSync {
     /// changed. True when it did.
     pub async fn sync_once(&self) -> Result<bool> {
         let active = self.store.active().await?;
+        let active_manifests: Vec<(String, String, String)> = active
+            .iter()
+            .map(|a| (a.name.clone(), a.version.clone(), a.manifest.clone()))
+            .collect();
         let current = self.set.snapshot();
         let mut next: HashMap<String, Arc<LoadedPlugin>> = HashMap::new();
         let mut changed = false;
@@ -204,9 +224,47 @@ impl PluginSync {
         }
         changed |= next.len() != current.len();
         if changed {
+            self.declare_routes(&active_manifests, &next);
             self.set.replace(next);
         }
         Ok(changed)
+    }
+
+    /// The routes the loaded versions declare; the first plugin to declare a
+    /// name keeps it (deploys refuse clashes, so a tie means a race).
+    fn declare_routes(
+        &self,
+        active: &[(String, String, String)],
+        loaded: &HashMap<String, Arc<LoadedPlugin>>,
+    ) {
+        let mut routes = HashMap::new();
+        for (name, version, text) in active {
+            if loaded.get(name).is_none_or(|p| &p.version != version) {
+                continue;
+            }
+            let Ok(manifest) = Manifest::parse(text) else {
+                continue;
+            };
+            for declared in &manifest.routes {
+                let configured = self
+                    .routes
+                    .taken_by(&declared.name, name)
+                    .is_some_and(|owner| owner.starts_with("the host"));
+                if configured || routes.contains_key(&declared.name) {
+                    tracing::error!(plugin = %name, route = %declared.name, "route already served; not declared again");
+                    continue;
+                }
+                match self.routes.build_declared(name, declared) {
+                    Ok(route) => {
+                        routes.insert(declared.name.clone(), Arc::new(route));
+                    }
+                    Err(e) => {
+                        tracing::error!(plugin = %name, route = %declared.name, "route not served: {e:#}")
+                    }
+                }
+            }
+        }
+        self.routes.set_declared(routes);
     }
 
     async fn load(&self, wanted: &ActiveVersion) -> Result<LoadedPlugin> {
