@@ -56,7 +56,10 @@ fn tagged_upload(tag: &str) -> serde_json::Value {
     let wasm = std::fs::read(crate::harness::plugin_dir().join("test_misbehave.wasm")).unwrap();
     let manifest = format!(
         "{}\n[config]\ntag = \"{tag}\"\n",
-        crate::harness::test_manifest("test-misbehave", &[])
+        crate::harness::test_manifest(
+            "test-misbehave",
+            &[("test-misbehave", "timeout_ms = 1000", "timeout_ms = 5000")]
+        )
     );
     serde_json::json!({
         "manifest": manifest,
@@ -549,4 +552,46 @@ async fn plugins_declare_routes_and_a_taken_route_is_refused() {
         .post("/hooks/declared", body, crate::harness::Signer::fal("declared-3"))
         .await;
     assert_eq!(status, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_event_in_flight_finishes_on_the_version_it_began_with() {
+    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
+    let v1 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v1")).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    // Busy for a second of its 5 s budget; v2 is activated meanwhile.
+    let (_, answer) = host
+        .post(
+            "/hooks/misbehave",
+            br#"{"mode":"tagged","spin_ms":"1000"}"#,
+            crate::harness::Signer::fal("in-flight-1"),
+        )
+        .await;
+    let slow = answer["event_id"].as_str().unwrap().to_string();
+    host.wait_for(&slow, "processing").await;
+    let v2 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v2")).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string();
+    let (_, answer) = host
+        .post(
+            "/hooks/misbehave",
+            br#"{"mode":"tagged"}"#,
+            crate::harness::Signer::fal("in-flight-2"),
+        )
+        .await;
+    let fast = answer["event_id"].as_str().unwrap().to_string();
+    let slow_row = host.wait_for(&slow, "done").await;
+    let fast_row = host.wait_for(&fast, "done").await;
+    assert_eq!(
+        slow_row.plugin_version.as_deref(),
+        Some(v1.as_str()),
+        "the running event kept v1"
+    );
+    assert_eq!(fast_row.plugin_version.as_deref(), Some(v2.as_str()));
+    let mut effects = host.texts("SELECT event_id FROM plugin_effects").await;
+    effects.sort();
+    assert_eq!(effects, [format!("v1 {slow}"), format!("v2 {fast}")]);
 }

@@ -18,7 +18,8 @@
 //! - `reach`: GETs each space-separated URL of `targets` through wasi:http and
 //!   records `<url> ok <status>` or `<url> refused: <error>`;
 //! - `blob`: puts each space-separated key of `keys` and records the outcome;
-//! - `tagged`: records `<config tag> <event id>` (which version ran it);
+//! - `tagged`: records `<config tag> <event id>` (which version ran it),
+//!   after spinning `spin_ms` milliseconds when given;
 //! - `presign`: puts `presigned data` at `key` and records its presigned URL;
 //! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
 //!   recording `kv <key> first|again count=<n>`.
@@ -151,6 +152,14 @@ impl Guest for Misbehave {
                 Ok(None)
             }
             "tagged" => {
+                // Optionally busy for `spin_ms` first (an event in flight across a swap).
+                let spin = field_of(&event.body, "spin_ms")
+                    .and_then(|ms| ms.parse().ok())
+                    .unwrap_or(0);
+                let start = std::time::Instant::now();
+                while start.elapsed() < std::time::Duration::from_millis(spin) {
+                    std::hint::spin_loop();
+                }
                 let tag = webhook::plugin::config::get("tag").unwrap_or_else(|| "none".into());
                 record(format!("{tag} {}", event.id))?;
                 Ok(None)
