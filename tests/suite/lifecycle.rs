@@ -69,6 +69,14 @@ fn tagged_upload(tag: &str) -> serde_json::Value {
     })
 }
 
+/// Deploys and activates the tagged test plugin through instance `i`; its version.
+async fn deploy_tagged(host: &TestHost, i: usize, tag: &str) -> String {
+    admin_post(host, i, "/admin/v1/plugins", tagged_upload(tag)).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
+}
+
 async fn admin_post(host: &TestHost, i: usize, path: &str, body: serde_json::Value) -> serde_json::Value {
     let response = host
         .http
@@ -141,10 +149,7 @@ async fn deploy_and_rollback_under_load_switch_both_instances_and_lose_nothing()
         })
         .await,
     );
-    let v1 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v1")).await["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v1 = deploy_tagged(&host, 0, "v1").await;
     both_switch_to(&host, &v1).await;
 
     // A steady stream of deliveries, alternating between the instances.
@@ -166,10 +171,7 @@ async fn deploy_and_rollback_under_load_switch_both_instances_and_lose_nothing()
         })
     };
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let v2 = admin_post(&host, 1, "/admin/v1/plugins", tagged_upload("v2")).await["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v2 = deploy_tagged(&host, 1, "v2").await;
     let deploy = both_switch_to(&host, &v2).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
     let back = admin_post(
@@ -557,10 +559,7 @@ async fn plugins_declare_routes_and_a_taken_route_is_refused() {
 #[tokio::test(flavor = "multi_thread")]
 async fn an_event_in_flight_finishes_on_the_version_it_began_with() {
     let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN)]).await;
-    let v1 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v1")).await["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v1 = deploy_tagged(&host, 0, "v1").await;
     // Busy for a second of its 5 s budget; v2 is activated meanwhile.
     let (_, answer) = host
         .post(
@@ -571,10 +570,7 @@ async fn an_event_in_flight_finishes_on_the_version_it_began_with() {
         .await;
     let slow = answer["event_id"].as_str().unwrap().to_string();
     host.wait_for(&slow, "processing").await;
-    let v2 = admin_post(&host, 0, "/admin/v1/plugins", tagged_upload("v2")).await["version"]
-        .as_str()
-        .unwrap()
-        .to_string();
+    let v2 = deploy_tagged(&host, 0, "v2").await;
     let (_, answer) = host
         .post(
             "/hooks/misbehave",
