@@ -302,14 +302,7 @@ async fn embedded_mode_follows_the_plugin_folder() {
         );
         tokio::time::sleep(std::time::Duration::from_millis(50)).await;
     };
-    let (_, answer) = host
-        .post(
-            "/hooks/misbehave",
-            br#"{"mode":"tagged"}"#,
-            crate::harness::Signer::fal("folder-1"),
-        )
-        .await;
-    let event = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    let event = host.wait_for(&host.post_mode("tagged").await, "done").await;
     assert_eq!(event.plugin_version.as_deref(), Some(after.as_str()));
     let effects = host.texts("SELECT event_id FROM plugin_effects").await;
     assert!(effects[0].starts_with("from-folder "), "{effects:?}");
@@ -571,14 +564,7 @@ async fn an_event_in_flight_finishes_on_the_version_it_began_with() {
     let slow = answer["event_id"].as_str().unwrap().to_string();
     host.wait_for(&slow, "processing").await;
     let v2 = deploy_tagged(&host, 0, "v2").await;
-    let (_, answer) = host
-        .post(
-            "/hooks/misbehave",
-            br#"{"mode":"tagged"}"#,
-            crate::harness::Signer::fal("in-flight-2"),
-        )
-        .await;
-    let fast = answer["event_id"].as_str().unwrap().to_string();
+    let fast = host.post_mode("tagged").await;
     let slow_row = host.wait_for(&slow, "done").await;
     let fast_row = host.wait_for(&fast, "done").await;
     assert_eq!(

@@ -132,16 +132,21 @@ impl PluginSync {
                 .build_declared(&manifest.name, declared)
                 .with_context(|| format!("plugin {}: route {:?}", manifest.name, declared.name))?;
         }
-        let version = version_of(bytes, text);
-        let (runtime, manifest, bytes, defaults) = (
-            self.runtime.clone(),
-            manifest.clone(),
-            bytes.to_vec(),
-            self.defaults.clone(),
-        );
+        self.compile(manifest.clone(), version_of(bytes, text), bytes.to_vec())
+            .await
+    }
+
+    /// Loads (compiles, or takes from the compile cache) off the async workers.
+    async fn compile(&self, manifest: Manifest, version: String, bytes: Vec<u8>) -> Result<LoadedPlugin> {
+        let (runtime, defaults) = (self.runtime.clone(), self.defaults.clone());
         tokio::task::spawn_blocking(move || runtime.load(&manifest, &version, &bytes, &defaults))
             .await
             .context("the compile task failed")?
+    }
+
+    /// The versions that failed to load, so a poll does not retry them.
+    fn failed(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.failed.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     /// Puts the folder's plugins into the store: new versions are stored;
@@ -163,20 +168,12 @@ impl PluginSync {
             if active.is_some() && (!follow || self.store.has_version(&name, &version).await?) {
                 continue;
             }
-            if self
-                .failed
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .contains(&version)
-            {
+            if self.failed().contains(&version) {
                 continue;
             }
             if let Err(e) = self.validate(&plugin.manifest, &plugin.text, &plugin.bytes).await {
                 tracing::error!(plugin = %name, "plugin from the folder not deployed: {e:#}");
-                self.failed
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .insert(version);
+                self.failed().insert(version);
                 continue;
             }
             self.store
@@ -212,10 +209,7 @@ impl PluginSync {
                 }
                 Err(e) => {
                     tracing::error!(plugin = %wanted.name, version = &wanted.version[..12], "active version not loaded: {e:#}");
-                    self.failed
-                        .lock()
-                        .unwrap_or_else(|p| p.into_inner())
-                        .insert(wanted.version.clone());
+                    self.failed().insert(wanted.version.clone());
                     if let Some(old) = current.get(&wanted.name) {
                         next.insert(wanted.name, old.clone());
                     }
@@ -268,24 +262,12 @@ impl PluginSync {
     }
 
     async fn load(&self, wanted: &ActiveVersion) -> Result<LoadedPlugin> {
-        if self
-            .failed
-            .lock()
-            .unwrap_or_else(|p| p.into_inner())
-            .contains(&wanted.version)
-        {
+        if self.failed().contains(&wanted.version) {
             bail!("this version failed to load before");
         }
         let manifest = Manifest::parse(&wanted.manifest)?;
         let bytes = self.store.component(&wanted.name, &wanted.version).await?;
-        let (runtime, version, defaults) = (
-            self.runtime.clone(),
-            wanted.version.clone(),
-            self.defaults.clone(),
-        );
-        tokio::task::spawn_blocking(move || runtime.load(&manifest, &version, &bytes, &defaults))
-            .await
-            .context("the compile task failed")?
+        self.compile(manifest, wanted.version.clone(), bytes).await
     }
 
     /// Asks the background loop to sync now.
