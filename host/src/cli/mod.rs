@@ -48,6 +48,12 @@ enum Command {
     /// Run SQL on the embedded database (for example the bot's avatar schema).
     #[command(subcommand)]
     Db(db::Command),
+    /// Exit 0 when a host answers 200 on /health (a container's HEALTHCHECK).
+    Healthcheck {
+        /// Default: http://127.0.0.1:$PORT/health (PORT defaults to 8000).
+        #[arg(long)]
+        url: Option<String>,
+    },
     /// Deploy and manage plugin versions on a running host (admin API).
     Plugin {
         #[command(flatten)]
@@ -103,8 +109,28 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Send(args) => send::run(args).await,
         Command::Events(command) => events::run(Settings::from_env(config, true)?, command).await,
         Command::Db(command) => db::run(Settings::from_env(config, true)?, command).await,
+        Command::Healthcheck { url } => healthcheck(url).await,
         Command::Plugin { server, command } => plugin::run(server, command).await,
     }
+}
+
+async fn healthcheck(url: Option<String>) -> Result<()> {
+    let url = url.unwrap_or_else(|| {
+        let port = std::env::var("PORT").unwrap_or_else(|_| "8000".into());
+        format!("http://127.0.0.1:{port}/health")
+    });
+    let response = reqwest::Client::builder()
+        .timeout(std::time::Duration::from_secs(3))
+        .build()?
+        .get(&url)
+        .send()
+        .await
+        .map_err(|e| anyhow::anyhow!("{url}: {e}"))?;
+    let status = response.status();
+    let body = response.text().await.unwrap_or_default();
+    println!("{body}");
+    anyhow::ensure!(status.is_success(), "{url} answered {status}");
+    Ok(())
 }
 
 async fn serve(settings: Settings) -> Result<()> {

@@ -4,6 +4,7 @@ mod admin;
 mod admin_plugins;
 mod error;
 mod health;
+pub mod request_id;
 mod webhooks;
 
 use std::sync::Arc;
@@ -41,5 +42,6 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(admin::router())
         .merge(admin_plugins::router())
         .fallback(|| async { ApiError::not_found("no such path") })
+        .layer(axum::middleware::from_fn(request_id::layer))
         .with_state(state)
 }

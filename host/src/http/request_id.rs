@@ -1,0 +1,58 @@
+//! One span per request, carrying the request id nginx passes in
+//! `X-Request-ID` (or one made here), so every log line of a request can be
+//! found from the id the load balancer logged. The id goes back in the
+//! response's `X-Request-ID`.
+
+use axum::extract::Request;
+use axum::middleware::Next;
+use axum::response::Response;
+use http::HeaderValue;
+use tracing::Instrument;
+
+pub const HEADER: &str = "x-request-id";
+
+/// Wraps the rest of the stack in a `request` span.
+pub async fn layer(request: Request, next: Next) -> Response {
+    let id = request
+        .headers()
+        .get(HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|id| is_acceptable(id))
+        .map(str::to_owned)
+        .unwrap_or_else(|| uuid::Uuid::now_v7().simple().to_string());
+    let span = tracing::info_span!(
+        "request",
+        method = %request.method(),
+        path = %request.uri().path(),
+        request_id = %id,
+    );
+    let mut response = next.run(request).instrument(span).await;
+    if let Ok(value) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(HEADER, value);
+    }
+    response
+}
+
+/// A passed-in id is kept only if it is short and plain, so that a client
+/// cannot put line breaks or megabytes into the log through it.
+fn is_acceptable(id: &str) -> bool {
+    (1..=128).contains(&id.len())
+        && id
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn only_short_plain_ids_are_kept() {
+        assert!(is_acceptable("3f2c9a1e0b7d4c55a1e2b3c4d5e6f708"));
+        assert!(is_acceptable("req-1.2:3_x"));
+        assert!(!is_acceptable(""));
+        assert!(!is_acceptable("a b"));
+        assert!(!is_acceptable("id\nforged log line"));
+        assert!(!is_acceptable(&"x".repeat(129)));
+    }
+}

@@ -1,0 +1,74 @@
+#!/usr/bin/env bash
+# Rolling update of the webhook cluster to new images: build and push (or
+# pull) the tag, then replace one API instance at a time, waiting for each
+# to be healthy before touching the next, so nginx always has one instance
+# to send webhooks to; nginx itself last.
+set -euo pipefail
+
+usage() {
+    cat <<'USAGE'
+Usage: scripts/deploy/update-webhook-images.sh [options]
+
+Replaces aisha-webhook-api-1, then aisha-webhook-api-2, then
+aisha-nginx-webhook with images of the given tag, one at a time, each only
+after the previous one is healthy. Stops at the first unhealthy container
+(the others keep serving). Run from the repository root.
+
+Options:
+  --tag TAG          image tag (default: the current commit, short)
+  --registry R       image registry/namespace (default: $REGISTRY or registry.example.com/aisha)
+  --env-file FILE    environment file (default: prod.env)
+  --no-build         do not build; pull TAG from the registry
+  --no-push          build, but do not push
+  --timeout SECONDS  how long to wait for each health check (default: 180)
+  -h, --help         this text
+
+To go back, run it again with the previous tag and --no-build.
+USAGE
+}
+
+here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
+# shellcheck source=scripts/deploy/lib.sh
+. "$here/lib.sh"
+
+TAG=""
+build=1
+push=1
+while [ $# -gt 0 ]; do
+    case "$1" in
+    --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
+    --registry) REGISTRY=${2:?--registry needs a value}; shift 2 ;;
+    --env-file) ENV_FILE=${2:?--env-file needs a value}; shift 2 ;;
+    --no-build) build=0; shift ;;
+    --no-push) push=0; shift ;;
+    --timeout) HEALTH_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
+    -h | --help) usage; exit 0 ;;
+    *) usage >&2; die "unknown argument: $1" ;;
+    esac
+done
+TAG=${TAG:-$(default_tag)}
+export TAG REGISTRY
+
+require_docker
+require_files
+step "updating to tag $TAG from $REGISTRY"
+
+if [ "$build" = 1 ]; then
+    build_images
+    if [ "$push" = 1 ]; then
+        push_images
+    fi
+else
+    step "pulling images"
+    compose pull "${API_SERVICES[@]}" "$NGINX_SERVICE"
+fi
+
+ensure_network
+
+for service in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
+    step "replacing $service"
+    compose up -d --no-deps "$service"
+    wait_healthy "$service" || die "update to $TAG stopped: $service is not healthy (the containers after it still run the old images)"
+done
+
+step "updated to $TAG"
