@@ -258,6 +258,16 @@ impl TestHost {
         self.url_on(0, path)
     }
 
+    /// Where instance `i` listens.
+    pub fn addr(&self, i: usize) -> SocketAddr {
+        self.instances[i].1
+    }
+
+    /// The process id of instance `i`.
+    pub fn pid(&self, i: usize) -> u32 {
+        self.instances[i].0.id()
+    }
+
     /// A URL on instance `i`.
     pub fn url_on(&self, i: usize, path: &str) -> String {
         format!("http://{}{path}", self.instances[i].1)

@@ -3,10 +3,12 @@
 
 mod capabilities;
 mod crash;
+mod deployment;
 mod harness;
 mod intake;
 mod isolation;
 mod lifecycle;
+mod nginx;
 mod operations;
 mod pg;
 mod postgres;
