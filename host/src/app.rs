@@ -60,6 +60,7 @@ impl Application {
                 }
             };
 
+        crate::telemetry::prometheus();
         let services = caps::Services::from_settings(&settings)?;
         if settings.database_url.is_some() && settings.storage.s3.is_none() {
             tracing::warn!(
@@ -112,6 +113,7 @@ impl Application {
             inbox: inbox.clone(),
             routes: routes.clone(),
             plugins: plugin_set.clone(),
+            runtime: runtime.clone(),
             plugin_sync: sync,
             wake: wake.clone(),
             instance_id: settings.instance_id.clone(),

@@ -1,6 +1,17 @@
-//! Logging setup: `tracing` to stderr, level from `LOG_LEVEL`, JSON lines
-//! when `LOG_FORMAT=json`.
+//! Logging and metrics.
+//!
+//! Logs: `tracing` to stderr, level from `LOG_LEVEL`, JSON lines when
+//! `LOG_FORMAT=json`. Requests and events run in spans (`request`, `event`)
+//! whose fields every line inside carries.
+//!
+//! Metrics: recorded through the `metrics` facade at the call sites, under
+//! the names below, and rendered in Prometheus' text format by
+//! `GET /metrics` from the recorder [`prometheus`] installs.
 
+use std::sync::OnceLock;
+use std::time::Duration;
+
+use metrics_exporter_prometheus::{PrometheusBuilder, PrometheusHandle};
 use tracing_subscriber::EnvFilter;
 
 /// Installs the global subscriber. Safe to call once per process.
@@ -14,4 +25,101 @@ pub fn init(level: &str, json: bool) {
     } else {
         builder.with_ansi(false).try_init()
     };
+}
+
+/// Requests answered, by `route` (a webhook route's name, or the matched
+/// path) and `status`.
+pub const HTTP_REQUESTS: &str = "webhook_http_requests_total";
+/// Time from request to response, by `route`.
+pub const HTTP_DURATION: &str = "webhook_http_request_duration_seconds";
+/// Deliveries refused by signature verification, by `route` and `reason`.
+pub const VERIFY_FAILURES: &str = "webhook_verification_failures_total";
+/// Stored events by `status` (the whole inbox, read when scraped).
+pub const INBOX_EVENTS: &str = "webhook_inbox_events";
+/// Event attempts by `route`, `plugin` and `outcome`: `done`, `retry` (failed,
+/// will run again) or `dead`.
+pub const EVENT_ATTEMPTS: &str = "webhook_event_attempts_total";
+/// One attempt's processing time, by `plugin`, `version` and `outcome`.
+pub const EVENT_DURATION: &str = "webhook_event_duration_seconds";
+/// Failed plugin calls by `plugin` and `kind`: `trap`, `timeout`,
+/// `memory_limit`, `fatal`, `retry`, `invalid`.
+pub const PLUGIN_FAILURES: &str = "webhook_plugin_failures_total";
+/// Events replayed by an operator.
+pub const REPLAYS: &str = "webhook_event_replays_total";
+/// Live plugin instances, and the most there may be (the pool's size).
+pub const INSTANCES_IN_USE: &str = "webhook_plugin_instances_in_use";
+pub const INSTANCES_MAX: &str = "webhook_plugin_instances_max";
+/// Outbound requests a plugin's grant refused, by `plugin` and `reason`.
+pub const OUTBOUND_REFUSED: &str = "webhook_outbound_refused_total";
+/// FAL JWKS fetches by `result` (`ok`, `error`).
+pub const JWKS_FETCHES: &str = "webhook_jwks_fetches_total";
+/// Always 1, labelled with the host's `version`.
+pub const BUILD_INFO: &str = "webhook_host_build_info";
+
+/// Bucket bounds, in seconds, of the duration histograms.
+const SECONDS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// The process's Prometheus recorder, installed on first call; `None` when
+/// another recorder was installed first.
+pub fn prometheus() -> Option<&'static PrometheusHandle> {
+    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+    HANDLE
+        .get_or_init(|| {
+            let builder = PrometheusBuilder::new().set_buckets(SECONDS).ok()?;
+            let handle = builder.install_recorder().ok()?;
+            describe();
+            let upkeep = handle.clone();
+            // Drains histogram samples into their buckets even when nobody scrapes.
+            std::thread::Builder::new()
+                .name("metrics-upkeep".into())
+                .spawn(move || {
+                    loop {
+                        std::thread::sleep(Duration::from_secs(5));
+                        upkeep.run_upkeep();
+                    }
+                })
+                .ok()?;
+            Some(handle)
+        })
+        .as_ref()
+}
+
+fn describe() {
+    use metrics::{Unit, describe_counter, describe_gauge, describe_histogram};
+    describe_counter!(HTTP_REQUESTS, "Requests answered, by route and status");
+    describe_histogram!(
+        HTTP_DURATION,
+        Unit::Seconds,
+        "Time from request to response, by route"
+    );
+    describe_counter!(
+        VERIFY_FAILURES,
+        "Deliveries refused by signature verification, by route and reason"
+    );
+    describe_gauge!(INBOX_EVENTS, "Stored events by status");
+    describe_counter!(
+        EVENT_ATTEMPTS,
+        "Event attempts by route, plugin and outcome (done, retry, dead)"
+    );
+    describe_histogram!(
+        EVENT_DURATION,
+        Unit::Seconds,
+        "Processing time of one attempt, by plugin, version and outcome"
+    );
+    describe_counter!(
+        PLUGIN_FAILURES,
+        "Failed plugin calls by plugin and kind (trap, timeout, memory_limit, fatal, retry, invalid)"
+    );
+    describe_counter!(REPLAYS, "Events replayed by an operator");
+    describe_gauge!(INSTANCES_IN_USE, "Live plugin instances");
+    describe_gauge!(INSTANCES_MAX, "The plugin instance pool's size");
+    describe_counter!(
+        OUTBOUND_REFUSED,
+        "Outbound requests refused by a plugin's grant, by plugin and reason"
+    );
+    describe_counter!(JWKS_FETCHES, "FAL JWKS fetches by result");
+    describe_gauge!(BUILD_INFO, "Always 1, labelled with the host's version");
+    metrics::gauge!(BUILD_INFO, "version" => crate::VERSION).set(1.0);
 }

@@ -571,7 +571,7 @@ impl<'a> Signer<'a> {
     }
 
     pub fn headers(&self, body: &[u8]) -> Vec<(&'static str, String)> {
-        let now = SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64;
+        let now = now_secs();
         let timestamp = (now + self.skew_secs).to_string();
         let message = fal_hmac::canonical_message(self.request_id, "test-user", &timestamp, body);
         [
@@ -584,6 +584,11 @@ impl<'a> Signer<'a> {
         .filter(|(name, _)| Some(*name) != self.omit)
         .collect()
     }
+}
+
+/// Seconds since the epoch, as signatures carry them.
+pub fn now_secs() -> i64 {
+    SystemTime::now().duration_since(UNIX_EPOCH).unwrap().as_secs() as i64
 }
 
 pub fn request_id_of(body: &[u8]) -> String {

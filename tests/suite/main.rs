@@ -9,6 +9,7 @@ mod intake;
 mod isolation;
 mod lifecycle;
 mod nginx;
+mod observability;
 mod operations;
 mod pg;
 mod postgres;

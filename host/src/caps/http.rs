@@ -233,6 +233,17 @@ pub enum Refusal {
     Limit(String),
 }
 
+impl Refusal {
+    /// The metrics label: `denied`, `prohibited_address` or `limit`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Refusal::Denied(_) => "denied",
+            Refusal::Prohibited(_) => "prohibited_address",
+            Refusal::Limit(_) => "limit",
+        }
+    }
+}
+
 /// The host's outbound clients: one that resolves names to public addresses
 /// only, and one for grants with `allow_private`.
 #[derive(Clone)]
@@ -379,6 +390,12 @@ impl WasiHttpHooks for HttpHooks {
         Box::new(async move {
             let refuse = |refusal: Refusal, code: HttpError| {
                 tracing::warn!(plugin = %plugin, event_id = %event_id, "outbound request refused: {refusal}");
+                metrics::counter!(
+                    crate::telemetry::OUTBOUND_REFUSED,
+                    "plugin" => plugin.to_string(),
+                    "reason" => refusal.kind(),
+                )
+                .increment(1);
                 code
             };
             if sent > policy.max_requests_per_event {

@@ -13,6 +13,9 @@ pub enum Command {
         /// Only events in this status: pending, processing, done, dead.
         #[arg(long)]
         status: Option<String>,
+        /// Only events of this route.
+        #[arg(long)]
+        route: Option<String>,
         #[arg(long, default_value_t = 20)]
         limit: u32,
     },
@@ -34,7 +37,7 @@ pub enum Command {
 pub async fn run(settings: Settings, command: Command) -> Result<()> {
     let inbox = crate::app::open_inbox(&settings).await?;
     match command {
-        Command::List { status, limit } => {
+        Command::List { status, route, limit } => {
             let status = match status.as_deref() {
                 None => None,
                 Some(s) => match Status::parse(s) {
@@ -46,7 +49,11 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
                 "{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  last error",
                 "id", "status", "try", "route", "delivery"
             );
-            for e in inbox.list(status, limit).await? {
+            let filter = crate::inbox::Filter {
+                status,
+                route: route.as_deref(),
+            };
+            for e in inbox.list(filter, limit).await? {
                 println!(
                     "{:<36}  {:<10}  {:>3}  {:<20}  {:<20}  {}",
                     e.id,

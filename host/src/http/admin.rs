@@ -16,7 +16,7 @@ use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
-use crate::inbox::{Replay, Status};
+use crate::inbox::{Filter, Replay, Status};
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()
@@ -57,6 +57,7 @@ impl FromRequestParts<Arc<AppState>> for Admin {
 #[derive(Deserialize)]
 struct ListQuery {
     status: Option<String>,
+    route: Option<String>,
     #[serde(default = "default_limit")]
     limit: u32,
 }
@@ -85,7 +86,13 @@ async fn list(
 ) -> Result<Json<Value>, ApiError> {
     let events = state
         .inbox
-        .list(status(q.status.as_deref())?, q.limit.min(1000))
+        .list(
+            Filter {
+                status: status(q.status.as_deref())?,
+                route: q.route.as_deref(),
+            },
+            q.limit.min(1000),
+        )
         .await
         .map_err(|e| ApiError::unavailable("listing events failed", &e))?;
     Ok(Json(json!({ "events": events })))
@@ -113,7 +120,6 @@ async fn replay_one(
     Path(id): Path<String>,
 ) -> Result<Json<Value>, ApiError> {
     let replayed = state
-        .inbox
         .replay(Replay::One(&id))
         .await
         .map_err(|e| ApiError::unavailable("replay failed", &e))?;
@@ -124,7 +130,6 @@ async fn replay_one(
             format!("no event {id} that can be replayed"),
         ));
     }
-    state.wake.notify_one();
     Ok(Json(json!({ "replayed": replayed })))
 }
 
@@ -150,10 +155,8 @@ async fn replay_dead(
         route: q.route.as_deref(),
     };
     let replayed = state
-        .inbox
         .replay(which)
         .await
         .map_err(|e| ApiError::unavailable("replay failed", &e))?;
-    state.wake.notify_one();
     Ok(Json(json!({ "replayed": replayed })))
 }

@@ -51,7 +51,7 @@ fn store_error(error: anyhow::Error) -> ApiError {
 }
 
 /// Makes this instance load the store's active versions now.
-async fn swap_here(state: &AppState) {
+pub(super) async fn swap_here(state: &AppState) {
     if let Err(e) = state.plugin_sync.sync_once().await {
         tracing::warn!("plugin sync after an admin change failed: {e:#}");
     }

@@ -2,9 +2,11 @@
 
 mod admin;
 mod admin_plugins;
+mod console;
 mod error;
 mod health;
-pub mod request_id;
+pub mod observe;
+mod prometheus;
 mod webhooks;
 
 use std::sync::Arc;
@@ -25,6 +27,8 @@ pub struct AppState {
     pub intake: crate::inbox::intake::IntakeWriter,
     pub routes: Arc<RouteTable>,
     pub plugins: Arc<PluginSet>,
+    /// The wasmtime runtime (for its instance pool's gauge).
+    pub runtime: Arc<crate::runtime::Runtime>,
     /// The plugin store and this instance's loader, for the admin API.
     pub plugin_sync: Arc<crate::plugins::sync::PluginSync>,
     /// Wakes the worker when an event is stored.
@@ -35,13 +39,29 @@ pub struct AppState {
     pub admin_token: Option<crate::config::Secret>,
 }
 
+impl AppState {
+    /// Replays events (admin API and console): counted, logged, and the
+    /// worker woken.
+    pub async fn replay(&self, which: crate::inbox::Replay<'_>) -> anyhow::Result<u64> {
+        let replayed = self.inbox.replay(which).await?;
+        if replayed > 0 {
+            metrics::counter!(crate::telemetry::REPLAYS).increment(replayed);
+            tracing::info!(?which, replayed, "events replayed by an operator");
+            self.wake.notify_one();
+        }
+        Ok(replayed)
+    }
+}
+
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()
         .merge(webhooks::router(&state.routes))
         .merge(health::router())
+        .merge(prometheus::router())
         .merge(admin::router())
         .merge(admin_plugins::router())
+        .merge(console::router())
         .fallback(|| async { ApiError::not_found("no such path") })
-        .layer(axum::middleware::from_fn(request_id::layer))
+        .layer(axum::middleware::from_fn(observe::layer))
         .with_state(state)
 }

@@ -52,10 +52,17 @@ pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
 }
 
 async fn receive(state: &AppState, name: &str, request: Request) -> Response {
-    match accept(state, name, request).await {
+    let mut response = match accept(state, name, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
+    };
+    // The metrics label: a configured route's name, never an arbitrary path.
+    if let Some(route) = state.routes.get(name) {
+        response
+            .extensions_mut()
+            .insert(super::observe::RouteLabel(route.name.clone()));
     }
+    response
 }
 
 /// Headers that carry a sender's delivery id, for logging a rejection.
@@ -64,7 +71,7 @@ const CLAIMED_IDS: [&str; 3] = ["x-fal-webhook-request-id", "webhook-id", "x-git
 /// Counts and logs (once, at warn) a request that did not verify.
 fn record_rejection(route: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
     metrics::counter!(
-        "webhook_verification_failures_total",
+        crate::telemetry::VERIFY_FAILURES,
         "route" => route.to_string(),
         "reason" => rejection.code(),
     )

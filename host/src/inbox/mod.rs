@@ -30,6 +30,8 @@ pub enum Status {
 }
 
 impl Status {
+    pub const ALL: [Status; 4] = [Status::Pending, Status::Processing, Status::Done, Status::Dead];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Status::Pending => "pending",
@@ -40,9 +42,7 @@ impl Status {
     }
 
     pub fn parse(text: &str) -> Option<Self> {
-        [Status::Pending, Status::Processing, Status::Done, Status::Dead]
-            .into_iter()
-            .find(|s| s.as_str() == text)
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
     }
 }
 
@@ -108,6 +108,33 @@ pub struct Finish<'a> {
     pub plugin_version: Option<&'a str>,
 }
 
+/// Which events to list: each field narrows, none lists every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub status: Option<Status>,
+    pub route: Option<&'a str>,
+}
+
+/// The inbox at a glance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Events per status (statuses with none left out).
+    pub by_status: Vec<(Status, i64)>,
+    /// Events received since the given time.
+    pub received_since: i64,
+    /// Events done since the given time.
+    pub done_since: i64,
+}
+
+impl Stats {
+    pub fn count(&self, status: Status) -> i64 {
+        self.by_status
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
 /// Which events to replay.
 #[derive(Debug, Clone, Copy)]
 pub enum Replay<'a> {
@@ -161,7 +188,9 @@ pub trait Inbox: Send + Sync {
     async fn prune_done(&self, before_ms: i64) -> Result<u64>;
 
     /// Newest first, optionally of one status.
-    async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>>;
+    async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>>;
+    /// Events per status, and how many arrived and finished since `since_ms`.
+    async fn stats(&self, since_ms: i64) -> Result<Stats>;
 
     async fn get(&self, id: &str) -> Result<Option<Event>>;
 

@@ -64,12 +64,34 @@ pub fn replay_dead() -> String {
 /// $1 cut-off time.
 pub const PRUNE_DONE: &str = "DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1";
 
-/// $1 status or NULL, $2 limit.
+/// $1 status or NULL, $2 route or NULL, $3 limit.
 pub fn list() -> String {
     format!(
         "SELECT {COLUMNS} FROM webhook_events WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
-         ORDER BY received_at DESC, id DESC LIMIT $2"
+         AND (CAST($2 AS TEXT) IS NULL OR route = $2) \
+         ORDER BY received_at DESC, id DESC LIMIT $3"
     )
+}
+
+/// Per status: events, those received since $1, those finished since $1.
+pub const STATS: &str = "SELECT status, CAST(COUNT(*) AS BIGINT), \
+     CAST(SUM(CASE WHEN received_at >= $1 THEN 1 ELSE 0 END) AS BIGINT), \
+     CAST(SUM(CASE WHEN finished_at >= $1 THEN 1 ELSE 0 END) AS BIGINT) \
+     FROM webhook_events GROUP BY status";
+
+/// Folds [`STATS`] rows into [`super::Stats`].
+pub fn stats_from_rows(rows: Vec<(String, i64, i64, i64)>) -> super::Stats {
+    let mut stats = super::Stats::default();
+    for (status, total, received, finished) in rows {
+        stats.received_since += received;
+        if let Some(status) = Status::parse(&status) {
+            if status == Status::Done {
+                stats.done_since += finished;
+            }
+            stats.by_status.push((status, total));
+        }
+    }
+    stats
 }
 
 /// $1 id.

@@ -19,7 +19,7 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::sql::{self, event_from_row, pairs_to_json};
-use super::{Event, Finish, Inbox, Insert, NewEvent, Replay, Status, Tx, new_event_id};
+use super::{Event, Filter, Finish, Inbox, Insert, NewEvent, Replay, Stats, Status, Tx, new_event_id};
 use crate::now_ms;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -299,14 +299,24 @@ impl Inbox for SqliteInbox {
         Ok(pruned.rows_affected())
     }
 
-    async fn list(&self, status: Option<Status>, limit: u32) -> Result<Vec<Event>> {
+    async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>> {
         let rows = sqlx::query(&sql::list())
-            .bind(status.map(Status::as_str))
+            .bind(filter.status.map(Status::as_str))
+            .bind(filter.route)
             .bind(limit as i64)
             .fetch_all(&self.pool)
             .await
             .context("listing events")?;
         rows.iter().map(event_from_row).collect()
+    }
+
+    async fn stats(&self, since_ms: i64) -> Result<Stats> {
+        let rows = sqlx::query_as(sql::STATS)
+            .bind(since_ms)
+            .fetch_all(&self.pool)
+            .await
+            .context("counting events")?;
+        Ok(sql::stats_from_rows(rows))
     }
 
     async fn get(&self, id: &str) -> Result<Option<Event>> {

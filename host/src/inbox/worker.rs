@@ -13,13 +13,15 @@ use std::time::Duration;
 
 use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
+use tracing::Instrument;
 
 use super::{Event, Finish, Inbox, backoff};
 use crate::config::WorkerSettings;
 use crate::now_ms;
 use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
-use crate::runtime::Runtime;
+use crate::runtime::{DispatchError, Runtime};
+use crate::telemetry;
 
 pub struct Worker {
     pub inbox: Arc<dyn Inbox>,
@@ -76,8 +78,28 @@ impl Worker {
         while tasks.join_next().await.is_some() {}
     }
 
-    /// Runs one claimed event to its next state.
+    /// Runs one claimed event to its next state, in an `event` span that
+    /// every log line of the attempt (the plugin's own included) carries.
     async fn process(&self, event: Event) {
+        let request_id = event
+            .headers
+            .iter()
+            .find(|(name, _)| name == crate::http::observe::HEADER)
+            .map(|(_, value)| value.clone());
+        let span = tracing::info_span!(
+            "event",
+            event_id = %event.id,
+            delivery_id = %event.delivery_id,
+            route = %event.route,
+            attempt = event.attempts,
+            request_id = request_id.as_deref().unwrap_or("-"),
+            plugin = tracing::field::Empty,
+            version = tracing::field::Empty,
+        );
+        self.attempt(event).instrument(span).await
+    }
+
+    async fn attempt(&self, event: Event) {
         let Some(route) = self.routes.get(&event.route) else {
             let finish = Finish {
                 event_id: &event.id,
@@ -102,6 +124,9 @@ impl Worker {
                 .record_failure(&event, route.max_attempts, finish, error, true)
                 .await;
         };
+        let span = tracing::Span::current();
+        span.record("plugin", plugin.name.as_str());
+        span.record("version", short(&plugin.version));
         let finish = Finish {
             event_id: &event.id,
             owner: &self.owner,
@@ -121,12 +146,33 @@ impl Worker {
             never = self.keep_lease(&event.id) => match never {},
         };
         let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;
+        let observe = |outcome: &'static str| {
+            metrics::histogram!(
+                telemetry::EVENT_DURATION,
+                "plugin" => plugin.name.clone(),
+                "version" => short(&plugin.version).to_owned(),
+                "outcome" => outcome,
+            )
+            .record(dispatched.elapsed);
+        };
+        if let Err(error) = &dispatched.result {
+            metrics::counter!(
+                telemetry::PLUGIN_FAILURES,
+                "plugin" => plugin.name.clone(),
+                "kind" => failure_kind(error),
+            )
+            .increment(1);
+        }
         match (dispatched.result, dispatched.tx) {
             (Ok(_), Some(tx)) => match self.inbox.complete(tx, finish).await {
-                Ok(true) => tracing::info!(
-                    event_id = %event.id, route = %event.route, plugin = %plugin.name,
-                    attempt = event.attempts, elapsed_ms, "event done"
-                ),
+                Ok(true) => {
+                    observe("done");
+                    count_attempt(&event.route, &plugin.name, "done");
+                    tracing::info!(
+                        event_id = %event.id, route = %event.route, plugin = %plugin.name,
+                        attempt = event.attempts, elapsed_ms, "event done"
+                    )
+                }
                 Ok(false) => {
                     tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event")
                 }
@@ -143,6 +189,7 @@ impl Worker {
             }
             (Err(err), tx) => {
                 drop(tx); // rolls back whatever the plugin wrote
+                observe("failed");
                 let retryable = err.retryable();
                 self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable)
                     .await
@@ -184,6 +231,8 @@ impl Worker {
             );
             now_ms() + delay as i64
         });
+        let outcome = if retry_at.is_some() { "retry" } else { "dead" };
+        count_attempt(&event.route, finish.plugin, outcome);
         match retry_at {
             Some(at) => tracing::warn!(
                 event_id = %event.id, route = %event.route, attempt = event.attempts,
@@ -198,5 +247,32 @@ impl Worker {
             // The lease will expire and the event will be claimed again.
             tracing::error!(event_id = %event.id, "recording the failure failed: {e:#}");
         }
+    }
+}
+
+/// A version's first 12 characters: enough to tell versions apart in logs
+/// and metric labels.
+fn short(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
+fn count_attempt(route: &str, plugin: &str, outcome: &'static str) {
+    metrics::counter!(
+        telemetry::EVENT_ATTEMPTS,
+        "route" => route.to_owned(),
+        "plugin" => plugin.to_owned(),
+        "outcome" => outcome,
+    )
+    .increment(1);
+}
+
+fn failure_kind(error: &DispatchError) -> &'static str {
+    match error {
+        DispatchError::Invalid(_) => "invalid",
+        DispatchError::Retry(_) => "retry",
+        DispatchError::Fatal(_) => "fatal",
+        DispatchError::Trap(_) => "trap",
+        DispatchError::Timeout(_) => "timeout",
+        DispatchError::MemoryLimit { .. } => "memory_limit",
     }
 }

@@ -125,6 +125,7 @@ pub struct Runtime {
     linker: Linker<State>,
     /// Keeps live instances below the pool's slots.
     slots: Arc<Semaphore>,
+    max_instances: usize,
     max_memory_bytes: usize,
     /// Tells the epoch ticker thread to stop.
     stop_ticker: Arc<AtomicBool>,
@@ -199,12 +200,19 @@ impl Runtime {
             engine,
             linker,
             slots: Arc::new(Semaphore::new(max_instances as usize)),
+            max_instances: max_instances as usize,
             max_memory_bytes,
             stop_ticker,
             services: Arc::new(services),
             cache,
             stats: CompileStats::default(),
         })
+    }
+
+    /// Live instances now, and the most there may be.
+    pub fn instances(&self) -> (usize, usize) {
+        let free = self.slots.available_permits();
+        (self.max_instances.saturating_sub(free), self.max_instances)
     }
 
     /// Compiles a component and links it; fails with a clear message when the

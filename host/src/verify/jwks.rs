@@ -214,6 +214,7 @@ impl KeyCache {
         self.attempts.fetch_add(1, Ordering::Relaxed);
         match self.fetch().await {
             Ok(set) => {
+                metrics::counter!(crate::telemetry::JWKS_FETCHES, "result" => "ok").increment(1);
                 tracing::info!(keys = set.keys.len(), "JWKS fetched");
                 if let Err(e) = self.save(&set) {
                     tracing::warn!("JWKS cache file not written: {e:#}");
@@ -223,6 +224,7 @@ impl KeyCache {
                 }
             }
             Err(e) => {
+                metrics::counter!(crate::telemetry::JWKS_FETCHES, "result" => "error").increment(1);
                 tracing::warn!("JWKS fetch failed; cached keys stay in use while younger than 24 h: {e:#}")
             }
         }

@@ -1,18 +1,32 @@
-//! One span per request, carrying the request id nginx passes in
+//! What every request gets: a span carrying the request id nginx passes in
 //! `X-Request-ID` (or one made here), so every log line of a request can be
-//! found from the id the load balancer logged. The id goes back in the
-//! response's `X-Request-ID`.
+//! found from the id the load balancer logged; the id back in the response's
+//! `X-Request-ID`; and a count and duration in the metrics.
 
-use axum::extract::Request;
+use std::time::Instant;
+
+use axum::extract::{MatchedPath, Request};
 use axum::middleware::Next;
 use axum::response::Response;
 use http::HeaderValue;
 use tracing::Instrument;
 
+use crate::telemetry;
+
 pub const HEADER: &str = "x-request-id";
 
-/// Wraps the rest of the stack in a `request` span.
+/// A webhook route's name, put on its responses by the intake handler: the
+/// `route` label of the request metrics.
+#[derive(Clone)]
+pub struct RouteLabel(pub String);
+
+/// Wraps the rest of the stack in a `request` span and counts the answer.
 pub async fn layer(request: Request, next: Next) -> Response {
+    let started = Instant::now();
+    let matched = request
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned());
     let id = request
         .headers()
         .get(HEADER)
@@ -30,6 +44,17 @@ pub async fn layer(request: Request, next: Next) -> Response {
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);
     }
+    let route = match response.extensions().get::<RouteLabel>() {
+        Some(RouteLabel(name)) => name.clone(),
+        None => matched.unwrap_or_else(|| "unmatched".into()),
+    };
+    metrics::counter!(
+        telemetry::HTTP_REQUESTS,
+        "route" => route.clone(),
+        "status" => response.status().as_str().to_owned(),
+    )
+    .increment(1);
+    metrics::histogram!(telemetry::HTTP_DURATION, "route" => route).record(started.elapsed());
     response
 }
 
