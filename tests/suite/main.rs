@@ -1,7 +1,9 @@
 //! Integration tests: the real `webhook-host` binary on loopback, real SQLite,
 //! real plugins built for wasm32-wasip2.
 
+mod browser;
 mod capabilities;
+mod console;
 mod crash;
 mod deployment;
 mod harness;

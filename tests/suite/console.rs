@@ -1,0 +1,136 @@
+//! The admin console in a real headless Chromium: sign in, see a dead
+//! event, replay it and see it done, filter events, watch the live numbers,
+//! roll a plugin back.
+
+use base64::Engine as _;
+
+use crate::browser::Browser;
+use crate::harness::{Options, TestHost, plugin_dir, test_manifest};
+
+const ADMIN: &str = "console-test-admin-token";
+
+/// Uploads test-misbehave with `timeout_ms` changed (a new version) and
+/// activates it; its version.
+async fn deploy_second_version(host: &TestHost) -> String {
+    let manifest = test_manifest(
+        "test-misbehave",
+        &[("test-misbehave", "timeout_ms = 1000", "timeout_ms = 2000")],
+    );
+    let wasm = std::fs::read(plugin_dir().join("test_misbehave.wasm")).unwrap();
+    let body = serde_json::json!({
+        "manifest": manifest,
+        "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
+        "activate": true,
+    });
+    let response = host
+        .http
+        .post(host.url("/admin/v1/plugins"))
+        .bearer_auth(ADMIN)
+        .header("content-type", "application/json")
+        .body(body.to_string())
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 201);
+    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+    answer["version"].as_str().unwrap().to_string()
+}
+
+async fn active_version(host: &TestHost) -> String {
+    let text = host
+        .get_text(0, "/admin/v1/plugins/test-misbehave", Some(ADMIN))
+        .await;
+    let answer: serde_json::Value = serde_json::from_str(&text).unwrap();
+    answer["active_version"].as_str().unwrap().to_string()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn an_operator_replays_a_dead_event_and_rolls_a_plugin_back_in_the_browser() {
+    let host = TestHost::start_with(Options {
+        extra_env: &[("ADMIN_TOKEN", ADMIN)],
+        ..Options::default()
+    })
+    .await;
+    // A dead event: its table was missing.
+    host.execute("DROP TABLE plugin_effects").await;
+    let dead = host.post_mode("effect").await;
+    host.wait_for(&dead, "dead").await;
+    host.execute("CREATE TABLE plugin_effects (event_id TEXT NOT NULL)")
+        .await;
+    let first = active_version(&host).await;
+    let second = deploy_second_version(&host).await;
+    assert_ne!(first, second);
+
+    let browser = Browser::start().await;
+    // Signing in: a page asks for the token; a wrong one is refused.
+    browser.goto(&host.url("/admin/")).await;
+    assert!(browser.current_url().await.ends_with("/admin/login"));
+    browser.type_into("#token", "not-the-token").await;
+    browser.click("#sign-in").await;
+    assert!(browser.text("[role=alert]").await.contains("not right"));
+    browser.type_into("#token", ADMIN).await;
+    browser.click("#sign-in").await;
+    assert!(browser.current_url().await.ends_with("/admin/"));
+    assert_eq!(browser.text("[data-stat=dead]").await, "1");
+
+    // The dead event, its detail, its replay.
+    browser.click("a.card.status-dead").await;
+    assert!(browser.current_url().await.contains("status=dead"));
+    browser.click(&format!("tr[data-event='{dead}'] a")).await;
+    assert_eq!(browser.text("#event-status").await, "dead");
+    assert!(browser.text("#event-error").await.contains("plugin_effects"));
+    assert!(browser.text("#event-body").await.contains(r#""mode": "effect""#));
+    browser.click("#replay").await;
+    assert!(browser.text(".notice").await.contains("Replayed"));
+    browser
+        .wait_for_text("#event-status", true, |s| s == "done")
+        .await;
+    assert_eq!(browser.text("#event-attempts").await, "1");
+    assert_eq!(host.count("SELECT COUNT(*) FROM plugin_effects").await, 1);
+
+    // Filters: done events of the misbehave route.
+    browser.goto(&host.url("/admin/events")).await;
+    browser.click("#filter-route option[value=misbehave]").await;
+    browser.click("#filter-status option[value=done]").await;
+    browser.click("#filter").await;
+    let url = browser.current_url().await;
+    assert!(
+        url.contains("route=misbehave") && url.contains("status=done"),
+        "{url}"
+    );
+    assert_eq!(browser.find_all("#events tbody tr").await.len(), 1);
+    assert_eq!(browser.find_all("#events td.status-done").await.len(), 1);
+
+    // The dashboard follows new events without a reload.
+    browser.goto(&host.url("/admin/")).await;
+    for _ in 0..3 {
+        host.post_mode("effect").await;
+    }
+    browser
+        .wait_for_text("[data-stat=done]", false, |s| s == "4")
+        .await;
+
+    // Roll the plugin back to the version before.
+    browser.goto(&host.url("/admin/plugins")).await;
+    let section = "section[data-plugin=test-misbehave]";
+    assert_eq!(
+        browser.text(&format!("{section} .active-version")).await,
+        &second[..12]
+    );
+    browser.click(&format!("{section} button.rollback")).await;
+    assert!(browser.text(".notice").await.contains("rolled back to"));
+    assert_eq!(
+        browser.text(&format!("{section} .active-version")).await,
+        &first[..12]
+    );
+    assert_eq!(active_version(&host).await, first);
+    // And forward again with the version's own button.
+    browser
+        .click(&format!("{section} tr[data-version='{second}'] button.activate"))
+        .await;
+    assert_eq!(
+        browser.text(&format!("{section} .active-version")).await,
+        &second[..12]
+    );
+    assert_eq!(active_version(&host).await, second);
+}
