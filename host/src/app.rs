@@ -29,6 +29,7 @@ pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
     worker: Arc<Worker>,
+    scheduler: Arc<crate::schedule::Scheduler>,
 }
 
 impl Application {
@@ -119,7 +120,15 @@ impl Application {
             instance_id: settings.instance_id.clone(),
             body_limit: settings.http.body_limit_bytes,
             admin_token: settings.admin_token.clone(),
+            db: store_db.clone(),
         });
+        let scheduler = Arc::new(crate::schedule::Scheduler::new(
+            store_db.clone(),
+            inbox.clone(),
+            runtime.clone(),
+            plugin_set.clone(),
+            settings.instance_id.clone(),
+        ));
         let worker = Arc::new(Worker {
             inbox,
             runtime,
@@ -134,6 +143,7 @@ impl Application {
             listener,
             state,
             worker,
+            scheduler,
         })
     }
 
@@ -145,11 +155,10 @@ impl Application {
     /// in-flight events finish and returns.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
-        let worker = self
-            .worker
-            .settings
-            .enabled
-            .then(|| tokio::spawn(self.worker.clone().run(stop_rx)));
+        let worker = self.worker.settings.enabled.then(|| {
+            self.scheduler.clone().spawn(stop_rx.clone());
+            tokio::spawn(self.worker.clone().run(stop_rx))
+        });
         axum::serve(self.listener, http::router(self.state))
             .with_graceful_shutdown(async move {
                 shutdown.await;

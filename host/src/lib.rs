@@ -33,6 +33,7 @@ pub mod inbox;
 pub mod plugins;
 pub mod routes;
 pub mod runtime;
+pub mod schedule;
 pub mod telemetry;
 pub mod verify;
 

@@ -17,6 +17,7 @@ mod pg;
 mod postgres;
 mod processing;
 mod remote;
+mod schedules;
 mod services;
 mod verification;
 mod workspace;

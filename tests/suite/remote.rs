@@ -7,7 +7,10 @@
 //! - `GET /missing/…`: 404;
 //! - `GET /huge/…`: announces 2 GiB and sends a little;
 //! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`;
-//! - `POST /chat/<channel>`: records the body (a chat's incoming webhook).
+//! - `POST /chat/<channel>`: records the body (a chat's incoming webhook);
+//! - `GET /queue/<app>/requests/<id>/status` and `…/requests/<id>`: FAL's
+//!   queue API for the requests a test set with [`Remote::set_queue`]
+//!   (404 for others), recording each call and its `Authorization`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex, OnceLock};
@@ -36,6 +39,60 @@ struct Recorded {
     chat: HashMap<String, Vec<Value>>,
     /// GETs per file path.
     file_hits: HashMap<String, u64>,
+    /// FAL queue requests by id: status, and the result's status and body.
+    queue: HashMap<String, QueueEntry>,
+    /// Queue API calls per request id, with the Authorization they carried.
+    queue_calls: HashMap<String, Vec<String>>,
+}
+
+/// What FAL's queue says about one request.
+#[derive(Clone)]
+pub struct QueueEntry {
+    /// `IN_QUEUE`, `IN_PROGRESS`, `COMPLETED`; `OUTAGE` answers 503.
+    pub status: String,
+    pub result_status: u16,
+    pub result: Value,
+}
+
+async fn queue(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(path): Path<String>,
+    headers: axum::http::HeaderMap,
+) -> Response {
+    let (rest, wants_status) = match path.strip_suffix("/status") {
+        Some(rest) => (rest, true),
+        None => (path.as_str(), false),
+    };
+    let Some((_, id)) = rest.rsplit_once("/requests/") else {
+        return StatusCode::NOT_FOUND.into_response();
+    };
+    let auth = headers
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("")
+        .to_string();
+    let mut recorded = recorded.lock().unwrap();
+    recorded.queue_calls.entry(id.to_string()).or_default().push(auth);
+    let Some(entry) = recorded.queue.get(id).cloned() else {
+        return (StatusCode::NOT_FOUND, r#"{"detail":"Request not found"}"#).into_response();
+    };
+    if entry.status == "OUTAGE" {
+        return StatusCode::SERVICE_UNAVAILABLE.into_response();
+    }
+    let (status, body) = if wants_status {
+        (
+            200,
+            serde_json::json!({ "status": entry.status, "request_id": id }),
+        )
+    } else {
+        (entry.result_status, entry.result)
+    };
+    (
+        StatusCode::from_u16(status).unwrap(),
+        [(header::CONTENT_TYPE, "application/json")],
+        body.to_string(),
+    )
+        .into_response()
 }
 
 pub struct Remote {
@@ -129,6 +186,7 @@ impl Remote {
             .route("/huge/{*path}", get(huge))
             .route("/{bot}/sendMessage", post(send_message))
             .route("/chat/{channel}", post(chat))
+            .route("/queue/{*path}", get(queue))
             .with_state(recorded.clone());
         let url = format!("http://{}", listener.local_addr().unwrap());
         serve_on_own_thread(listener, app);
@@ -145,6 +203,22 @@ impl Remote {
             .filter(|n| n.body["chat_id"] == chat_id)
             .cloned()
             .collect()
+    }
+
+    /// Sets what FAL's queue says about request `id`.
+    pub fn set_queue(&self, id: &str, entry: QueueEntry) {
+        self.recorded.lock().unwrap().queue.insert(id.to_string(), entry);
+    }
+
+    /// The `Authorization` of every queue API call about request `id`.
+    pub fn queue_calls(&self, id: &str) -> Vec<String> {
+        self.recorded
+            .lock()
+            .unwrap()
+            .queue_calls
+            .get(id)
+            .cloned()
+            .unwrap_or_default()
     }
 
     /// How often `/files/<path>` was fetched.

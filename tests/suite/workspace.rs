@@ -47,13 +47,17 @@ pub fn loopback_fal_manifest(remote: &str) -> String {
     let mut edited = text.clone();
     for (from, to) in [
         (
-            r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org"] }"#
+            r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org", "https://queue.fal.run"] }"#
                 .to_string(),
             r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#.to_string(),
         ),
         (
             r#"telegram_api_base = "https://api.telegram.org""#.to_string(),
             format!("telegram_api_base = \"{remote}\""),
+        ),
+        (
+            r#"fal_queue_base = "https://queue.fal.run""#.to_string(),
+            format!("fal_queue_base = \"{remote}/queue\""),
         ),
     ] {
         assert!(

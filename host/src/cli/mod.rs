@@ -4,6 +4,7 @@ mod db;
 mod events;
 mod plugin;
 mod plugin_kit;
+mod schedules;
 mod send;
 
 use std::path::PathBuf;
@@ -53,6 +54,13 @@ enum Command {
         /// Default: http://127.0.0.1:$PORT/health (PORT defaults to 8000).
         #[arg(long)]
         url: Option<String>,
+    },
+    /// Scheduled plugin runs on a running host (admin API).
+    Schedules {
+        #[command(flatten)]
+        server: plugin::Server,
+        #[command(subcommand)]
+        command: schedules::Command,
     },
     /// Deploy and manage plugin versions on a running host (admin API).
     Plugin {
@@ -110,6 +118,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Events(command) => events::run(Settings::from_env(config, true)?, command).await,
         Command::Db(command) => db::run(Settings::from_env(config, true)?, command).await,
         Command::Healthcheck { url } => healthcheck(url).await,
+        Command::Schedules { server, command } => schedules::run(server, command).await,
         Command::Plugin { server, command } => plugin::run(server, command).await,
     }
 }

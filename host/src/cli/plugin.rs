@@ -90,14 +90,14 @@ pub enum Command {
     Remove { name: String, version: String },
 }
 
-struct Admin {
+pub(super) struct Admin {
     client: reqwest::Client,
     server: String,
     token: String,
 }
 
 impl Admin {
-    fn new(server: Server) -> Result<Self> {
+    pub(super) fn new(server: Server) -> Result<Self> {
         let token = server
             .token
             .filter(|t| !t.is_empty())
@@ -109,7 +109,12 @@ impl Admin {
         })
     }
 
-    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Result<Value> {
+    pub(super) async fn call(
+        &self,
+        method: reqwest::Method,
+        path: &str,
+        body: Option<Value>,
+    ) -> Result<Value> {
         let url = format!("{}{path}", self.server);
         let mut request = self.client.request(method, &url).bearer_auth(&self.token);
         if let Some(body) = body {
@@ -132,7 +137,7 @@ impl Admin {
     }
 }
 
-fn short(version: &Value) -> &str {
+pub(super) fn short(version: &Value) -> &str {
     let v = version.as_str().unwrap_or("-");
     &v[..12.min(v.len())]
 }

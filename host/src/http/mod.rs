@@ -2,6 +2,7 @@
 
 mod admin;
 mod admin_plugins;
+mod admin_schedules;
 mod console;
 mod error;
 mod health;
@@ -18,6 +19,7 @@ use crate::inbox::Inbox;
 use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
 
+pub use console::format_time;
 pub use error::ApiError;
 
 /// What every handler can reach.
@@ -35,6 +37,8 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub instance_id: String,
     pub body_limit: usize,
+    /// The host's own tables (plugin store, schedules), for the admin API.
+    pub db: crate::plugins::store::StoreDb,
     /// The admin API's token; none leaves the API unmounted.
     pub admin_token: Option<crate::config::Secret>,
 }
@@ -60,6 +64,7 @@ pub fn router(state: Arc<AppState>) -> Router {
         .merge(prometheus::router())
         .merge(admin::router())
         .merge(admin_plugins::router())
+        .merge(admin_schedules::router())
         .merge(console::router())
         .fallback(|| async { ApiError::not_found("no such path") })
         .layer(axum::middleware::from_fn(observe::layer))

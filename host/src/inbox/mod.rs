@@ -135,6 +135,16 @@ impl Stats {
     }
 }
 
+/// Whose lease on which schedule a scheduled run commits under.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleGuard<'a> {
+    pub plugin: &'a str,
+    pub schedule: &'a str,
+    pub owner: &'a str,
+    /// The lease's new end.
+    pub lease_until_ms: i64,
+}
+
 /// Which events to replay.
 #[derive(Debug, Clone, Copy)]
 pub enum Replay<'a> {
@@ -173,6 +183,10 @@ pub trait Inbox: Send + Sync {
     /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
     /// when `retry_at_ms` is none.
     async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()>;
+    /// Commits a scheduled run's transaction if `guard.owner` still holds the
+    /// schedule's lease (checked in the same transaction); false, rolled
+    /// back, when another instance has taken it.
+    async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool>;
 
     /// Pushes the lease of an event `owner` is still working on `lease_ms`
     /// into the future. False when the lease was lost.

@@ -19,7 +19,9 @@ use sqlx::postgres::{PgConnectOptions, PgListener, PgPoolOptions};
 use tokio::sync::Notify;
 
 use super::sql::{self, event_from_row, pairs_to_json};
-use super::{Event, Filter, Finish, Inbox, Insert, NewEvent, Replay, Stats, Status, Tx, new_event_id};
+use super::{
+    Event, Filter, Finish, Inbox, Insert, NewEvent, Replay, ScheduleGuard, Stats, Status, Tx, new_event_id,
+};
 use crate::config::Secret;
 use crate::now_ms;
 
@@ -52,6 +54,11 @@ fn migrator() -> Migrator {
                 3,
                 "plugin activations",
                 include_str!("../../migrations/postgres/0003_plugin_activations.sql"),
+            ),
+            migration(
+                4,
+                "schedules",
+                include_str!("../../migrations/postgres/0004_schedules.sql"),
             ),
         ]),
         ignore_missing: true,
@@ -208,6 +215,30 @@ impl Inbox for PostgresInbox {
             return Ok(false);
         }
         tx.commit().await.context("committing the event")?;
+        Ok(true)
+    }
+
+    async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
+        let Tx::Postgres(mut tx) = tx else {
+            anyhow::bail!("a non-PostgreSQL transaction was handed to the PostgreSQL inbox");
+        };
+        sqlx::query("RESET ROLE")
+            .execute(&mut *tx)
+            .await
+            .context("leaving the plugin's role")?;
+        let held = sqlx::query(sql::SCHEDULE_GUARD)
+            .bind(guard.lease_until_ms)
+            .bind(guard.plugin)
+            .bind(guard.schedule)
+            .bind(guard.owner)
+            .execute(&mut *tx)
+            .await
+            .context("checking the schedule's lease")?;
+        if held.rows_affected() != 1 {
+            tx.rollback().await.context("rolling back after a lost lease")?;
+            return Ok(false);
+        }
+        tx.commit().await.context("committing the scheduled run")?;
         Ok(true)
     }
 

@@ -44,6 +44,10 @@ pub const FAIL: &str = "UPDATE webhook_events SET \
        lease_owner = NULL, lease_until = NULL \
      WHERE id = $6 AND lease_owner = $7";
 
+/// $1 new lease end, $2 plugin, $3 schedule, $4 owner.
+pub const SCHEDULE_GUARD: &str = "UPDATE schedule_leases SET lease_until = $1 \
+     WHERE plugin = $2 AND schedule = $3 AND owner = $4";
+
 /// $1 new lease end, $2 id, $3 owner.
 pub const EXTEND_LEASE: &str = "UPDATE webhook_events SET lease_until = $1 \
      WHERE id = $2 AND lease_owner = $3 AND status = 'processing'";

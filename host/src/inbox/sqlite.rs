@@ -19,7 +19,9 @@ use sqlx::migrate::{Migration, MigrationType, Migrator};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
 
 use super::sql::{self, event_from_row, pairs_to_json};
-use super::{Event, Filter, Finish, Inbox, Insert, NewEvent, Replay, Stats, Status, Tx, new_event_id};
+use super::{
+    Event, Filter, Finish, Inbox, Insert, NewEvent, Replay, ScheduleGuard, Stats, Status, Tx, new_event_id,
+};
 use crate::now_ms;
 
 const BUSY_TIMEOUT: Duration = Duration::from_secs(10);
@@ -52,6 +54,11 @@ fn migrator() -> Migrator {
                 3,
                 "plugin activations",
                 include_str!("../../migrations/sqlite/0003_plugin_activations.sql"),
+            ),
+            migration(
+                4,
+                "schedules",
+                include_str!("../../migrations/sqlite/0004_schedules.sql"),
             ),
         ]),
         ignore_missing: true,
@@ -241,6 +248,28 @@ impl Inbox for SqliteInbox {
             return Ok(false);
         }
         tx.commit().await.context("committing the event")?;
+        Ok(true)
+    }
+
+    async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
+        let Tx::Sqlite(mut event_tx) = tx else {
+            anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");
+        };
+        event_tx.open().await.context("opening the run's transaction")?;
+        let mut tx = event_tx.tx.take().expect("opened above");
+        let held = sqlx::query(sql::SCHEDULE_GUARD)
+            .bind(guard.lease_until_ms)
+            .bind(guard.plugin)
+            .bind(guard.schedule)
+            .bind(guard.owner)
+            .execute(&mut *tx)
+            .await
+            .context("checking the schedule's lease")?;
+        if held.rows_affected() != 1 {
+            tx.rollback().await.context("rolling back after a lost lease")?;
+            return Ok(false);
+        }
+        tx.commit().await.context("committing the scheduled run")?;
         Ok(true)
     }
 

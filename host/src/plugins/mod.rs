@@ -46,6 +46,21 @@ pub struct Manifest {
     /// is refused at deploy.
     #[serde(default)]
     pub routes: Vec<ManifestRoute>,
+    /// Work the host runs on a timer through the plugin's `scheduled`
+    /// export, on one instance at a time.
+    #[serde(default)]
+    pub schedules: Vec<ManifestSchedule>,
+}
+
+/// A schedule declared by a plugin's manifest.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct ManifestSchedule {
+    /// Passed to `run-scheduled`.
+    pub name: String,
+    /// Seconds from the end of one run to the start of the next (longer
+    /// after failures: the interval doubles per failure, up to 32 times).
+    pub every_secs: u64,
 }
 
 /// A route declared by a plugin's manifest.
@@ -99,6 +114,27 @@ impl Manifest {
             }
             if !seen.insert(route.name.as_str()) {
                 bail!("route {:?} is declared twice", route.name);
+            }
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for schedule in &manifest.schedules {
+            let ok = !schedule.name.is_empty()
+                && schedule.name.len() <= 64
+                && schedule
+                    .name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !ok {
+                bail!(
+                    "schedule name {:?} must be letters, digits, '-' or '_'",
+                    schedule.name
+                );
+            }
+            if !seen.insert(schedule.name.as_str()) {
+                bail!("schedule {:?} is declared twice", schedule.name);
+            }
+            if schedule.every_secs == 0 {
+                bail!("schedule {:?}: every_secs must be at least 1", schedule.name);
             }
         }
         Ok(manifest)

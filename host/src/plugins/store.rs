@@ -30,11 +30,12 @@ pub enum StoreDb {
 macro_rules! on_pool {
     ($db:expr, |$pool:ident| $body:expr) => {
         match $db {
-            StoreDb::Sqlite($pool) => $body,
-            StoreDb::Postgres($pool) => $body,
+            $crate::plugins::store::StoreDb::Sqlite($pool) => $body,
+            $crate::plugins::store::StoreDb::Postgres($pool) => $body,
         }
     };
 }
+pub(crate) use on_pool;
 
 /// A plugin version's identity: the sha256 of its component and manifest,
 /// so a changed manifest (config, grants, limits) is a new version too.

@@ -39,6 +39,7 @@ use crate::config::{RuntimeSettings, SecretRef};
 use crate::inbox::{Event, Tx};
 use crate::plugins::Manifest;
 use bindings::types::HandlerError;
+use bindings::with_schedules::{ScheduledHandler, ScheduledHandlerPre};
 use bindings::{Handler, HandlerPre};
 use output::GuestOutput;
 pub use state::{MemoryLimiter, State};
@@ -74,7 +75,12 @@ pub struct LoadedPlugin {
     /// purpose: SQLite holds a raw pointer to it, so it must outlive every
     /// connection (one small allocation per loaded plugin version).
     pub table_grant: &'static TableGrant,
+    /// The schedules its manifest declares (their component exports
+    /// `scheduled`, checked at load).
+    pub schedules: Vec<crate::plugins::ManifestSchedule>,
     pre: HandlerPre<State>,
+    /// Present when the plugin declares schedules.
+    scheduled: Option<ScheduledHandlerPre<State>>,
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -255,6 +261,13 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("plugin {name}: cannot be linked: {e}"))?;
+        let scheduled = if manifest.schedules.is_empty() {
+            None
+        } else {
+            Some(ScheduledHandlerPre::new(pre.clone()).map_err(|e| {
+                anyhow!("plugin {name}: declares schedules but does not export `scheduled`: {e}")
+            })?)
+        };
         let pre =
             HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
         let table_grant = match &grants.db {
@@ -272,7 +285,9 @@ impl Runtime {
             http_policy: Arc::new(http_policy),
             imports,
             table_grant,
+            schedules: manifest.schedules.clone(),
             pre,
+            scheduled,
         })
     }
 
@@ -336,13 +351,61 @@ impl Runtime {
 
     /// Runs one attempt of `event` on `plugin`, inside `tx`.
     pub async fn dispatch(&self, plugin: &LoadedPlugin, event: &Event, tx: Tx) -> Dispatched {
+        let wit_event = to_wit(event);
+        self.run(plugin, &event.id, tx, async |store, pre| {
+            let handler: Handler = pre.plugin.pre.instantiate_async(&mut *store).await?;
+            handler.call_handle(&mut *store, &wit_event).await
+        })
+        .await
+    }
+
+    /// Runs schedule `schedule` of `plugin` once (`run_id` tags its log
+    /// lines and budgets), inside `tx`, with the plugin's limits.
+    pub async fn run_scheduled(
+        &self,
+        plugin: &LoadedPlugin,
+        schedule: &str,
+        run_id: &str,
+        tx: Tx,
+    ) -> Dispatched {
+        let Some(scheduled) = &plugin.scheduled else {
+            return Dispatched {
+                result: Err(DispatchError::Fatal(format!(
+                    "plugin {} declares no schedules",
+                    plugin.name
+                ))),
+                tx: Some(tx),
+                elapsed: Duration::ZERO,
+            };
+        };
+        self.run(plugin, run_id, tx, async |store, _| {
+            let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
+            handler
+                .webhook_plugin_scheduled()
+                .call_run_scheduled(&mut *store, schedule)
+                .await
+                .map(|result| result.map(|()| None))
+        })
+        .await
+    }
+
+    /// A fresh store for `plugin` (limits, deadline, capabilities bound to
+    /// `tx`), then `call` in it; the outcome classified and the transaction
+    /// handed back.
+    async fn run<F>(&self, plugin: &LoadedPlugin, tag: &str, tx: Tx, call: F) -> Dispatched
+    where
+        F: AsyncFnOnce(
+            &mut Store<State>,
+            Running<'_>,
+        ) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
+    {
         let started = Instant::now();
         let _slot = self
             .slots
             .acquire()
             .await
             .expect("the instance semaphore is never closed");
-        let (stdout, stderr) = GuestOutput::pair(&plugin.name, &event.id);
+        let (stdout, stderr) = GuestOutput::pair(&plugin.name, tag);
         let services = &self.services;
         let sent = Arc::new(AtomicU32::new(0));
         let state = State {
@@ -360,7 +423,7 @@ impl Runtime {
             },
             db: DbState::new(tx, plugin.grants.db.is_some(), plugin.table_grant),
             config: ConfigState::new(plugin.config.clone(), plugin.secrets.clone()),
-            log: LogState::new(&plugin.name, &event.id),
+            log: LogState::new(&plugin.name, tag),
             blob: BlobState::new(
                 services.blob.clone(),
                 plugin.grants.blob.clone(),
@@ -375,7 +438,7 @@ impl Runtime {
                 plugin.http_policy.clone(),
                 sent,
                 &plugin.name,
-                &event.id,
+                tag,
             ),
             timed_out: false,
         };
@@ -392,12 +455,11 @@ impl Runtime {
             }
         });
 
-        let wit_event = to_wit(event);
-        let call = async {
-            let handler: Handler = plugin.pre.instantiate_async(&mut store).await?;
-            handler.call_handle(&mut store, &wit_event).await
-        };
-        let outcome = tokio::time::timeout(plugin.limits.timeout + HOST_CALL_GRACE, call).await;
+        let outcome = tokio::time::timeout(
+            plugin.limits.timeout + HOST_CALL_GRACE,
+            call(&mut store, Running { plugin }),
+        )
+        .await;
         let timeout_ms = plugin.limits.timeout.as_millis() as u64;
         let result = match outcome {
             Err(_) => Err(DispatchError::Timeout(timeout_ms)),
@@ -433,6 +495,11 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
+}
+
+/// What a call inside [`Runtime::run`] may use besides its store.
+struct Running<'a> {
+    plugin: &'a LoadedPlugin,
 }
 
 impl Drop for Runtime {

@@ -20,16 +20,21 @@
 //! The avatar is found by `avatars.fal_request_id = request_id`. An unknown
 //! request id is logged and the event is done: retrying cannot make it known.
 //! A body that is not one of the shapes above is `invalid` and never retried.
+//!
+//! Its `reconcile` schedule (see [`reconcile`]) finds avatars whose webhook
+//! never came by asking FAL's queue API, and applies the answer with the
+//! same code.
 
 // The generated bindings take many arguments in places; that is theirs.
 #![allow(clippy::too_many_arguments)]
 
 mod body;
 mod notice;
+mod reconcile;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "handler",
+    world: "scheduled-handler",
 });
 
 use body::{FalFile, Outcome, parse};
@@ -406,6 +411,15 @@ impl Guest for FalAvatarStatus {
             &format!("avatar {} ({}): {result}", avatar.id, report.request_id),
         );
         Ok(None)
+    }
+}
+
+impl exports::webhook::plugin::scheduled::Guest for FalAvatarStatus {
+    fn run_scheduled(name: String) -> Result<(), HandlerError> {
+        match name.as_str() {
+            "reconcile" => reconcile::run(),
+            other => Err(HandlerError::Invalid(format!("no schedule named {other:?}"))),
+        }
     }
 }
 

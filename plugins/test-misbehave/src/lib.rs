@@ -29,7 +29,7 @@
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "handler",
+    world: "scheduled-handler",
 });
 
 use webhook::plugin::{blob, db, kv};
@@ -181,6 +181,35 @@ impl Guest for Misbehave {
                 Ok(None)
             }
             other => Err(HandlerError::Invalid(format!("unknown mode {other:?}"))),
+        }
+    }
+}
+
+/// Schedules (declared only by the tests that want them): `slow` is busy
+/// for 300 ms and records `schedule <start ms> <end ms>`; `fail` fails.
+impl exports::webhook::plugin::scheduled::Guest for Misbehave {
+    fn run_scheduled(name: String) -> Result<(), HandlerError> {
+        let now_ms = || {
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0, |d| d.as_millis())
+        };
+        match name.as_str() {
+            "slow" => {
+                let start = now_ms();
+                let begun = std::time::Instant::now();
+                while begun.elapsed() < std::time::Duration::from_millis(300) {
+                    std::hint::spin_loop();
+                }
+                db::execute(
+                    "INSERT INTO plugin_effects (event_id) VALUES ($1)",
+                    &[db::Value::Text(format!("schedule {start} {}", now_ms()))],
+                )
+                .map(|_| ())
+                .map_err(HandlerError::Retry)
+            }
+            "fail" => Err(HandlerError::Retry("asked to fail".into())),
+            other => Err(HandlerError::Invalid(format!("no schedule {other:?}"))),
         }
     }
 }

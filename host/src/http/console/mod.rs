@@ -21,6 +21,7 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
 use crate::inbox::{Event, Filter, Replay, Status};
+pub use page::time as format_time;
 use page::{Section, esc, layout, query_value, short, time};
 use session::Operator;
 
