@@ -89,6 +89,14 @@ impl Browser {
     /// One WebDriver command; its `value`. Panics with the driver's message
     /// on an error.
     async fn call(&self, method: &str, path: &str, body: Option<Value>) -> Value {
+        match self.try_call(method, path, body).await {
+            Ok(value) => value,
+            Err(e) => panic!("{e}"),
+        }
+    }
+
+    /// One WebDriver command; its `value`, or the driver's error.
+    async fn try_call(&self, method: &str, path: &str, body: Option<Value>) -> Result<Value, String> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let request = match method {
             "GET" => self.http.get(&url),
@@ -102,11 +110,11 @@ impl Browser {
         let response = request.send().await.unwrap();
         let status = response.status();
         let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-        assert!(
-            status.is_success(),
-            "WebDriver {method} {path}: {status} {answer}"
-        );
-        answer["value"].clone()
+        if status.is_success() {
+            Ok(answer["value"].clone())
+        } else {
+            Err(format!("WebDriver {method} {path}: {status} {answer}"))
+        }
     }
 
     fn at(&self, rest: &str) -> String {
@@ -124,6 +132,20 @@ impl Browser {
             .as_str()
             .unwrap()
             .to_string()
+    }
+
+    /// Waits (up to 10 s) for the page's URL to satisfy `check` (a click
+    /// that navigates returns before the next page is there).
+    pub async fn wait_for_url(&self, check: impl Fn(&str) -> bool) -> String {
+        let started = Instant::now();
+        loop {
+            let url = self.current_url().await;
+            if check(&url) {
+                return url;
+            }
+            assert!(started.elapsed() < Duration::from_secs(10), "still on {url}");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Every element matching `css`.
@@ -170,12 +192,25 @@ impl Browser {
         .await;
     }
 
+    /// The text of the first element matching `css`. A click may have
+    /// started loading the next page: an element that is missing or went
+    /// stale is looked for again, for up to 10 s.
     pub async fn text(&self, css: &str) -> String {
-        let element = self.find(css).await;
-        let text = self
-            .call("GET", &self.at(&format!("/element/{element}/text")), None)
-            .await;
-        text.as_str().unwrap().to_string()
+        let started = Instant::now();
+        loop {
+            if let Some(element) = self.find_all(css).await.first() {
+                let path = self.at(&format!("/element/{element}/text"));
+                if let Ok(text) = self.try_call("GET", &path, None).await {
+                    return text.as_str().unwrap().to_string();
+                }
+            }
+            assert!(
+                started.elapsed() < Duration::from_secs(10),
+                "no element {css} on {}",
+                self.current_url().await
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Waits (up to 20 s) until `check` holds of the text of `css`, reloading

@@ -70,18 +70,20 @@ async fn an_operator_replays_a_dead_event_and_rolls_a_plugin_back_in_the_browser
     assert!(browser.text("[role=alert]").await.contains("not right"));
     browser.type_into("#token", ADMIN).await;
     browser.click("#sign-in").await;
-    assert!(browser.current_url().await.ends_with("/admin/"));
+    browser.wait_for_url(|u| u.ends_with("/admin/")).await;
     assert_eq!(browser.text("[data-stat=dead]").await, "1");
 
     // The dead event, its detail, its replay.
     browser.click("a.card.status-dead").await;
-    assert!(browser.current_url().await.contains("status=dead"));
+    browser.wait_for_url(|u| u.contains("status=dead")).await;
     browser.click(&format!("tr[data-event='{dead}'] a")).await;
     assert_eq!(browser.text("#event-status").await, "dead");
     assert!(browser.text("#event-error").await.contains("plugin_effects"));
     assert!(browser.text("#event-body").await.contains(r#""mode": "effect""#));
     browser.click("#replay").await;
-    assert!(browser.text(".notice").await.contains("Replayed"));
+    browser
+        .wait_for_text(".notice", false, |t| t.contains("Replayed"))
+        .await;
     browser
         .wait_for_text("#event-status", true, |s| s == "done")
         .await;
@@ -93,11 +95,9 @@ async fn an_operator_replays_a_dead_event_and_rolls_a_plugin_back_in_the_browser
     browser.click("#filter-route option[value=misbehave]").await;
     browser.click("#filter-status option[value=done]").await;
     browser.click("#filter").await;
-    let url = browser.current_url().await;
-    assert!(
-        url.contains("route=misbehave") && url.contains("status=done"),
-        "{url}"
-    );
+    browser
+        .wait_for_url(|u| u.contains("route=misbehave") && u.contains("status=done"))
+        .await;
     assert_eq!(browser.find_all("#events tbody tr").await.len(), 1);
     assert_eq!(browser.find_all("#events td.status-done").await.len(), 1);
 
@@ -118,7 +118,9 @@ async fn an_operator_replays_a_dead_event_and_rolls_a_plugin_back_in_the_browser
         &second[..12]
     );
     browser.click(&format!("{section} button.rollback")).await;
-    assert!(browser.text(".notice").await.contains("rolled back to"));
+    browser
+        .wait_for_text(".notice", false, |t| t.contains("rolled back to"))
+        .await;
     assert_eq!(
         browser.text(&format!("{section} .active-version")).await,
         &first[..12]
@@ -127,6 +129,9 @@ async fn an_operator_replays_a_dead_event_and_rolls_a_plugin_back_in_the_browser
     // And forward again with the version's own button.
     browser
         .click(&format!("{section} tr[data-version='{second}'] button.activate"))
+        .await;
+    browser
+        .wait_for_text(".notice", false, |t| t.contains("activated"))
         .await;
     assert_eq!(
         browser.text(&format!("{section} .active-version")).await,
