@@ -72,48 +72,13 @@ fn migrator() -> Migrator {
 #[derive(Clone)]
 pub struct PostgresInbox {
     pool: PgPool,
+    /// Asks the notifier task for a `NOTIFY` (see [`Self::notify_stored`]).
+    stored: Arc<Notify>,
 }
 
 impl PostgresInbox {
-    /// Connects (lazily: the host starts even while PostgreSQL is down and
-    /// reports it on `/health`) and, when `migrate`, applies migrations.
-    pub async fn connect(url: &Secret, max_connections: u32, migrate: bool) -> Result<Self> {
-        let options = PgConnectOptions::from_str(url.expose())
-            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
-        let pool = PgPoolOptions::new()
-            .max_connections(max_connections.max(2))
-            .acquire_timeout(Duration::from_secs(5))
-            .connect_lazy_with(options);
-        let inbox = Self { pool };
-        if migrate {
-            inbox.migrate().await?;
-        }
-        Ok(inbox)
-    }
-
-    /// Applies migrations under an advisory lock (safe to run from several
-    /// instances at once).
-    pub async fn migrate(&self) -> Result<()> {
-        migrator()
-            .run(&self.pool)
-            .await
-            .context("applying PostgreSQL migrations")
-    }
-
-    pub fn pool(&self) -> &PgPool {
-        &self.pool
-    }
-}
-
-/// Quotes a role name for `SET LOCAL ROLE` (manifests only allow
-/// `[a-z0-9_]`, this is the second guard).
-fn quote_ident(name: &str) -> String {
-    format!("\"{}\"", name.replace('"', "\"\""))
-}
-
-#[async_trait::async_trait]
-impl Inbox for PostgresInbox {
-    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+    /// One batch, its rows already in lock order: one multi-row INSERT.
+    async fn insert_sorted(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
         let ids: Vec<String> = events.iter().map(|_| new_event_id()).collect();
         let column = |f: &dyn Fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
         let mut tx = self
@@ -157,14 +122,82 @@ impl Inbox for PostgresInbox {
                 .context("finding the stored duplicate")?;
             results.push(Insert::Duplicate { event_id: existing });
         }
-        if !stored.is_empty() {
-            sqlx::query("SELECT pg_notify($1, '')")
-                .bind(CHANNEL)
-                .execute(&mut *tx)
-                .await?;
-        }
         tx.commit().await.context("committing the intake batch")?;
+        if !stored.is_empty() {
+            self.notify_stored();
+        }
         Ok(results)
+    }
+
+    /// Tells every instance that events were stored, after the commit (a
+    /// NOTIFY inside the intake transaction would serialise the commits of
+    /// concurrent batches on PostgreSQL's notification lock). Requests made
+    /// while one NOTIFY is on its way collapse into one more after it.
+    fn notify_stored(&self) {
+        self.stored.notify_one();
+    }
+    /// Connects (lazily: the host starts even while PostgreSQL is down and
+    /// reports it on `/health`) and, when `migrate`, applies migrations.
+    pub async fn connect(url: &Secret, max_connections: u32, migrate: bool) -> Result<Self> {
+        let options = PgConnectOptions::from_str(url.expose())
+            .map_err(|_| anyhow::anyhow!("DATABASE_URL is not a valid postgres:// URL"))?;
+        let pool = PgPoolOptions::new()
+            .max_connections(max_connections.max(2))
+            .acquire_timeout(Duration::from_secs(5))
+            .connect_lazy_with(options);
+        let stored = Arc::new(Notify::new());
+        tokio::spawn(notifier(pool.clone(), stored.clone()));
+        let inbox = Self { pool, stored };
+        if migrate {
+            inbox.migrate().await?;
+        }
+        Ok(inbox)
+    }
+
+    /// Applies migrations under an advisory lock (safe to run from several
+    /// instances at once).
+    pub async fn migrate(&self) -> Result<()> {
+        migrator()
+            .run(&self.pool)
+            .await
+            .context("applying PostgreSQL migrations")
+    }
+
+    pub fn pool(&self) -> &PgPool {
+        &self.pool
+    }
+}
+
+/// Quotes a role name for `SET LOCAL ROLE` (manifests only allow
+/// `[a-z0-9_]`, this is the second guard).
+fn quote_ident(name: &str) -> String {
+    format!("\"{}\"", name.replace('"', "\"\""))
+}
+
+#[async_trait::async_trait]
+impl Inbox for PostgresInbox {
+    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+        // Rows go in (route, delivery id) order, so that concurrent batches
+        // holding the same deliveries lock them in the same order (no
+        // deadlock); the answers come back in the callers' order.
+        let mut order: Vec<usize> = (0..events.len()).collect();
+        order.sort_by(|&a, &b| {
+            (&events[a].route, &events[a].delivery_id).cmp(&(&events[b].route, &events[b].delivery_id))
+        });
+        let mut slots: Vec<Option<NewEvent>> = events.into_iter().map(Some).collect();
+        let events: Vec<NewEvent> = order
+            .iter()
+            .map(|&i| slots[i].take().expect("each once"))
+            .collect();
+        let sorted = self.insert_sorted(events).await?;
+        let mut results: Vec<Option<Insert>> = vec![None; sorted.len()];
+        for (result, &i) in sorted.into_iter().zip(&order) {
+            results[i] = Some(result);
+        }
+        Ok(results
+            .into_iter()
+            .map(|r| r.expect("every slot answered"))
+            .collect())
     }
 
     async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
@@ -351,6 +384,21 @@ impl Inbox for PostgresInbox {
 }
 
 /// Wakes the worker on every notification until the connection fails.
+/// Sends `NOTIFY` once per request from [`PostgresInbox::notify_stored`],
+/// coalescing requests that arrive while one is being sent.
+async fn notifier(pool: PgPool, stored: Arc<Notify>) {
+    loop {
+        stored.notified().await;
+        if let Err(e) = sqlx::query("SELECT pg_notify($1, '')")
+            .bind(CHANNEL)
+            .execute(&pool)
+            .await
+        {
+            tracing::debug!("NOTIFY after intake failed (the poll covers it): {e}");
+        }
+    }
+}
+
 async fn listen(pool: &PgPool, wake: &Notify) -> Result<()> {
     let mut listener = PgListener::connect_with(pool).await?;
     listener.listen(CHANNEL).await?;
