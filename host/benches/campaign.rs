@@ -19,6 +19,9 @@
 #[allow(dead_code)]
 mod workspace;
 
+#[path = "support/pgbench.rs"]
+mod pgbench;
+
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
 mod pg;
@@ -33,7 +36,7 @@ use std::time::{Duration, Instant};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use webhook_host::verify::{sign, unix_now};
-use workspace::{plugin_dir, workspace};
+use workspace::workspace;
 
 const SECRET: &str = "bench-secret";
 const RUN: Duration = Duration::from_secs(5);
@@ -171,37 +174,6 @@ fn measure(
     }
 }
 
-fn pgbench(server: &pg::PgServer, url: &str, clients: usize) -> f64 {
-    let script = std::env::temp_dir().join("webhook-host-campaign-pgbench.sql");
-    std::fs::write(
-        &script,
-        "\\set n random(1, 2000000000)\nINSERT INTO bench_ingest (delivery_id, body) VALUES (:client_id || '-' || :n, 'x') ON CONFLICT DO NOTHING;\n",
-    )
-    .unwrap();
-    let output = Command::new(server.bin().join("pgbench"))
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &RUN.as_secs().to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .expect("running pgbench");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("tps = ")
-                .and_then(|r| r.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or_else(|| panic!("no tps from pgbench:\n{text}"))
-}
-
 /// The release binary serving intake only, on `database_url` or SQLite in `dir`.
 fn start_host(dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
     let config = dir.join("campaign.toml");
@@ -325,18 +297,9 @@ fn main() {
         .build()
         .unwrap();
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        plugin_dir().join("fal_avatar_status.wasm"),
-        plugins.join("fal-avatar-status.wasm"),
-    )
-    .unwrap();
-    std::fs::copy(
-        workspace().join("plugins/fal-avatar-status/manifest.toml"),
-        plugins.join("fal-avatar-status.toml"),
-    )
-    .unwrap();
+    let manifest =
+        std::fs::read_to_string(workspace().join("plugins/fal-avatar-status/manifest.toml")).unwrap();
+    workspace::fal_plugin_folder(dir.path(), &manifest);
     let server = pg::PgServer::start_with(true);
     let url = load.block_on(server.create_database());
     load.block_on(async {
@@ -376,7 +339,7 @@ fn main() {
 
     let mut pgbench_tps = Vec::new();
     for &clients in &concurrencies {
-        let tps = pgbench(&server, &url, clients);
+        let tps = pgbench::single_row_insert_tps(server.bin(), &url, clients, RUN.as_secs());
         pgbench_tps.push((clients, tps));
         rows.push(Row {
             scenario: "pgbench single-row INSERT".into(),

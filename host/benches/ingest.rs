@@ -16,12 +16,14 @@ mod workspace;
 #[path = "../../tests/suite/remote.rs"]
 mod remote;
 
+#[path = "support/pgbench.rs"]
+mod pgbench;
+
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
 use std::path::Path;
-use std::process::Command;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -29,46 +31,10 @@ use webhook_host::app::Application;
 use webhook_host::config::Settings;
 use webhook_host::inbox::{Inbox, NewEvent, PostgresInbox};
 use webhook_host::verify::{sign, unix_now};
-use workspace::{plugin_dir, workspace};
+use workspace::workspace;
 
 const SECRET: &str = "bench-secret";
 const RUN: Duration = Duration::from_secs(6);
-
-fn pgbench(server: &pg::PgServer, url: &str, clients: u32) -> f64 {
-    let script = std::env::temp_dir().join("webhook-host-pgbench.sql");
-    std::fs::write(
-        &script,
-        "\\set n random(1, 2000000000)\nINSERT INTO bench_ingest (delivery_id, body) VALUES (:client_id || '-' || :n, 'x') ON CONFLICT DO NOTHING;\n",
-    )
-    .unwrap();
-    let output = Command::new(server.bin().join("pgbench"))
-        .args([
-            "-n",
-            "-c",
-            &clients.to_string(),
-            "-j",
-            "2",
-            "-T",
-            &RUN.as_secs().to_string(),
-            "-f",
-        ])
-        .arg(&script)
-        .arg(url)
-        .output()
-        .expect("running pgbench");
-    let text = String::from_utf8_lossy(&output.stdout);
-    text.lines()
-        .find_map(|l| {
-            l.strip_prefix("tps = ")
-                .and_then(|rest| rest.split_whitespace().next()?.parse().ok())
-        })
-        .unwrap_or_else(|| {
-            panic!(
-                "no tps in pgbench output:\n{text}{}",
-                String::from_utf8_lossy(&output.stderr)
-            )
-        })
-}
 
 fn settings(url: &str, dir: &Path, instance: &str, worker: bool) -> Settings {
     let config = dir.join("bench.toml");
@@ -143,18 +109,10 @@ async fn intake_load(addr: std::net::SocketAddr, connections: usize, tag: &str) 
 
 async fn run() {
     let dir = tempfile::tempdir().unwrap();
-    let plugins = dir.path().join("plugins");
-    std::fs::create_dir_all(&plugins).unwrap();
-    std::fs::copy(
-        plugin_dir().join("fal_avatar_status.wasm"),
-        plugins.join("fal-avatar-status.wasm"),
-    )
-    .unwrap();
-    std::fs::write(
-        plugins.join("fal-avatar-status.toml"),
-        workspace::loopback_fal_manifest(&remote::shared().url),
-    )
-    .unwrap();
+    workspace::fal_plugin_folder(
+        dir.path(),
+        &workspace::loopback_fal_manifest(&remote::shared().url),
+    );
 
     let server = pg::PgServer::start_with(true);
     let url = server.create_database().await;
@@ -183,7 +141,7 @@ async fn run() {
         let _ = stopped.await;
     }));
     for connections in [16usize, 64] {
-        let tps = pgbench(&server, &url, connections as u32);
+        let tps = pgbench::single_row_insert_tps(server.bin(), &url, connections, RUN.as_secs());
         let (rate, latencies) = intake_load(addr, connections, &format!("c{connections}")).await;
         let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
         println!(

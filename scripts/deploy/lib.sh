@@ -103,3 +103,40 @@ show_failure() {
     printf 'error: %s %s; its last log lines:\n' "$1" "$2" >&2
     docker logs --tail 50 "$1" >&2 || true
 }
+
+# The options both image scripts take (each script's usage lists them):
+# sets TAG (exported, default: the commit), REGISTRY (exported), ENV_FILE,
+# HEALTH_TIMEOUT, BUILD, PUSH and PROFILES (compose --profile arguments).
+# Calls the script's `usage` for --help and for anything unknown.
+parse_image_options() {
+    TAG="" BUILD=1 PUSH=1 PROFILES=()
+    while [ $# -gt 0 ]; do
+        case "$1" in
+        --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
+        --registry) REGISTRY=${2:?--registry needs a value}; shift 2 ;;
+        --env-file) ENV_FILE=${2:?--env-file needs a value}; shift 2 ;;
+        --no-build) BUILD=0; shift ;;
+        --no-push) PUSH=0; shift ;;
+        --profile) PROFILES+=(--profile "${2:?--profile needs a value}"); shift 2 ;;
+        --timeout) HEALTH_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
+        -h | --help) usage; exit 0 ;;
+        *) usage >&2; die "unknown argument: $1" ;;
+        esac
+    done
+    TAG=${TAG:-$(default_tag)}
+    export TAG REGISTRY
+}
+
+# Builds and pushes the images (unless --no-build / --no-push), or pulls
+# them with --no-build.
+provide_images() {
+    if [ "$BUILD" = 1 ]; then
+        build_images
+        if [ "$PUSH" = 1 ]; then
+            push_images
+        fi
+    else
+        step "pulling images"
+        compose "${PROFILES[@]}" pull "$@"
+    fi
+}

@@ -20,6 +20,7 @@ Options:
   --env-file FILE    environment file (default: prod.env)
   --no-build         do not build; pull TAG from the registry
   --no-push          build, but do not push
+  --profile NAME     a compose profile the cluster runs with (e.g. local)
   --timeout SECONDS  how long to wait for each health check (default: 180)
   -h, --help         this text
 
@@ -31,43 +32,19 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/deploy/lib.sh
 . "$here/lib.sh"
 
-TAG=""
-build=1
-push=1
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
-    --registry) REGISTRY=${2:?--registry needs a value}; shift 2 ;;
-    --env-file) ENV_FILE=${2:?--env-file needs a value}; shift 2 ;;
-    --no-build) build=0; shift ;;
-    --no-push) push=0; shift ;;
-    --timeout) HEALTH_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-TAG=${TAG:-$(default_tag)}
-export TAG REGISTRY
+parse_image_options "$@"
 
 require_docker
 require_files
 step "updating to tag $TAG from $REGISTRY"
 
-if [ "$build" = 1 ]; then
-    build_images
-    if [ "$push" = 1 ]; then
-        push_images
-    fi
-else
-    step "pulling images"
-    compose pull "${API_SERVICES[@]}" "$NGINX_SERVICE"
-fi
+provide_images "${API_SERVICES[@]}" "$NGINX_SERVICE"
 
 ensure_network
 
 for service in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
     step "replacing $service"
-    compose up -d --no-deps "$service"
+    compose "${PROFILES[@]}" up -d --no-deps "$service"
     wait_healthy "$service" || die "update to $TAG stopped: $service is not healthy (the containers after it still run the old images)"
 done
 

@@ -31,47 +31,23 @@ here=$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)
 # shellcheck source=scripts/deploy/lib.sh
 . "$here/lib.sh"
 
-TAG=""
-build=1
-push=1
-profiles=()
-while [ $# -gt 0 ]; do
-    case "$1" in
-    --tag) TAG=${2:?--tag needs a value}; shift 2 ;;
-    --registry) REGISTRY=${2:?--registry needs a value}; shift 2 ;;
-    --env-file) ENV_FILE=${2:?--env-file needs a value}; shift 2 ;;
-    --no-build) build=0; shift ;;
-    --no-push) push=0; shift ;;
-    --profile) profiles+=(--profile "${2:?--profile needs a value}"); shift 2 ;;
-    --timeout) HEALTH_TIMEOUT=${2:?--timeout needs a value}; shift 2 ;;
-    -h | --help) usage; exit 0 ;;
-    *) usage >&2; die "unknown argument: $1" ;;
-    esac
-done
-TAG=${TAG:-$(default_tag)}
-export TAG REGISTRY
+parse_image_options "$@"
 
 require_docker
 require_files
 step "deploying tag $TAG from $REGISTRY"
 
-if [ "$build" = 1 ]; then
-    build_images
-    if [ "$push" = 1 ]; then
-        push_images
-    fi
-else
-    step "pulling images"
-    compose "${profiles[@]}" pull
-fi
+# No service names: every image.
+# shellcheck disable=SC2119
+provide_images
 
 ensure_network
 
 step "stopping the old containers"
-compose "${profiles[@]}" down --remove-orphans
+compose "${PROFILES[@]}" down --remove-orphans
 
 step "starting the new containers"
-compose "${profiles[@]}" up -d
+compose "${PROFILES[@]}" up -d
 
 for container in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
     wait_healthy "$container" || die "deployment of $TAG failed: $container is not healthy"

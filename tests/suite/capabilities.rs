@@ -10,7 +10,7 @@ use serde_json::Value;
 
 use crate::harness::{BOT_TOKEN, Backend, Options, Signer, TestHost, fixture};
 use crate::remote;
-use crate::services::{garage, redis};
+use crate::services::{garage, production_env, redis};
 
 /// A FAL `OK` body for `request_id` whose files live at `/files/<folder>/…`
 /// on the loopback remote, the LoRA `lora_size` bytes long.
@@ -45,11 +45,8 @@ async fn replay(host: &TestHost, event_id: &str) {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_notifies_once() {
-    let (garage, redis) = (garage(), redis());
-    let bucket = garage.bucket();
-    let mut env = garage.env(&bucket);
-    env.push(("REDIS_URL".into(), redis.url.clone()));
-    env.push(("ADMIN_TOKEN".into(), "admin-test-token".into()));
+    let garage = garage();
+    let (env, bucket) = production_env("admin-test-token");
     let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let host = TestHost::start_with(Options {
         backend: Backend::Postgres,

@@ -2,38 +2,18 @@
 //! event, replay it and see it done, filter events, watch the live numbers,
 //! roll a plugin back.
 
-use base64::Engine as _;
-
 use crate::browser::Browser;
-use crate::harness::{Options, TestHost, plugin_dir, test_manifest};
+use crate::harness::{Options, TestHost};
 
 const ADMIN: &str = "console-test-admin-token";
 
-/// Uploads test-misbehave with `timeout_ms` changed (a new version) and
-/// activates it; its version.
+/// Uploads and activates another version of test-misbehave; its version.
 async fn deploy_second_version(host: &TestHost) -> String {
-    let manifest = test_manifest(
-        "test-misbehave",
-        &[("test-misbehave", "timeout_ms = 1000", "timeout_ms = 2000")],
-    );
-    let wasm = std::fs::read(plugin_dir().join("test_misbehave.wasm")).unwrap();
-    let body = serde_json::json!({
-        "manifest": manifest,
-        "component_base64": base64::engine::general_purpose::STANDARD.encode(wasm),
-        "activate": true,
-    });
-    let response = host
-        .http
-        .post(host.url("/admin/v1/plugins"))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 201);
-    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    answer["version"].as_str().unwrap().to_string()
+    let upload = crate::lifecycle::tagged_upload("second");
+    host.admin_post(0, "/admin/v1/plugins", ADMIN, upload).await["version"]
+        .as_str()
+        .unwrap()
+        .to_string()
 }
 
 async fn active_version(host: &TestHost) -> String {

@@ -291,6 +291,24 @@ impl TestHost {
         request.send().await.unwrap().text().await.unwrap()
     }
 
+    /// POSTs JSON `body` to the admin API of instance `i` with `token`;
+    /// the answer (the call must succeed).
+    pub async fn admin_post(&self, i: usize, path: &str, token: &str, body: Value) -> Value {
+        let response = self
+            .http
+            .post(self.url_on(i, path))
+            .bearer_auth(token)
+            .header("content-type", "application/json")
+            .body(body.to_string())
+            .send()
+            .await
+            .unwrap();
+        let status = response.status();
+        let answer: Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
+        assert!(status.is_success(), "{path}: {status} {answer}");
+        answer
+    }
+
     /// Posts `body` to `path`, signed by `signer`; returns status and JSON answer.
     pub async fn post(&self, path: &str, body: &[u8], signer: Signer<'_>) -> (u16, Value) {
         self.post_with(path, body, &signer.headers(body)).await

@@ -50,8 +50,13 @@ async fn a_restart_with_a_warm_compile_cache_does_not_compile() {
 
 const ADMIN: &str = "lifecycle-admin-token";
 
+/// POSTs `body` to the admin API of instance `i` with this module's token.
+async fn admin_post_as(host: &TestHost, i: usize, path: &str, body: serde_json::Value) -> serde_json::Value {
+    host.admin_post(i, path, ADMIN, body).await
+}
+
 /// The test-misbehave component with a manifest whose `tag` config names the version.
-fn tagged_upload(tag: &str) -> serde_json::Value {
+pub(crate) fn tagged_upload(tag: &str) -> serde_json::Value {
     use base64::Engine as _;
     let wasm = std::fs::read(crate::harness::plugin_dir().join("test_misbehave.wasm")).unwrap();
     let manifest = format!(
@@ -71,26 +76,10 @@ fn tagged_upload(tag: &str) -> serde_json::Value {
 
 /// Deploys and activates the tagged test plugin through instance `i`; its version.
 async fn deploy_tagged(host: &TestHost, i: usize, tag: &str) -> String {
-    admin_post(host, i, "/admin/v1/plugins", tagged_upload(tag)).await["version"]
+    admin_post_as(host, i, "/admin/v1/plugins", tagged_upload(tag)).await["version"]
         .as_str()
         .unwrap()
         .to_string()
-}
-
-async fn admin_post(host: &TestHost, i: usize, path: &str, body: serde_json::Value) -> serde_json::Value {
-    let response = host
-        .http
-        .post(host.url_on(i, path))
-        .bearer_auth(ADMIN)
-        .header("content-type", "application/json")
-        .body(body.to_string())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status();
-    let answer: serde_json::Value = serde_json::from_str(&response.text().await.unwrap()).unwrap();
-    assert!(status.is_success(), "{path}: {status} {answer}");
-    answer
 }
 
 /// The version of test-misbehave instance `i` reports on `/health`.
@@ -174,7 +163,7 @@ async fn deploy_and_rollback_under_load_switch_both_instances_and_lose_nothing()
     let v2 = deploy_tagged(&host, 1, "v2").await;
     let deploy = both_switch_to(&host, &v2).await;
     tokio::time::sleep(std::time::Duration::from_millis(500)).await;
-    let back = admin_post(
+    let back = admin_post_as(
         &host,
         0,
         "/admin/v1/plugins/test-misbehave/rollback",
@@ -494,7 +483,7 @@ async fn plugins_declare_routes_and_a_taken_route_is_refused() {
     };
     let misbehave = format!("{}{route}", crate::harness::test_manifest("test-misbehave", &[]));
     let upload = serde_json::json!({ "manifest": misbehave, "component_base64": b64("test-misbehave"), "activate": true });
-    admin_post(&host, 0, "/admin/v1/plugins", upload).await;
+    admin_post_as(&host, 0, "/admin/v1/plugins", upload).await;
 
     // The declared route serves at once, verified as declared.
     let body = br#"{"mode":"tagged"}"#;
@@ -536,7 +525,7 @@ async fn plugins_declare_routes_and_a_taken_route_is_refused() {
     }
 
     // Rolled back to the folder's version (no routes): the route is gone.
-    admin_post(
+    admin_post_as(
         &host,
         0,
         "/admin/v1/plugins/test-misbehave/rollback",

@@ -5,7 +5,7 @@
 use serde_json::Value;
 
 use crate::harness::{BOT_TOKEN, Backend, Options, SECRET, Signer, TestHost, fixture};
-use crate::services::{garage, redis};
+use crate::services::production_env;
 
 /// The value of the sample of `name` whose labels include every one of
 /// `labels` (`key="value"` pairs); `None` when there is none.
@@ -156,11 +156,7 @@ verify = [{ scheme = "fal-ed25519", jwks_urls = ["http://127.0.0.1:9/jwks.json"]
 async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
     const ADMIN: &str = "observability-admin-token-5f2c";
     const MARKER: &str = "body-marker-7d1e9a";
-    let (garage, redis) = (garage(), redis());
-    let bucket = garage.bucket();
-    let mut env = garage.env(&bucket);
-    env.push(("REDIS_URL".into(), redis.url.clone()));
-    env.push(("ADMIN_TOKEN".into(), ADMIN.into()));
+    let (mut env, _) = production_env(ADMIN);
     env.push(("LOG_FORMAT".into(), "json".into()));
     env.push((
         "LOG_LEVEL".into(),

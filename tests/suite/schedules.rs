@@ -27,6 +27,16 @@ const FAST_RECONCILE: &[(&str, &str, &str)] = &[
     ),
 ];
 
+/// One embedded host with FAL's API key and the fast reconciliation.
+async fn reconciling_host() -> TestHost {
+    TestHost::start_with(Options {
+        extra_env: &[("FAL_API_KEY", "test-fal-key"), ("ADMIN_TOKEN", ADMIN)],
+        manifest_edits: FAST_RECONCILE,
+        ..Options::default()
+    })
+    .await
+}
+
 async fn wait_until<F: std::future::Future<Output = bool>>(what: &str, mut check: impl FnMut() -> F) {
     let started = Instant::now();
     while !check().await {
@@ -66,12 +76,7 @@ fn completed(id: &str, size: usize) -> QueueEntry {
 #[tokio::test(flavor = "multi_thread")]
 async fn reconciliation_completes_missed_webhooks_and_leaves_running_trainings() {
     let remote = remote::shared();
-    let host = TestHost::start_with(Options {
-        extra_env: &[("FAL_API_KEY", "test-fal-key"), ("ADMIN_TOKEN", ADMIN)],
-        manifest_edits: FAST_RECONCILE,
-        ..Options::default()
-    })
-    .await;
+    let host = reconciling_host().await;
     remote.set_queue("rec-done", completed("rec-done", 5000));
     remote.set_queue(
         "rec-running",
@@ -196,12 +201,7 @@ async fn reconciliation_completes_missed_webhooks_and_leaves_running_trainings()
 #[tokio::test(flavor = "multi_thread")]
 async fn a_fal_outage_backs_the_schedule_off() {
     let remote = remote::shared();
-    let host = TestHost::start_with(Options {
-        extra_env: &[("FAL_API_KEY", "test-fal-key"), ("ADMIN_TOKEN", ADMIN)],
-        manifest_edits: FAST_RECONCILE,
-        ..Options::default()
-    })
-    .await;
+    let host = reconciling_host().await;
     remote.set_queue(
         "rec-outage",
         QueueEntry {

@@ -257,3 +257,13 @@ pub fn oci_registry() -> &'static OciRegistry {
         }
     })
 }
+
+/// The environment of a production-shaped host: a fresh bucket on the shared
+/// Garage, the shared Redis, and `ADMIN_TOKEN`; with the bucket's name.
+pub fn production_env(admin_token: &str) -> (Vec<(String, String)>, String) {
+    let bucket = garage().bucket();
+    let mut env = garage().env(&bucket);
+    env.push(("REDIS_URL".into(), redis().url.clone()));
+    env.push(("ADMIN_TOKEN".into(), admin_token.into()));
+    (env, bucket)
+}

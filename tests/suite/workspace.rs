@@ -68,3 +68,18 @@ pub fn loopback_fal_manifest(remote: &str) -> String {
     }
     edited
 }
+
+/// A plugin folder under `dir` holding fal-avatar-status with `manifest`
+/// (for the benchmarks, which include this file).
+#[allow(dead_code)]
+pub fn fal_plugin_folder(dir: &Path, manifest: &str) -> PathBuf {
+    let plugins = dir.join("plugins");
+    std::fs::create_dir_all(&plugins).unwrap();
+    std::fs::copy(
+        plugin_dir().join("fal_avatar_status.wasm"),
+        plugins.join("fal-avatar-status.wasm"),
+    )
+    .unwrap();
+    std::fs::write(plugins.join("fal-avatar-status.toml"), manifest).unwrap();
+    plugins
+}

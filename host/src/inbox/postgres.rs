@@ -226,53 +226,28 @@ impl Inbox for PostgresInbox {
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
-        let Tx::Postgres(mut tx) = tx else {
+        let Tx::Postgres(tx) = tx else {
             anyhow::bail!("a non-PostgreSQL transaction was handed to the PostgreSQL inbox");
         };
-        // Back to the host's own role for the host's own table.
-        sqlx::query("RESET ROLE")
-            .execute(&mut *tx)
-            .await
-            .context("leaving the plugin's role")?;
-        let marked = sqlx::query(sql::MARK_DONE)
+        let mark = sqlx::query(sql::MARK_DONE)
             .bind(now_ms())
             .bind(finish.plugin)
             .bind(finish.plugin_version)
             .bind(finish.event_id)
-            .bind(finish.owner)
-            .execute(&mut *tx)
-            .await
-            .context("marking the event done")?;
-        if marked.rows_affected() != 1 {
-            tx.rollback().await.context("rolling back after a lost lease")?;
-            return Ok(false);
-        }
-        tx.commit().await.context("committing the event")?;
-        Ok(true)
+            .bind(finish.owner);
+        commit_if_one(tx, mark, "marking the event done").await
     }
 
     async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
-        let Tx::Postgres(mut tx) = tx else {
+        let Tx::Postgres(tx) = tx else {
             anyhow::bail!("a non-PostgreSQL transaction was handed to the PostgreSQL inbox");
         };
-        sqlx::query("RESET ROLE")
-            .execute(&mut *tx)
-            .await
-            .context("leaving the plugin's role")?;
-        let held = sqlx::query(sql::SCHEDULE_GUARD)
+        let check = sqlx::query(sql::SCHEDULE_GUARD)
             .bind(guard.lease_until_ms)
             .bind(guard.plugin)
             .bind(guard.schedule)
-            .bind(guard.owner)
-            .execute(&mut *tx)
-            .await
-            .context("checking the schedule's lease")?;
-        if held.rows_affected() != 1 {
-            tx.rollback().await.context("rolling back after a lost lease")?;
-            return Ok(false);
-        }
-        tx.commit().await.context("committing the scheduled run")?;
-        Ok(true)
+            .bind(guard.owner);
+        commit_if_one(tx, check, "checking the schedule's lease").await
     }
 
     async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
@@ -397,6 +372,28 @@ async fn notifier(pool: PgPool, stored: Arc<Notify>) {
             tracing::debug!("NOTIFY after intake failed (the poll covers it): {e}");
         }
     }
+}
+
+/// Ends a plugin's transaction: back to the host's own role, `guard` (an
+/// UPDATE of the host's row that proves this instance still owns the work:
+/// its lease), and a commit only when the guard touched exactly one row;
+/// otherwise a rollback and `false`.
+async fn commit_if_one(
+    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    guard: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
+    what: &str,
+) -> Result<bool> {
+    sqlx::query("RESET ROLE")
+        .execute(&mut *tx)
+        .await
+        .context("leaving the plugin's role")?;
+    let touched = guard.execute(&mut *tx).await.with_context(|| what.to_string())?;
+    if touched.rows_affected() != 1 {
+        tx.rollback().await.context("rolling back after a lost lease")?;
+        return Ok(false);
+    }
+    tx.commit().await.context("committing")?;
+    Ok(true)
 }
 
 async fn listen(pool: &PgPool, wake: &Notify) -> Result<()> {

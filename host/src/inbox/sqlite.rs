@@ -229,48 +229,28 @@ impl Inbox for SqliteInbox {
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
-        let Tx::Sqlite(mut event_tx) = tx else {
+        let Tx::Sqlite(tx) = tx else {
             anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");
         };
-        event_tx.open().await.context("opening the event transaction")?;
-        let mut tx = event_tx.tx.take().expect("opened above");
-        let marked = sqlx::query(sql::MARK_DONE)
+        let mark = sqlx::query(sql::MARK_DONE)
             .bind(now_ms())
             .bind(finish.plugin)
             .bind(finish.plugin_version)
             .bind(finish.event_id)
-            .bind(finish.owner)
-            .execute(&mut *tx)
-            .await
-            .context("marking the event done")?;
-        if marked.rows_affected() != 1 {
-            tx.rollback().await.context("rolling back after a lost lease")?;
-            return Ok(false);
-        }
-        tx.commit().await.context("committing the event")?;
-        Ok(true)
+            .bind(finish.owner);
+        commit_if_one(tx, mark, "marking the event done").await
     }
 
     async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
-        let Tx::Sqlite(mut event_tx) = tx else {
+        let Tx::Sqlite(tx) = tx else {
             anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");
         };
-        event_tx.open().await.context("opening the run's transaction")?;
-        let mut tx = event_tx.tx.take().expect("opened above");
-        let held = sqlx::query(sql::SCHEDULE_GUARD)
+        let check = sqlx::query(sql::SCHEDULE_GUARD)
             .bind(guard.lease_until_ms)
             .bind(guard.plugin)
             .bind(guard.schedule)
-            .bind(guard.owner)
-            .execute(&mut *tx)
-            .await
-            .context("checking the schedule's lease")?;
-        if held.rows_affected() != 1 {
-            tx.rollback().await.context("rolling back after a lost lease")?;
-            return Ok(false);
-        }
-        tx.commit().await.context("committing the scheduled run")?;
-        Ok(true)
+            .bind(guard.owner);
+        commit_if_one(tx, check, "checking the schedule's lease").await
     }
 
     async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
@@ -364,6 +344,25 @@ impl Inbox for SqliteInbox {
             .context("database ping")?;
         Ok(())
     }
+}
+
+/// Ends a plugin's transaction: `guard` (an UPDATE of the host's row that
+/// proves this instance still owns the work: its lease), and a commit only
+/// when it touched exactly one row; otherwise a rollback and `false`.
+async fn commit_if_one<'q>(
+    mut event_tx: SqliteEventTx,
+    guard: sqlx::query::Query<'q, sqlx::Sqlite, sqlx::sqlite::SqliteArguments<'q>>,
+    what: &str,
+) -> Result<bool> {
+    event_tx.open().await.context("opening the transaction")?;
+    let mut tx = event_tx.tx.take().expect("opened above");
+    let touched = guard.execute(&mut *tx).await.with_context(|| what.to_string())?;
+    if touched.rows_affected() != 1 {
+        tx.rollback().await.context("rolling back after a lost lease")?;
+        return Ok(false);
+    }
+    tx.commit().await.context("committing")?;
+    Ok(true)
 }
 
 #[cfg(test)]
