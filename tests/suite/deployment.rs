@@ -186,13 +186,19 @@ fn loopback(last: u8) -> Option<IpAddr> {
     Some(IpAddr::from([127, 0, 0, last]))
 }
 
-/// nginx's own rules, in front of one instance: redirects, 405, 413, 429,
-/// the admin allow-list and the request id the host logs.
+/// nginx's own rules in front of two instances on PostgreSQL: redirects,
+/// 405, 413, 429, the admin allow-list and the request id the host logs.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nginx_enforces_the_edge_rules() {
-    let host = TestHost::spawn_with("", &[("ADMIN_TOKEN", ADMIN_TOKEN)]).await;
+    let host = TestHost::start_with(Options {
+        backend: Backend::Postgres,
+        instances: 2,
+        extra_env: &[("ADMIN_TOKEN", ADMIN_TOKEN)],
+        ..Options::default()
+    })
+    .await;
     let nginx = Nginx::start(NginxConfig {
-        upstreams: [host.addr(0), host.addr(0)],
+        upstreams: [host.addr(0), host.addr(1)],
         admin_allow: "127.0.0.2/32",
         rate: "5r/s",
         burst: 10,
@@ -240,7 +246,7 @@ async fn nginx_enforces_the_edge_rules() {
     assert_eq!(response.status(), 200);
     let made = response.headers()["x-request-id"].to_str().unwrap().to_string();
     assert_eq!(made.len(), 32, "{made}");
-    let log = host.log();
+    let log = host.log_of(0) + &host.log_of(1);
     for id in ["deploy-test-request-7", made.as_str()] {
         assert!(
             log.lines()
