@@ -137,27 +137,21 @@ impl Scheduler {
     /// the consecutive failures so far when it did.
     async fn claim(&self, plugin: &str, schedule: &ManifestSchedule, lease_ms: i64) -> Result<Option<i64>> {
         let now = now_ms();
-        on_pool!(&self.db, |pool| sqlx::query(
-            "INSERT INTO schedule_leases (plugin, schedule, next_run_at) VALUES ($1, $2, $3) \
-             ON CONFLICT DO NOTHING"
-        )
-        .bind(plugin)
-        .bind(&schedule.name)
-        .bind(now)
-        .execute(pool)
-        .await
-        .map(|r| r.rows_affected())
-        .context("adding a schedule")?);
+        // A schedule seen for the first time is added already claimed (its
+        // first run is due now); an existing one is claimed only when due
+        // and not held.
         let claimed: Option<(i64,)> = on_pool!(&self.db, |pool| sqlx::query_as(
-            "UPDATE schedule_leases SET owner = $1, lease_until = $2 \
-             WHERE plugin = $3 AND schedule = $4 AND next_run_at <= $5 \
-               AND (owner IS NULL OR lease_until < $5) \
+            "INSERT INTO schedule_leases (plugin, schedule, owner, lease_until, next_run_at) \
+             VALUES ($1, $2, $3, $4, $5) \
+             ON CONFLICT (plugin, schedule) DO UPDATE SET owner = $3, lease_until = $4 \
+             WHERE schedule_leases.next_run_at <= $5 \
+               AND (schedule_leases.owner IS NULL OR schedule_leases.lease_until < $5) \
              RETURNING CAST(failures AS BIGINT)"
         )
-        .bind(&self.owner)
-        .bind(now + lease_ms)
         .bind(plugin)
         .bind(&schedule.name)
+        .bind(&self.owner)
+        .bind(now + lease_ms)
         .bind(now)
         .fetch_optional(pool)
         .await
@@ -188,7 +182,7 @@ impl Scheduler {
             run_id = %run_id,
             plugin = %plugin.name,
             schedule = %schedule.name,
-            version = &plugin.version[..12],
+            version = crate::plugins::short_version(&plugin.version),
         );
         async {
             let started = now_ms();

@@ -8,7 +8,7 @@ use std::time::Duration;
 use object_store::ObjectStoreExt;
 use serde_json::Value;
 
-use crate::harness::{BOT_TOKEN, Backend, Options, Signer, TestHost, fixture};
+use crate::harness::{BOT_TOKEN, Options, Signer, TestHost, fixture};
 use crate::remote;
 use crate::services::{garage, production_env, redis};
 
@@ -47,13 +47,7 @@ async fn replay(host: &TestHost, event_id: &str) {
 async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_notifies_once() {
     let garage = garage();
     let (env, bucket) = production_env("admin-test-token");
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let host = TestHost::start_with(Options {
-        backend: Backend::Postgres,
-        extra_env: &env,
-        ..Options::default()
-    })
-    .await;
+    let host = TestHost::spawn_pg_with(&env).await;
     let store = garage.store(&bucket);
     let remote = remote::shared();
 

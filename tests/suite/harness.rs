@@ -149,6 +149,18 @@ impl TestHost {
         .await
     }
 
+    /// One instance on a fresh PostgreSQL database with `env` added (for
+    /// example [`crate::services::production_env`]).
+    pub async fn spawn_pg_with(env: &[(String, String)]) -> TestHost {
+        let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
+        Self::start_with(Options {
+            backend: Backend::Postgres,
+            extra_env: &env,
+            ..Options::default()
+        })
+        .await
+    }
+
     /// A fresh folder with the bot's schema, the plugins and the config; then
     /// the hosts, started.
     pub async fn start_with(options: Options<'_>) -> TestHost {

@@ -4,7 +4,7 @@
 
 use serde_json::Value;
 
-use crate::harness::{BOT_TOKEN, Backend, Options, SECRET, Signer, TestHost, fixture};
+use crate::harness::{BOT_TOKEN, SECRET, Signer, TestHost, fixture};
 use crate::services::production_env;
 
 /// The value of the sample of `name` whose labels include every one of
@@ -171,13 +171,7 @@ async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
                 .map(|(_, v)| v.clone()),
         )
         .collect();
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
-    let host = TestHost::start_with(Options {
-        backend: Backend::Postgres,
-        extra_env: &env,
-        ..Options::default()
-    })
-    .await;
+    let host = TestHost::spawn_pg_with(&env).await;
 
     // A FAL completion: files copied to S3, a Telegram notice with the token in its URL.
     let avatar = host.seed_avatar("obs-fal-1").await;

@@ -138,8 +138,7 @@ impl Admin {
 }
 
 pub(super) fn short(version: &Value) -> &str {
-    let v = version.as_str().unwrap_or("-");
-    &v[..12.min(v.len())]
+    crate::plugins::short_version(version.as_str().unwrap_or("-"))
 }
 
 /// A component file and its manifest (default: the `.toml` beside it).

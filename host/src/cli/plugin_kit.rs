@@ -214,7 +214,11 @@ async fn run_once(
     let runtime = Runtime::new(&defaults, Services::embedded(data_dir)?)?;
     let version = version_of(bytes, text);
     let plugin = runtime.load(manifest, &version, bytes, &defaults)?;
-    println!("plugin {} version {}", plugin.name, &version[..12]);
+    println!(
+        "plugin {} version {}",
+        plugin.name,
+        crate::plugins::short_version(&version)
+    );
     println!("imports: {}", plugin.imports.join(", "));
 
     let headers = args

@@ -154,7 +154,7 @@ async fn upload(
             .map_err(store_error)?;
         swap_here(&state).await;
     }
-    tracing::info!(plugin = %manifest.name, version = &version[..12], activated = upload.activate, by = %by, "plugin version uploaded");
+    tracing::info!(plugin = %manifest.name, version = crate::plugins::short_version(&version), activated = upload.activate, by = %by, "plugin version uploaded");
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -187,7 +187,7 @@ async fn activate(
         .await
         .map_err(store_error)?;
     swap_here(&state).await;
-    tracing::info!(plugin = %name, version = &version[..12], by = %by, "plugin version activated");
+    tracing::info!(plugin = %name, version = crate::plugins::short_version(&version), by = %by, "plugin version activated");
     Ok(Json(json!({ "name": name, "active_version": version })))
 }
 
@@ -203,7 +203,7 @@ async fn rollback(
         .await
         .map_err(store_error)?;
     swap_here(&state).await;
-    tracing::info!(plugin = %name, version = &version[..12], "plugin rolled back");
+    tracing::info!(plugin = %name, version = crate::plugins::short_version(&version), "plugin rolled back");
     Ok(Json(json!({ "name": name, "active_version": version })))
 }
 

@@ -180,15 +180,9 @@ impl Inbox for PostgresInbox {
         // Rows go in (route, delivery id) order, so that concurrent batches
         // holding the same deliveries lock them in the same order (no
         // deadlock); the answers come back in the callers' order.
-        let mut order: Vec<usize> = (0..events.len()).collect();
-        order.sort_by(|&a, &b| {
-            (&events[a].route, &events[a].delivery_id).cmp(&(&events[b].route, &events[b].delivery_id))
-        });
-        let mut slots: Vec<Option<NewEvent>> = events.into_iter().map(Some).collect();
-        let events: Vec<NewEvent> = order
-            .iter()
-            .map(|&i| slots[i].take().expect("each once"))
-            .collect();
+        let mut indexed: Vec<(usize, NewEvent)> = events.into_iter().enumerate().collect();
+        indexed.sort_by(|(_, a), (_, b)| (&a.route, &a.delivery_id).cmp(&(&b.route, &b.delivery_id)));
+        let (order, events): (Vec<usize>, Vec<NewEvent>) = indexed.into_iter().unzip();
         let sorted = self.insert_sorted(events).await?;
         let mut results: Vec<Option<Insert>> = vec![None; sorted.len()];
         for (result, &i) in sorted.into_iter().zip(&order) {

@@ -20,7 +20,7 @@ use crate::config::WorkerSettings;
 use crate::now_ms;
 use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
-use crate::runtime::{DispatchError, Runtime};
+use crate::runtime::Runtime;
 use crate::telemetry;
 
 pub struct Worker {
@@ -126,7 +126,7 @@ impl Worker {
         };
         let span = tracing::Span::current();
         span.record("plugin", plugin.name.as_str());
-        span.record("version", short(&plugin.version));
+        span.record("version", crate::plugins::short_version(&plugin.version));
         let finish = Finish {
             event_id: &event.id,
             owner: &self.owner,
@@ -150,7 +150,7 @@ impl Worker {
             metrics::histogram!(
                 telemetry::EVENT_DURATION,
                 "plugin" => plugin.name.clone(),
-                "version" => short(&plugin.version).to_owned(),
+                "version" => crate::plugins::short_version(&plugin.version).to_owned(),
                 "outcome" => outcome,
             )
             .record(dispatched.elapsed);
@@ -159,7 +159,7 @@ impl Worker {
             metrics::counter!(
                 telemetry::PLUGIN_FAILURES,
                 "plugin" => plugin.name.clone(),
-                "kind" => failure_kind(error),
+                "kind" => error.kind(),
             )
             .increment(1);
         }
@@ -250,12 +250,6 @@ impl Worker {
     }
 }
 
-/// A version's first 12 characters: enough to tell versions apart in logs
-/// and metric labels.
-fn short(version: &str) -> &str {
-    &version[..version.len().min(12)]
-}
-
 fn count_attempt(route: &str, plugin: &str, outcome: &'static str) {
     metrics::counter!(
         telemetry::EVENT_ATTEMPTS,
@@ -264,15 +258,4 @@ fn count_attempt(route: &str, plugin: &str, outcome: &'static str) {
         "outcome" => outcome,
     )
     .increment(1);
-}
-
-fn failure_kind(error: &DispatchError) -> &'static str {
-    match error {
-        DispatchError::Invalid(_) => "invalid",
-        DispatchError::Retry(_) => "retry",
-        DispatchError::Fatal(_) => "fatal",
-        DispatchError::Trap(_) => "trap",
-        DispatchError::Timeout(_) => "timeout",
-        DispatchError::MemoryLimit { .. } => "memory_limit",
-    }
 }

@@ -159,6 +159,12 @@ impl Manifest {
     }
 }
 
+/// A version id's first 12 characters: enough to tell versions apart in
+/// logs, metric labels and listings.
+pub fn short_version(version: &str) -> &str {
+    &version[..version.len().min(12)]
+}
+
 /// The loaded plugins by name, swapped whole on reload.
 #[derive(Default)]
 pub struct PluginSet {

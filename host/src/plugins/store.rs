@@ -174,7 +174,7 @@ impl PluginStore {
         if self.active_version(name).await?.as_deref() == Some(version.as_str()) {
             bail!(
                 "version {} of {name} is active; activate another one first",
-                &version[..12]
+                super::short_version(&version)
             );
         }
         on_pool!(&self.db, |pool| {
@@ -295,7 +295,7 @@ impl PluginStore {
             .with_context(|| {
                 format!(
                     "fetching the component of {name} {}",
-                    &version[..12.min(version.len())]
+                    super::short_version(version)
                 )
             })
     }

@@ -22,7 +22,7 @@ use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
 use super::store::{ActiveVersion, CHANNEL, PluginStore, version_of};
-use super::{Manifest, PluginSet};
+use super::{Manifest, PluginSet, short_version};
 use crate::config::RuntimeSettings;
 use crate::routes::RouteTable;
 use crate::runtime::{LoadedPlugin, Runtime};
@@ -180,7 +180,7 @@ impl PluginSync {
                 .add_version(&plugin.manifest, &plugin.text, &plugin.bytes, "plugin-folder")
                 .await?;
             self.store.activate(&name, &version, "plugin-folder").await?;
-            tracing::info!(plugin = %name, version = &version[..12], "plugin from the folder activated");
+            tracing::info!(plugin = %name, version = short_version(&version), "plugin from the folder activated");
         }
         Ok(())
     }
@@ -203,12 +203,12 @@ impl PluginSync {
             }
             match self.load(&wanted).await {
                 Ok(plugin) => {
-                    tracing::info!(plugin = %wanted.name, version = &wanted.version[..12], "plugin version live");
+                    tracing::info!(plugin = %wanted.name, version = short_version(&wanted.version), "plugin version live");
                     next.insert(wanted.name, Arc::new(plugin));
                     changed = true;
                 }
                 Err(e) => {
-                    tracing::error!(plugin = %wanted.name, version = &wanted.version[..12], "active version not loaded: {e:#}");
+                    tracing::error!(plugin = %wanted.name, version = short_version(&wanted.version), "active version not loaded: {e:#}");
                     self.failed().insert(wanted.version.clone());
                     if let Some(old) = current.get(&wanted.name) {
                         next.insert(wanted.name, old.clone());

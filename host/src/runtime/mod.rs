@@ -115,6 +115,19 @@ impl DispatchError {
     pub fn retryable(&self) -> bool {
         !matches!(self, DispatchError::Invalid(_))
     }
+
+    /// The metrics label: `invalid`, `retry`, `fatal`, `trap`, `timeout` or
+    /// `memory_limit`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DispatchError::Invalid(_) => "invalid",
+            DispatchError::Retry(_) => "retry",
+            DispatchError::Fatal(_) => "fatal",
+            DispatchError::Trap(_) => "trap",
+            DispatchError::Timeout(_) => "timeout",
+            DispatchError::MemoryLimit { .. } => "memory_limit",
+        }
+    }
 }
 
 /// The result of one attempt, with the event's transaction handed back.
@@ -309,7 +322,7 @@ impl Runtime {
                     self.stats.cache_hits.fetch_add(1, Ordering::Relaxed);
                     tracing::info!(
                         plugin = name,
-                        version = &version[..12],
+                        version = crate::plugins::short_version(version),
                         "plugin loaded from the compile cache"
                     );
                     return Ok(component);
@@ -329,7 +342,7 @@ impl Runtime {
         self.stats.compiles.fetch_add(1, Ordering::Relaxed);
         tracing::info!(
             plugin = name,
-            version = &version[..12],
+            version = crate::plugins::short_version(version),
             ms = started.elapsed().as_millis() as u64,
             "plugin compiled"
         );
@@ -352,8 +365,8 @@ impl Runtime {
     /// Runs one attempt of `event` on `plugin`, inside `tx`.
     pub async fn dispatch(&self, plugin: &LoadedPlugin, event: &Event, tx: Tx) -> Dispatched {
         let wit_event = to_wit(event);
-        self.run(plugin, &event.id, tx, async |store, pre| {
-            let handler: Handler = pre.plugin.pre.instantiate_async(&mut *store).await?;
+        self.run(plugin, &event.id, tx, async |store| {
+            let handler: Handler = plugin.pre.instantiate_async(&mut *store).await?;
             handler.call_handle(&mut *store, &wit_event).await
         })
         .await
@@ -378,7 +391,7 @@ impl Runtime {
                 elapsed: Duration::ZERO,
             };
         };
-        self.run(plugin, run_id, tx, async |store, _| {
+        self.run(plugin, run_id, tx, async |store| {
             let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
             handler
                 .webhook_plugin_scheduled()
@@ -394,10 +407,7 @@ impl Runtime {
     /// handed back.
     async fn run<F>(&self, plugin: &LoadedPlugin, tag: &str, tx: Tx, call: F) -> Dispatched
     where
-        F: AsyncFnOnce(
-            &mut Store<State>,
-            Running<'_>,
-        ) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
+        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
     {
         let started = Instant::now();
         let _slot = self
@@ -455,11 +465,7 @@ impl Runtime {
             }
         });
 
-        let outcome = tokio::time::timeout(
-            plugin.limits.timeout + HOST_CALL_GRACE,
-            call(&mut store, Running { plugin }),
-        )
-        .await;
+        let outcome = tokio::time::timeout(plugin.limits.timeout + HOST_CALL_GRACE, call(&mut store)).await;
         let timeout_ms = plugin.limits.timeout.as_millis() as u64;
         let result = match outcome {
             Err(_) => Err(DispatchError::Timeout(timeout_ms)),
@@ -495,11 +501,6 @@ impl Runtime {
             elapsed: started.elapsed(),
         }
     }
-}
-
-/// What a call inside [`Runtime::run`] may use besides its store.
-struct Running<'a> {
-    plugin: &'a LoadedPlugin,
 }
 
 impl Drop for Runtime {

@@ -21,8 +21,9 @@ use subtle::ConstantTimeEq;
 
 use super::{ApiError, AppState};
 use crate::inbox::{Event, Filter, Replay, Status};
+use crate::plugins::short_version as short;
 pub use page::time as format_time;
-use page::{Section, esc, layout, query_value, short, time};
+use page::{Section, esc, layout, query_value, time};
 use session::Operator;
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -100,11 +100,6 @@ pub fn time(ms: i64) -> String {
     )
 }
 
-/// A version id shortened for display.
-pub fn short(version: &str) -> &str {
-    &version[..version.len().min(12)]
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
