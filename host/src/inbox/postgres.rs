@@ -209,13 +209,15 @@ impl Inbox for PostgresInbox {
     }
 
     async fn begin(&self, db_role: Option<&str>) -> Result<Tx> {
-        let mut tx = self.pool.begin().await.context("opening the event transaction")?;
-        if let Some(role) = db_role {
-            sqlx::query(&format!("SET LOCAL ROLE {}", quote_ident(role)))
-                .execute(&mut *tx)
+        let tx = match db_role {
+            // One round trip: the role switch travels with the BEGIN.
+            Some(role) => self
+                .pool
+                .begin_with(format!("BEGIN; SET LOCAL ROLE {}", quote_ident(role)))
                 .await
-                .with_context(|| format!("switching to the plugin's database role {role:?}"))?;
-        }
+                .with_context(|| format!("opening the event transaction as the database role {role:?}"))?,
+            None => self.pool.begin().await.context("opening the event transaction")?,
+        };
         Ok(Tx::Postgres(tx))
     }
 
