@@ -30,6 +30,8 @@ pub struct Application {
     state: Arc<AppState>,
     worker: Arc<Worker>,
     scheduler: Arc<crate::schedule::Scheduler>,
+    /// The HTTP edge's limits.
+    http: crate::config::HttpSettings,
 }
 
 impl Application {
@@ -110,7 +112,14 @@ impl Application {
         inbox.spawn_listener(wake.clone());
         crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
         let state = Arc::new(AppState {
-            intake: crate::inbox::intake::IntakeWriter::spawn(inbox.clone()),
+            intake: crate::inbox::intake::IntakeWriter::spawn(
+                inbox.clone(),
+                crate::inbox::intake::IntakeLimits {
+                    max_waiting: settings.http.max_intake_waiting,
+                    max_commit_ms: settings.http.max_commit_ms,
+                    max_backlog: settings.http.max_backlog,
+                },
+            ),
             inbox: inbox.clone(),
             routes: routes.clone(),
             plugins: plugin_set.clone(),
@@ -119,6 +128,8 @@ impl Application {
             wake: wake.clone(),
             instance_id: settings.instance_id.clone(),
             body_limit: settings.http.body_limit_bytes,
+            body_timeout: std::time::Duration::from_millis(settings.http.body_timeout_ms),
+            json_max_depth: settings.http.json_max_depth,
             admin_token: settings.admin_token.clone(),
             db: store_db.clone(),
         });
@@ -144,6 +155,7 @@ impl Application {
             state,
             worker,
             scheduler,
+            http: settings.http.clone(),
         })
     }
 
@@ -159,14 +171,12 @@ impl Application {
             self.scheduler.clone().spawn(stop_rx.clone());
             tokio::spawn(self.worker.clone().run(stop_rx))
         });
-        axum::serve(self.listener, http::router(self.state))
-            .with_graceful_shutdown(async move {
-                shutdown.await;
-                tracing::info!("shutting down");
-                let _ = stop_tx.send(true);
-            })
-            .await
-            .context("serving HTTP")?;
+        let stopping = async move {
+            shutdown.await;
+            tracing::info!("shutting down");
+            let _ = stop_tx.send(true);
+        };
+        http::server::serve(self.listener, http::router(self.state), &self.http, stopping).await?;
         if let Some(worker) = worker {
             worker.await.context("the worker stopped abnormally")?;
         }

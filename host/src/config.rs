@@ -163,12 +163,53 @@ impl Default for OutboundSettings {
 pub struct HttpSettings {
     /// Largest accepted request body; larger ones get 413.
     pub body_limit_bytes: usize,
+    /// Deepest nesting of arrays and objects in a JSON body; deeper gets 400.
+    pub json_max_depth: usize,
+    /// Largest request head (request line and headers); larger ones get 431.
+    /// At least 8192.
+    pub header_limit_bytes: usize,
+    /// Most header fields in a request; more get 431.
+    pub max_headers: usize,
+    /// From a request's first byte to the end of its head; slower ones get
+    /// 408 and the connection is closed (slowloris). Also how long a new
+    /// connection may stay silent.
+    pub header_timeout_ms: u64,
+    /// From the end of the head to the end of the body; slower ones get 408.
+    pub body_timeout_ms: u64,
+    /// A whole request, from head to answer; slower ones get 503 with
+    /// `Retry-After` (the delivery may still have been stored; a retry is
+    /// answered as a duplicate).
+    pub request_timeout_ms: u64,
+    /// How long a kept-alive connection may wait for its next request.
+    /// Longer than the load balancer's upstream keep-alive (nginx: 30 s).
+    pub idle_timeout_ms: u64,
+    /// Open connections at once; the next ones get 503 and are closed.
+    pub max_connections: usize,
+    /// Deliveries waiting for the intake writer before new ones get 503.
+    pub max_intake_waiting: usize,
+    /// An intake commit slower than this (the last one, or the one under
+    /// way) turns new deliveries away with 503 until commits are fast again.
+    pub max_commit_ms: u64,
+    /// Pending events (the worker backlog) past which new deliveries get
+    /// 503; 0 turns the check off.
+    pub max_backlog: u64,
 }
 
 impl Default for HttpSettings {
     fn default() -> Self {
         Self {
             body_limit_bytes: 1024 * 1024,
+            json_max_depth: 64,
+            header_limit_bytes: 16 * 1024,
+            max_headers: 100,
+            header_timeout_ms: 10_000,
+            body_timeout_ms: 30_000,
+            request_timeout_ms: 60_000,
+            idle_timeout_ms: 75_000,
+            max_connections: 2048,
+            max_intake_waiting: 2048,
+            max_commit_ms: 5_000,
+            max_backlog: 1_000_000,
         }
     }
 }
@@ -618,6 +659,24 @@ impl Settings {
                     route.name
                 );
             }
+        }
+        if self.http.header_limit_bytes < 8192 {
+            bail!("http.header_limit_bytes must be at least 8192");
+        }
+        if self.http.max_connections == 0
+            || self.http.max_headers == 0
+            || self.http.max_intake_waiting == 0
+            || self.http.json_max_depth == 0
+            || [
+                self.http.header_timeout_ms,
+                self.http.body_timeout_ms,
+                self.http.request_timeout_ms,
+                self.http.idle_timeout_ms,
+                self.http.max_commit_ms,
+            ]
+            .contains(&0)
+        {
+            bail!("the [http] limits and timeouts must be at least 1 (max_backlog = 0 turns that check off)");
         }
         if self.worker.concurrency == 0 || self.worker.max_attempts == 0 {
             bail!("worker.concurrency and worker.max_attempts must be at least 1");

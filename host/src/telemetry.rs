@@ -53,6 +53,17 @@ pub const INSTANCES_MAX: &str = "webhook_plugin_instances_max";
 pub const OUTBOUND_REFUSED: &str = "webhook_outbound_refused_total";
 /// FAL JWKS fetches by `result` (`ok`, `error`).
 pub const JWKS_FETCHES: &str = "webhook_jwks_fetches_total";
+/// Requests and connections the HTTP edge turned away, by `reason`:
+/// `header_timeout` (408), `body_timeout` (408), `request_timeout` (503),
+/// `connection_limit` (503), `overloaded` (503), `head_400`, `head_414`,
+/// `head_431` (malformed, over-long or oversized request heads).
+pub const HTTP_REJECTIONS: &str = "webhook_http_rejections_total";
+
+/// Counts one request or connection turned away at the edge.
+pub fn count_rejection(reason: &'static str) {
+    metrics::counter!(HTTP_REJECTIONS, "reason" => reason).increment(1);
+}
+
 /// Always 1, labelled with the host's `version`.
 pub const BUILD_INFO: &str = "webhook_host_build_info";
 

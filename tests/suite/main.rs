@@ -6,6 +6,7 @@ mod capabilities;
 mod console;
 mod crash;
 mod deployment;
+mod edge;
 mod harness;
 mod intake;
 mod isolation;

@@ -9,7 +9,7 @@ use crate::services::production_env;
 
 /// The value of the sample of `name` whose labels include every one of
 /// `labels` (`key="value"` pairs); `None` when there is none.
-fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
+pub(crate) fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
     text.lines()
         .filter(|line| !line.starts_with('#'))
         .filter(|line| {
@@ -20,7 +20,7 @@ fn sample(text: &str, name: &str, labels: &[&str]) -> Option<f64> {
         .and_then(|line| line.rsplit(' ').next()?.parse().ok())
 }
 
-async fn scrape(host: &TestHost) -> String {
+pub(crate) async fn scrape(host: &TestHost) -> String {
     let response = host.http.get(host.url("/metrics")).send().await.unwrap();
     assert_eq!(response.status(), 200);
     assert!(

@@ -53,6 +53,21 @@ impl ApiError {
         Self::new(StatusCode::NOT_FOUND, "not_found", message)
     }
 
+    /// The host is turning work away to stay responsive (503 with
+    /// `Retry-After`); counted and logged.
+    pub fn overloaded(why: String) -> Self {
+        crate::telemetry::count_rejection("overloaded");
+        tracing::warn!("delivery turned away: {why}");
+        Self {
+            retry_after: Some(5),
+            ..Self::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "overloaded",
+                format!("{why}; retry later"),
+            )
+        }
+    }
+
     /// A server-side failure: logged in full, answered opaquely.
     pub fn unavailable(context: &str, error: &anyhow::Error) -> Self {
         tracing::error!("{context}: {error:#}");

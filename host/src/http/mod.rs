@@ -8,6 +8,7 @@ mod error;
 mod health;
 pub mod observe;
 mod prometheus;
+pub mod server;
 mod webhooks;
 
 use std::sync::Arc;
@@ -37,6 +38,10 @@ pub struct AppState {
     pub wake: Arc<Notify>,
     pub instance_id: String,
     pub body_limit: usize,
+    /// Deepest nesting of arrays and objects a JSON body may have.
+    pub json_max_depth: usize,
+    /// How long a request body may take to arrive.
+    pub body_timeout: std::time::Duration,
     /// The host's own tables (plugin store, schedules), for the admin API.
     pub db: crate::plugins::store::StoreDb,
     /// The admin API's token; none leaves the API unmounted.

@@ -19,6 +19,7 @@ use std::time::Duration;
 
 use super::{ApiError, AppState};
 use crate::config::{BodyKind, DeliveryIdSource};
+use crate::inbox::intake::IntakeError;
 use crate::inbox::{Insert, NewEvent};
 use crate::routes::{Route, RouteTable};
 use crate::verify;
@@ -119,7 +120,7 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
             "Content-Type must be application/json",
         ));
     }
-    let body = read_body(body, &parts.headers, state.body_limit).await?;
+    let body = read_body(body, &parts.headers, state.body_limit, state.body_timeout).await?;
     let verified = match route
         .verifier
         .verify(&verify::Request::new(&parts.headers, &body))
@@ -132,6 +133,16 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
         }
     };
     if route.body == BodyKind::Json {
+        if let Some(depth) = nesting_over(&body, state.json_max_depth) {
+            return Err(ApiError::new(
+                StatusCode::BAD_REQUEST,
+                "invalid_json",
+                format!(
+                    "JSON nested deeper than {} levels (at byte {depth})",
+                    state.json_max_depth
+                ),
+            ));
+        }
         serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -161,13 +172,45 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
             tracing::info!(route = %route.name, %event_id, "duplicate delivery; already stored");
             json!({ "status": "duplicate", "event_id": event_id })
         }
-        Err(e) => return Err(ApiError::unavailable("the event could not be stored", &e)),
+        Err(IntakeError::Overloaded(why)) => return Err(ApiError::overloaded(why)),
+        Err(IntakeError::Failed(e)) => {
+            return Err(ApiError::unavailable("the event could not be stored", &e));
+        }
     };
     Ok((StatusCode::OK, Json(answer)).into_response())
 }
 
 fn log_accepted(route: &Route, event_id: &str) {
     tracing::info!(route = %route.name, %event_id, verified = !route.verifier.is_open(), "webhook accepted");
+}
+
+/// Where JSON text first nests deeper than `max` arrays and objects, if it
+/// does: one pass, no recursion, strings skipped.
+fn nesting_over(text: &[u8], max: usize) -> Option<usize> {
+    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
+    for (at, &byte) in text.iter().enumerate() {
+        if in_string {
+            match byte {
+                _ if escaped => escaped = false,
+                b'\\' => escaped = true,
+                b'"' => in_string = false,
+                _ => {}
+            }
+            continue;
+        }
+        match byte {
+            b'"' => in_string = true,
+            b'[' | b'{' => {
+                depth += 1;
+                if depth > max {
+                    return Some(at);
+                }
+            }
+            b']' | b'}' => depth = depth.saturating_sub(1),
+            _ => {}
+        }
+    }
+    None
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -183,14 +226,29 @@ fn is_json(headers: &HeaderMap) -> bool {
 const DRAIN_LIMIT: usize = 8 * 1024 * 1024;
 const DRAIN_TIME: Duration = Duration::from_secs(5);
 
-async fn read_body(body: Body, headers: &HeaderMap, limit: usize) -> Result<Vec<u8>, ApiError> {
+async fn read_body(
+    body: Body,
+    headers: &HeaderMap,
+    limit: usize,
+    timeout: Duration,
+) -> Result<Vec<u8>, ApiError> {
+    let deadline = tokio::time::Instant::now() + timeout;
     let declared = headers
         .get(header::CONTENT_LENGTH)
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<usize>().ok());
     let mut collected = Vec::with_capacity(declared.unwrap_or(0).min(limit));
     let mut stream = body.into_data_stream();
-    while let Some(chunk) = stream.next().await {
+    loop {
+        let Ok(next) = tokio::time::timeout_at(deadline, stream.next()).await else {
+            crate::telemetry::count_rejection("body_timeout");
+            return Err(ApiError::new(
+                StatusCode::REQUEST_TIMEOUT,
+                "body_timeout",
+                format!("the body did not arrive within {} ms", timeout.as_millis()),
+            ));
+        };
+        let Some(chunk) = next else { break };
         let chunk = chunk.map_err(|e| {
             ApiError::new(
                 StatusCode::BAD_REQUEST,
@@ -237,6 +295,15 @@ fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
+
+    #[test]
+    fn nesting_is_measured_outside_strings() {
+        assert_eq!(nesting_over(br#"{"a":[1,{"b":2}]}"#, 3), None);
+        assert_eq!(nesting_over(br#"{"a":[1,{"b":2}]}"#, 2), Some(8));
+        assert_eq!(nesting_over(br#"{"a":"[[[[[[\"[[["}"#, 1), None);
+        assert_eq!(nesting_over(&[b'['; 65], 64), Some(64));
+        assert_eq!(nesting_over(b"[]".repeat(1000).as_slice(), 1), None);
+    }
 
     #[test]
     fn json_content_types_are_recognised() {

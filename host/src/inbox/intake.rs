@@ -6,36 +6,107 @@
 //! commits, the next one gathers, so batches grow with load by themselves;
 //! an idle host writes a lone delivery at once, with no added delay. No
 //! handler hears "accepted" before its row's commit.
+//!
+//! The writer also tells when the host is overloaded: too many deliveries
+//! waiting, or commits (the last one, or the one under way) slower than the
+//! limit. Handlers then turn new deliveries away at once with 503 and
+//! `Retry-After` instead of queueing without bound; what was accepted is
+//! still written.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
-use anyhow::{Result, anyhow};
+use anyhow::anyhow;
 use tokio::sync::{mpsc, oneshot};
 
 use super::{Inbox, Insert, NewEvent};
+use crate::now_ms;
 
 /// Most deliveries in one transaction.
 const MAX_BATCH: usize = 256;
-/// Deliveries waiting for the writer before handlers wait to enqueue.
-const QUEUE: usize = 4096;
 
 type Reply = oneshot::Sender<Result<Insert, String>>;
+
+/// Why a delivery was not stored.
+#[derive(Debug, thiserror::Error)]
+pub enum IntakeError {
+    /// Turned away before queueing: the sender should retry later.
+    #[error("overloaded: {0}")]
+    Overloaded(String),
+    #[error(transparent)]
+    Failed(#[from] anyhow::Error),
+}
+
+/// When the writer counts as overloaded.
+#[derive(Debug, Clone, Copy)]
+pub struct IntakeLimits {
+    /// Deliveries waiting (queued or in the batch being written).
+    pub max_waiting: usize,
+    /// Slowest acceptable commit.
+    pub max_commit_ms: u64,
+    /// Pending events past which new deliveries wait; 0: no limit.
+    pub max_backlog: u64,
+}
+
+/// How often the backlog is counted.
+const BACKLOG_EVERY: std::time::Duration = std::time::Duration::from_secs(1);
+
+/// What the writer shares with handlers about its load.
+#[derive(Default)]
+struct Load {
+    waiting: AtomicUsize,
+    /// When the batch being written started (ms), 0 when none is.
+    commit_started_ms: AtomicI64,
+    /// How long the last batch took, and when it ended (ms).
+    last_commit_ms: AtomicU64,
+    last_commit_end_ms: AtomicI64,
+    /// Pending events at the last count.
+    backlog: AtomicU64,
+}
 
 /// The handle request handlers use.
 #[derive(Clone)]
 pub struct IntakeWriter {
-    queue: mpsc::Sender<(NewEvent, Reply)>,
+    queue: mpsc::UnboundedSender<(NewEvent, Reply)>,
+    load: Arc<Load>,
+    limits: IntakeLimits,
 }
 
 impl IntakeWriter {
     /// Starts the writer task over `inbox`.
-    pub fn spawn(inbox: Arc<dyn Inbox>) -> Self {
-        let (queue, mut waiting) = mpsc::channel::<(NewEvent, Reply)>(QUEUE);
+    pub fn spawn(inbox: Arc<dyn Inbox>, limits: IntakeLimits) -> Self {
+        // Unbounded here because `waiting` bounds it: handlers check it
+        // before sending.
+        let (queue, mut waiting) = mpsc::unbounded_channel::<(NewEvent, Reply)>();
+        let load = Arc::new(Load::default());
+        if limits.max_backlog > 0 {
+            let (inbox, load) = (inbox.clone(), load.clone());
+            tokio::spawn(async move {
+                loop {
+                    match inbox.backlog().await {
+                        Ok(n) => load.backlog.store(n, Ordering::Relaxed),
+                        Err(e) => tracing::warn!("counting the backlog failed: {e:#}"),
+                    }
+                    tokio::time::sleep(BACKLOG_EVERY).await;
+                }
+            });
+        }
+        let shared = load.clone();
         tokio::spawn(async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
                 let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
-                match inbox.insert_batch(events).await {
+                let started = now_ms();
+                shared.commit_started_ms.store(started, Ordering::Relaxed);
+                let stored = inbox.insert_batch(events).await;
+                shared.commit_started_ms.store(0, Ordering::Relaxed);
+                let ended = now_ms();
+                shared
+                    .last_commit_ms
+                    .store((ended - started).max(0) as u64, Ordering::Relaxed);
+                shared.last_commit_end_ms.store(ended, Ordering::Relaxed);
+                shared.waiting.fetch_sub(replies.len(), Ordering::Relaxed);
+                match stored {
                     Ok(results) => {
                         for (reply, result) in replies.into_iter().zip(results) {
                             let _ = reply.send(Ok(result));
@@ -50,19 +121,52 @@ impl IntakeWriter {
                 }
             }
         });
-        Self { queue }
+        Self { queue, load, limits }
     }
 
-    /// Stores one delivery; returns after its batch committed.
-    pub async fn insert(&self, event: NewEvent) -> Result<Insert> {
+    /// Why new deliveries should be turned away right now, if they should.
+    pub fn overload(&self) -> Option<String> {
+        let waiting = self.load.waiting.load(Ordering::Relaxed);
+        if waiting >= self.limits.max_waiting {
+            return Some(format!("{waiting} deliveries are waiting to be stored"));
+        }
+        let now = now_ms();
+        let started = self.load.commit_started_ms.load(Ordering::Relaxed);
+        let running = if started > 0 {
+            (now - started).max(0) as u64
+        } else {
+            0
+        };
+        // A slow commit counts for as long as the limit after it ended, so
+        // that the next delivery probes whether commits are fast again.
+        let ended = self.load.last_commit_end_ms.load(Ordering::Relaxed);
+        let last = if ((now - ended).max(0) as u64) < self.limits.max_commit_ms {
+            self.load.last_commit_ms.load(Ordering::Relaxed)
+        } else {
+            0
+        };
+        let slowest = running.max(last);
+        if slowest > self.limits.max_commit_ms {
+            return Some(format!("storing deliveries takes {slowest} ms"));
+        }
+        let backlog = self.load.backlog.load(Ordering::Relaxed);
+        (self.limits.max_backlog > 0 && backlog >= self.limits.max_backlog)
+            .then(|| format!("{backlog} events are waiting to be processed"))
+    }
+
+    /// Stores one delivery; returns after its batch committed, or at once
+    /// when the writer is overloaded.
+    pub async fn insert(&self, event: NewEvent) -> Result<Insert, IntakeError> {
+        if let Some(why) = self.overload() {
+            return Err(IntakeError::Overloaded(why));
+        }
         let (reply, answer) = oneshot::channel();
-        self.queue
-            .send((event, reply))
-            .await
-            .map_err(|_| anyhow!("the intake writer stopped"))?;
-        answer
-            .await
-            .map_err(|_| anyhow!("the intake writer stopped"))?
-            .map_err(|e| anyhow!(e))
+        self.load.waiting.fetch_add(1, Ordering::Relaxed);
+        if self.queue.send((event, reply)).is_err() {
+            self.load.waiting.fetch_sub(1, Ordering::Relaxed);
+            return Err(anyhow!("the intake writer stopped").into());
+        }
+        let stored = answer.await.map_err(|_| anyhow!("the intake writer stopped"))?;
+        Ok(stored.map_err(|e| anyhow!(e))?)
     }
 }

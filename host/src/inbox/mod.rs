@@ -205,6 +205,8 @@ pub trait Inbox: Send + Sync {
     async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>>;
     /// Events per status, and how many arrived and finished since `since_ms`.
     async fn stats(&self, since_ms: i64) -> Result<Stats>;
+    /// Events waiting for the worker: pending and processing.
+    async fn backlog(&self) -> Result<u64>;
 
     async fn get(&self, id: &str) -> Result<Option<Event>>;
 

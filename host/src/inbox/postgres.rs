@@ -321,6 +321,14 @@ impl Inbox for PostgresInbox {
         Ok(sql::stats_from_rows(rows))
     }
 
+    async fn backlog(&self) -> Result<u64> {
+        let n: i64 = sqlx::query_scalar(sql::BACKLOG)
+            .fetch_one(&self.pool)
+            .await
+            .context("counting the backlog")?;
+        Ok(n.max(0) as u64)
+    }
+
     async fn get(&self, id: &str) -> Result<Option<Event>> {
         let row = sqlx::query(&sql::get())
             .bind(id)

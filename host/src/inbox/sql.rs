@@ -28,6 +28,9 @@ pub fn claim(lock: &str) -> String {
     )
 }
 
+/// Pending and processing events (read from the due index).
+pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
+
 pub const FIND_DUPLICATE: &str = "SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2";
 
 /// $1 now, $2 plugin, $3 version, $4 id, $5 owner.
