@@ -262,6 +262,9 @@ pub struct RuntimeSettings {
     pub max_instances: u32,
     /// Epoch tick: how often running guests are checked against their deadline.
     pub epoch_tick_ms: u64,
+    /// Default number of `db` calls one event (or scheduled run) may make;
+    /// the next one fails. Manifests may set their own.
+    pub max_db_calls: u32,
     /// Compiled plugins, keyed by component sha256 and the engine's
     /// compatibility hash, so a restart does not compile again. Default
     /// `DATA_DIR/compile-cache`.
@@ -276,6 +279,7 @@ impl Default for RuntimeSettings {
             timeout_ms: 10_000,
             max_instances: 32,
             epoch_tick_ms: 10,
+            max_db_calls: 1000,
             cache_dir: None,
         }
     }

@@ -139,3 +139,111 @@ pub async fn hostile_plugin_stays_inside_its_grant(host: TestHost, denied: &str)
 async fn a_hostile_plugin_stays_inside_its_table_grant_on_sqlite() {
     hostile_plugin_stays_inside_its_grant(TestHost::spawn().await, "not authorized|prohibited").await;
 }
+
+/// The rest of the hostile corpus, each in its own event beside a normal
+/// one: deep recursion is a trap (wasm's call stack, or Rust's stack in
+/// linear memory); a log flood is cut at
+/// the host's cap; a huge return value is taken and dropped; a storm of `db`
+/// calls stops at the plugin's budget (`limits.max_db_calls`) while a
+/// smaller one passes; a host call that blocks (an HTTP server that never
+/// answers) ends at the plugin's deadline. The normal event is done, health
+/// stays 200, and the host still processes afterwards.
+#[tokio::test]
+async fn the_hostile_corpus_is_contained() {
+    let host = TestHost::start_with(crate::harness::Options {
+        manifest_edits: &[
+            (
+                "test-misbehave",
+                r#"http = { allow = ["http://*:*", "https://allowed.example"] }"#,
+                r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#,
+            ),
+            (
+                "test-misbehave",
+                "timeout_ms = 1000",
+                "timeout_ms = 1000\nmax_db_calls = 2000",
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let avatar = host.seed_avatar("req-beside-the-corpus").await;
+    let post = |body: String, id: &'static str| {
+        let host = &host;
+        async move {
+            let (status, answer) = host
+                .post(
+                    "/hooks/misbehave",
+                    body.as_bytes(),
+                    crate::harness::Signer::fal(id),
+                )
+                .await;
+            assert_eq!(status, 200, "{answer}");
+            answer["event_id"].as_str().unwrap().to_string()
+        }
+    };
+    let recurse = host.post_mode("recurse").await;
+    let frames = host.post_mode("recurse-frames").await;
+    let flood = host.post_mode("flood").await;
+    let huge = host.post_mode("huge-return").await;
+    let storm = post(r#"{"mode":"db-storm","calls":"5000"}"#.into(), "storm-big").await;
+    let within = post(r#"{"mode":"db-storm","calls":"1500"}"#.into(), "storm-small").await;
+    let hang_url = format!("{}/hang/forever", crate::remote::shared().url);
+    let hang = post(format!(r#"{{"mode":"reach","targets":"{hang_url}"}}"#), "hang").await;
+    let (_, normal) = host
+        .post_fal(&fixture("ok-portrait.json", "req-beside-the-corpus"))
+        .await;
+
+    host.wait_for(normal["event_id"].as_str().unwrap(), "done").await;
+    assert_eq!(host.avatar(&avatar).await.status, "completed");
+    assert_eq!(health_status(&host).await, 200, "health during the corpus");
+
+    let recurse = host.wait_for(&recurse, "dead").await;
+    let recurse_error = recurse.last_error.unwrap();
+    assert!(
+        recurse_error.starts_with("trap:") && recurse_error.contains("call stack exhausted"),
+        "{recurse_error}"
+    );
+    // Rust's stack in linear memory overflows below address 0.
+    let frames = host.wait_for(&frames, "dead").await;
+    let frames_error = frames.last_error.unwrap();
+    assert!(
+        frames_error.starts_with("trap:") && frames_error.contains("out of bounds memory access"),
+        "{frames_error}"
+    );
+
+    host.wait_for(&flood, "done").await;
+    let log = host.log();
+    let flooded: usize = log
+        .lines()
+        .filter(|line| line.contains("flood line"))
+        .map(str::len)
+        .sum();
+    assert!(flooded > 0, "some of the output is logged");
+    assert!(flooded < 200 * 1024, "the flood is cut: {flooded} bytes logged");
+    assert!(log.contains("guest output past 65536 bytes is dropped"));
+
+    host.wait_for(&huge, "done").await;
+
+    let storm = host.wait_for(&storm, "dead").await;
+    let storm_error = storm.last_error.unwrap();
+    assert!(
+        storm_error.contains("budget of 2000 db calls per event is used up"),
+        "{storm_error}"
+    );
+    host.wait_for(&within, "done").await;
+    assert_eq!(
+        host.texts("SELECT event_id FROM plugin_effects").await,
+        vec!["1500 db calls made".to_string()],
+        "the storm that ran out of budget left nothing behind"
+    );
+
+    let hang = host.wait_for(&hang, "dead").await;
+    assert_eq!(
+        hang.last_error.as_deref(),
+        Some("timeout: the plugin ran longer than 1000 ms")
+    );
+
+    assert_eq!(health_status(&host).await, 200, "health after the corpus");
+    let after = host.post_mode("ok").await;
+    host.wait_for(&after, "done").await;
+}

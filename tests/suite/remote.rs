@@ -184,6 +184,14 @@ impl Remote {
             .route("/files/{*path}", get(file))
             .route("/missing/{*path}", get(|| async { StatusCode::NOT_FOUND }))
             .route("/huge/{*path}", get(huge))
+            // Accepts and never answers (a host call that blocks).
+            .route(
+                "/hang/{*path}",
+                get(|| async {
+                    tokio::time::sleep(std::time::Duration::from_secs(120)).await;
+                    StatusCode::OK
+                }),
+            )
             .route("/{bot}/sendMessage", post(send_message))
             .route("/chat/{channel}", post(chat))
             .route("/queue/{*path}", get(queue))

@@ -27,14 +27,19 @@ pub struct DbState {
     granted: bool,
     /// The tables SQLite's authorizer lets this plugin touch.
     tables: &'static TableGrant,
+    /// Calls this instance may still make, and how many it had.
+    calls_left: u32,
+    max_calls: u32,
 }
 
 impl DbState {
-    pub fn new(tx: Tx, granted: bool, tables: &'static TableGrant) -> Self {
+    pub fn new(tx: Tx, granted: bool, tables: &'static TableGrant, max_calls: u32) -> Self {
         Self {
             tx: Some(tx),
             granted,
             tables,
+            calls_left: max_calls,
+            max_calls,
         }
     }
 
@@ -47,6 +52,13 @@ impl DbState {
         if !self.granted {
             return Err("db is not granted to this plugin".into());
         }
+        if self.calls_left == 0 {
+            return Err(format!(
+                "the budget of {} db calls per event is used up (limits.max_db_calls)",
+                self.max_calls
+            ));
+        }
+        self.calls_left -= 1;
         self.tx
             .as_mut()
             .ok_or_else(|| "the event's transaction is closed".into())

@@ -84,6 +84,7 @@ pub struct ManifestRoute {
 pub struct ManifestLimits {
     pub memory_mb: Option<u64>,
     pub timeout_ms: Option<u64>,
+    pub max_db_calls: Option<u32>,
 }
 
 impl Manifest {
@@ -155,6 +156,7 @@ impl Manifest {
         Limits {
             memory_bytes: (self.limits.memory_mb.unwrap_or(defaults.memory_limit_mb) as usize) << 20,
             timeout: Duration::from_millis(self.limits.timeout_ms.unwrap_or(defaults.timeout_ms)),
+            max_db_calls: self.limits.max_db_calls.unwrap_or(defaults.max_db_calls),
         }
     }
 }

@@ -54,6 +54,8 @@ const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 pub struct Limits {
     pub memory_bytes: usize,
     pub timeout: Duration,
+    /// `db` calls one event may make.
+    pub max_db_calls: u32,
 }
 
 /// A plugin version compiled, checked against its grants and pre-linked.
@@ -431,7 +433,12 @@ impl Runtime {
                 max_bytes: plugin.limits.memory_bytes,
                 exceeded: None,
             },
-            db: DbState::new(tx, plugin.grants.db.is_some(), plugin.table_grant),
+            db: DbState::new(
+                tx,
+                plugin.grants.db.is_some(),
+                plugin.table_grant,
+                plugin.limits.max_db_calls,
+            ),
             config: ConfigState::new(plugin.config.clone(), plugin.secrets.clone()),
             log: LogState::new(&plugin.name, tag),
             blob: BlobState::new(

@@ -58,6 +58,27 @@ fn mode_of(body: &[u8]) -> String {
     field_of(body, "mode").unwrap_or_else(|| "ok".into())
 }
 
+/// Recurses until wasm's own call stack runs out.
+fn recurse(depth: u64) -> u64 {
+    // Never true at run time; the compiler cannot tell.
+    if std::hint::black_box(depth) == u64::MAX {
+        return depth;
+    }
+    recurse(std::hint::black_box(depth + 1)) + 1
+}
+
+/// Recurses with a buffer in every frame, so that the stack Rust keeps in
+/// linear memory runs out first (it grows down past the memory's start).
+fn recurse_with_frames(depth: u64) -> u64 {
+    let frame = std::hint::black_box([depth as u8; 256]);
+    // Never true at run time; the compiler cannot tell.
+    if std::hint::black_box(depth) == u64::MAX {
+        return depth;
+    }
+    let below = recurse_with_frames(std::hint::black_box(depth + 1));
+    below + frame[(depth % 256) as usize] as u64
+}
+
 fn record(line: String) -> Result<(), HandlerError> {
     db::execute(
         "INSERT INTO plugin_effects (event_id) VALUES ($1)",
@@ -84,6 +105,33 @@ impl Guest for Misbehave {
                     hoard.push(vec![1u8; 1 << 20]);
                     std::hint::black_box(&hoard);
                 }
+            }
+            "recurse" => {
+                let depth = recurse(std::hint::black_box(0));
+                Err(HandlerError::Fatal(format!("recursion ended at {depth}")))
+            }
+            "recurse-frames" => {
+                let depth = recurse_with_frames(std::hint::black_box(0));
+                Err(HandlerError::Fatal(format!("recursion ended at {depth}")))
+            }
+            "flood" => {
+                // About 2 MB in 8,000 lines.
+                let filler = ".".repeat(200);
+                for i in 0..8_000 {
+                    println!("flood line {i} of event {} {filler}", event.id);
+                }
+                Ok(None)
+            }
+            "huge-return" => Ok(Some(vec![7u8; 8 << 20])),
+            "db-storm" => {
+                let calls: u32 = field_of(&event.body, "calls")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(5000);
+                for _ in 0..calls {
+                    db::query("SELECT 1", &[]).map_err(HandlerError::Fatal)?;
+                }
+                record(format!("{calls} db calls made"))?;
+                Ok(None)
             }
             "retry" => Err(HandlerError::Retry("asked to retry".into())),
             "invalid" => Err(HandlerError::Invalid("asked to be invalid".into())),
