@@ -127,7 +127,7 @@ async fn dispatch_costs(wasm: &Path) {
         for i in 0..2200 {
             let tx = inbox.begin(None).await.unwrap();
             let done = runtime
-                .dispatch(plugin, &event(i, "bench", body.clone()), tx)
+                .dispatch(plugin, &event(i, "bench", body.clone()), tx, None)
                 .await;
             assert!(done.result.is_ok(), "{:?}", done.result);
             drop(done.tx); // roll back, so every iteration does the same work

@@ -70,6 +70,9 @@ pub struct Options<'a> {
     pub manifest_edits: &'a [(&'a str, &'a str, &'a str)],
     /// Plugins to install besides fal-avatar-status and test-misbehave.
     pub extra_plugins: &'a [&'a str],
+    /// Text replacements in the base config (its `[worker]` and `[runtime]`
+    /// values): (from, to).
+    pub config_edits: &'a [(&'a str, &'a str)],
 }
 
 /// The bot token every test host's fal-avatar-status uses.
@@ -177,7 +180,12 @@ impl TestHost {
             std::fs::write(plugins.join(format!("{name}.toml")), manifest).unwrap();
         }
         let folder = dir.path().display().to_string();
-        let config = format!("{CONFIG}\n{}", options.extra_config.replace("{dir}", &folder));
+        let mut base = CONFIG.to_string();
+        for (from, to) in options.config_edits {
+            assert!(base.contains(from), "the test config has no {from:?}");
+            base = base.replace(from, to);
+        }
+        let config = format!("{base}\n{}", options.extra_config.replace("{dir}", &folder));
         std::fs::write(dir.path().join("config.toml"), config).unwrap();
         let mut env: Vec<(String, String)> = vec![("TELEGRAM_BOT_TOKEN".into(), BOT_TOKEN.into())];
         env.extend(

@@ -247,3 +247,40 @@ async fn the_hostile_corpus_is_contained() {
     let after = host.post_mode("ok").await;
     host.wait_for(&after, "done").await;
 }
+
+/// Twelve events at once on a pool of two instances: they wait for a slot in
+/// arrival order, and the wait is not counted against their time budget, so
+/// every one is done at its first attempt (each is busy 500 ms of a 1000 ms
+/// budget, and the last waits seconds for its turn).
+#[tokio::test]
+async fn more_events_than_instances_queue_fairly() {
+    let host = TestHost::start_with(crate::harness::Options {
+        config_edits: &[
+            ("concurrency = 4", "concurrency = 12"),
+            ("max_instances = 16", "max_instances = 2"),
+        ],
+        ..Default::default()
+    })
+    .await;
+    let mut events = Vec::new();
+    for _ in 0..12 {
+        events.push(host.post_mode("slow").await);
+    }
+    for id in &events {
+        let row = host.wait_for(id, "done").await;
+        assert_eq!(row.attempts, 1, "{id}: {row:?}");
+    }
+    // Finished in about the order they came: none overtaken by more than
+    // the batch the worker claims at once.
+    let finished = host
+        .texts("SELECT event_id FROM plugin_effects ORDER BY rowid")
+        .await;
+    assert_eq!(finished.len(), 12);
+    for (arrived, id) in events.iter().enumerate() {
+        let done = finished.iter().position(|f| f == id).unwrap();
+        assert!(
+            done.abs_diff(arrived) <= 6,
+            "event {arrived} finished {done}th: {finished:?}"
+        );
+    }
+}

@@ -251,7 +251,7 @@ async fn run_once(
         .pop()
         .context("the stored test event could not be claimed")?;
     let tx = inbox.begin(plugin.grants.db_role()).await?;
-    let done = runtime.dispatch(&plugin, &event, tx).await;
+    let done = runtime.dispatch(&plugin, &event, tx, None).await;
     let finish = Finish {
         event_id: &event.id,
         owner,

@@ -20,7 +20,7 @@ use crate::config::WorkerSettings;
 use crate::now_ms;
 use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
-use crate::runtime::Runtime;
+use crate::runtime::{InstanceSlot, Runtime};
 use crate::telemetry;
 
 pub struct Worker {
@@ -43,7 +43,10 @@ impl Worker {
         let mut tasks = JoinSet::new();
         while !*shutdown.borrow() {
             while tasks.try_join_next().is_some() {}
-            let free = slots.available_permits();
+            // No more than can start now: a claimed event never waits for an
+            // instance while its lease runs out.
+            let (in_use, max) = self.runtime.instances();
+            let free = slots.available_permits().min(max.saturating_sub(in_use));
             let mut claimed = 0;
             if free > 0 {
                 match self
@@ -55,9 +58,12 @@ impl Worker {
                         claimed = events.len();
                         for event in events {
                             let permit = slots.clone().acquire_owned().await.expect("never closed");
+                            // Reserved here, in claim order (due time first),
+                            // so events start in the order they came.
+                            let instance = self.runtime.reserve().await;
                             let worker = self.clone();
                             tasks.spawn(async move {
-                                worker.process(event).await;
+                                worker.process(event, instance).await;
                                 drop(permit);
                             });
                         }
@@ -80,7 +86,7 @@ impl Worker {
 
     /// Runs one claimed event to its next state, in an `event` span that
     /// every log line of the attempt (the plugin's own included) carries.
-    async fn process(&self, event: Event) {
+    async fn process(&self, event: Event, instance: InstanceSlot) {
         let request_id = event
             .headers
             .iter()
@@ -96,10 +102,10 @@ impl Worker {
             plugin = tracing::field::Empty,
             version = tracing::field::Empty,
         );
-        self.attempt(event).instrument(span).await
+        self.attempt(event, instance).instrument(span).await
     }
 
-    async fn attempt(&self, event: Event) {
+    async fn attempt(&self, event: Event, instance: InstanceSlot) {
         let Some(route) = self.routes.get(&event.route) else {
             let finish = Finish {
                 event_id: &event.id,
@@ -142,7 +148,7 @@ impl Worker {
             }
         };
         let dispatched = tokio::select! {
-            dispatched = self.runtime.dispatch(&plugin, &event, tx) => dispatched,
+            dispatched = self.runtime.dispatch(&plugin, &event, tx, Some(instance)) => dispatched,
             never = self.keep_lease(&event.id) => match never {},
         };
         let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;

@@ -49,6 +49,11 @@ use wasmtime_wasi_http::WasiHttpCtx;
 /// for guests that are waiting in a host call when the deadline passes.
 const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
 
+/// One of the pool's instance slots, held while an instance lives.
+pub struct InstanceSlot {
+    _permit: tokio::sync::OwnedSemaphorePermit,
+}
+
 /// Resource limits of one plugin.
 #[derive(Debug, Clone, Copy)]
 pub struct Limits {
@@ -230,6 +235,18 @@ impl Runtime {
         })
     }
 
+    /// Waits for an instance slot; waiters are served in arrival order.
+    pub async fn reserve(&self) -> InstanceSlot {
+        InstanceSlot {
+            _permit: self
+                .slots
+                .clone()
+                .acquire_owned()
+                .await
+                .expect("the instance semaphore is never closed"),
+        }
+    }
+
     /// Live instances now, and the most there may be.
     pub fn instances(&self) -> (usize, usize) {
         let free = self.slots.available_permits();
@@ -365,9 +382,17 @@ impl Runtime {
     }
 
     /// Runs one attempt of `event` on `plugin`, inside `tx`.
-    pub async fn dispatch(&self, plugin: &LoadedPlugin, event: &Event, tx: Tx) -> Dispatched {
+    /// Runs `event` on `plugin` in `tx`, on `slot` when the caller reserved
+    /// one (the worker does, in claim order), else on the next free one.
+    pub async fn dispatch(
+        &self,
+        plugin: &LoadedPlugin,
+        event: &Event,
+        tx: Tx,
+        slot: Option<InstanceSlot>,
+    ) -> Dispatched {
         let wit_event = to_wit(event);
-        self.run(plugin, &event.id, tx, async |store| {
+        self.run(plugin, &event.id, tx, slot, async |store| {
             let handler: Handler = plugin.pre.instantiate_async(&mut *store).await?;
             handler.call_handle(&mut *store, &wit_event).await
         })
@@ -393,7 +418,7 @@ impl Runtime {
                 elapsed: Duration::ZERO,
             };
         };
-        self.run(plugin, run_id, tx, async |store| {
+        self.run(plugin, run_id, tx, None, async |store| {
             let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
             handler
                 .webhook_plugin_scheduled()
@@ -407,16 +432,24 @@ impl Runtime {
     /// A fresh store for `plugin` (limits, deadline, capabilities bound to
     /// `tx`), then `call` in it; the outcome classified and the transaction
     /// handed back.
-    async fn run<F>(&self, plugin: &LoadedPlugin, tag: &str, tx: Tx, call: F) -> Dispatched
+    async fn run<F>(
+        &self,
+        plugin: &LoadedPlugin,
+        tag: &str,
+        tx: Tx,
+        slot: Option<InstanceSlot>,
+        call: F,
+    ) -> Dispatched
     where
         F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
     {
+        // Waiting for a slot (in arrival order: the semaphore is fair) is
+        // not the plugin's time; its budget starts once it has an instance.
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self.reserve().await,
+        };
         let started = Instant::now();
-        let _slot = self
-            .slots
-            .acquire()
-            .await
-            .expect("the instance semaphore is never closed");
         let (stdout, stderr) = GuestOutput::pair(&plugin.name, tag);
         let services = &self.services;
         let sent = Arc::new(AtomicU32::new(0));
