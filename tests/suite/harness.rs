@@ -238,7 +238,7 @@ impl TestHost {
         };
         std::fs::write(dir.path().join("host.env"), serde_json::to_string(&env).unwrap()).unwrap();
         let instances = (0..options.instances.max(1))
-            .map(|i| start(dir.path(), i))
+            .map(|i| start(dir.path(), i, 0))
             .collect();
         // Every request has a deadline, so a stuck host fails its test instead of hanging the run.
         let http = reqwest::Client::builder()
@@ -270,8 +270,11 @@ impl TestHost {
         self.restart_instance(0);
     }
 
+    /// Starts instance `i` again on the same folder and the same port (a
+    /// load balancer in front keeps finding it).
     pub fn restart_instance(&mut self, i: usize) {
-        self.instances[i] = start(self.dir.path(), i);
+        let port = self.instances[i].1.port();
+        self.instances[i] = start(self.dir.path(), i, port);
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -538,7 +541,8 @@ impl Drop for TestHost {
 
 /// Starts instance `i` of `webhook-host serve` in `dir` on a free port;
 /// waits for its "listening" line.
-fn start(dir: &Path, i: usize) -> (Child, SocketAddr) {
+/// Starts instance `i` on `port` (0: any free one).
+fn start(dir: &Path, i: usize, port: u16) -> (Child, SocketAddr) {
     let log_path = dir.join(format!("host-{i}.log"));
     let log = std::fs::OpenOptions::new()
         .create(true)
@@ -558,7 +562,7 @@ fn start(dir: &Path, i: usize) -> (Child, SocketAddr) {
         .env_clear()
         .env("PATH", std::env::var("PATH").unwrap_or_default())
         .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
+        .env("PORT", port.to_string())
         .env("DATA_DIR", dir.join(format!("data-{i}")))
         .env("PLUGINS_DIR", dir.join("plugins"))
         .env("FAL_WEBHOOK_SECRET", SECRET)

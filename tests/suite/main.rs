@@ -20,5 +20,6 @@ mod processing;
 mod remote;
 mod schedules;
 mod services;
+mod soak;
 mod verification;
 mod workspace;

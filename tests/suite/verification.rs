@@ -17,7 +17,7 @@ use crate::harness::TestHost;
 /// A JWKS endpoint the test controls: which keys it serves, whether it is
 /// up, and how often it was asked.
 #[derive(Clone)]
-struct JwksServer {
+pub(crate) struct JwksServer {
     url: String,
     keys: Arc<Mutex<Vec<SigningKey>>>,
     up: Arc<AtomicBool>,
@@ -26,7 +26,7 @@ struct JwksServer {
 
 impl JwksServer {
     /// Serves from a thread of its own (see `serve_on_own_thread`).
-    fn start(keys: Vec<SigningKey>) -> Self {
+    pub(crate) fn start(keys: Vec<SigningKey>) -> Self {
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         listener.set_nonblocking(true).unwrap();
         let server = JwksServer {
@@ -63,21 +63,26 @@ impl JwksServer {
         server
     }
 
+    /// Turns the server's answers on (200) or off (503).
+    pub(crate) fn set_up(&self, up: bool) {
+        self.up.store(up, Ordering::SeqCst);
+    }
+
     fn fetches(&self) -> u64 {
         self.fetches.load(Ordering::SeqCst)
     }
 }
 
-fn key(seed: u8) -> SigningKey {
+pub(crate) fn key(seed: u8) -> SigningKey {
     SigningKey::from_bytes(&[seed; 32])
 }
 
-fn key_hex(seed: u8) -> String {
+pub(crate) fn key_hex(seed: u8) -> String {
     hex::encode([seed; 32])
 }
 
 /// A route verified by FAL's Ed25519 scheme against `jwks`.
-fn fal_route(name: &str, jwks: &JwksServer, min_fetch_interval_secs: u64) -> String {
+pub(crate) fn fal_route(name: &str, jwks: &JwksServer, min_fetch_interval_secs: u64) -> String {
     format!(
         r#"
 [[routes]]
