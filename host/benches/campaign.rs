@@ -22,23 +22,26 @@ mod workspace;
 #[path = "support/pgbench.rs"]
 mod pgbench;
 
+#[path = "support/loadgen.rs"]
+mod loadgen;
+
+#[path = "support/host.rs"]
+mod host;
+
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
 mod pg;
 
-use std::io::{BufRead, BufReader};
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
-use tokio::net::TcpStream;
-use webhook_host::verify::{sign, unix_now};
+use webhook_host::verify::unix_now;
 use workspace::workspace;
 
-const SECRET: &str = "bench-secret";
+use loadgen::SECRET;
 const RUN: Duration = Duration::from_secs(5);
 const PATH: &str = "/api/v1/avatar/status_update?training_type=portrait";
 
@@ -51,104 +54,13 @@ struct Row {
     p99: Duration,
 }
 
-/// `count` signed deliveries as raw HTTP/1.1 requests, ids tagged `tag`.
+/// `count` signed FAL deliveries as raw HTTP/1.1 requests, ids tagged `tag`.
 fn requests(tag: &str, count: usize, host: &str) -> Vec<Vec<u8>> {
-    let now = unix_now();
-    (0..count)
-        .map(|n| {
-            let id = format!("{tag}-{n}");
-            let body = format!(
-                r#"{{"request_id":"{id}","gateway_request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://v3.fal.media/files/b/{id}/pytorch_lora_weights.safetensors","content_type":"application/octet-stream","file_name":"pytorch_lora_weights.safetensors","file_size":89745224}},"config_file":{{"url":"https://v3.fal.media/files/b/{id}/config.json","content_type":"application/octet-stream","file_name":"config.json","file_size":1290}}}}}}"#
-            );
-            let mut head = format!("POST {PATH} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n", body.len());
-            for (name, value) in sign::headers("fal-hmac", SECRET, &id, body.as_bytes(), now).unwrap() {
-                head.push_str(&format!("{name}: {value}\r\n"));
-            }
-            head.push_str("\r\n");
-            let mut request = head.into_bytes();
-            request.extend_from_slice(body.as_bytes());
-            request
-        })
-        .collect()
-}
-
-/// Reads one response; its status code.
-async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
-    buffer.clear();
-    let mut chunk = [0u8; 4096];
-    let header_end = loop {
-        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
-            break at + 4;
-        }
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    };
-    let head = String::from_utf8_lossy(&buffer[..header_end]).to_ascii_lowercase();
-    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
-    let length: usize = head
-        .lines()
-        .find_map(|l| l.strip_prefix("content-length:"))
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(0);
-    while buffer.len() < header_end + length {
-        let n = stream.read(&mut chunk).await?;
-        if n == 0 {
-            return Err(std::io::ErrorKind::UnexpectedEof.into());
-        }
-        buffer.extend_from_slice(&chunk[..n]);
-    }
-    Ok(status)
-}
-
-/// `connections` keep-alive connections sending `requests` (each once) for
-/// at most `RUN`; throughput and latency percentiles.
-async fn blast(
-    addr: SocketAddr,
-    requests: Arc<Vec<Vec<u8>>>,
-    connections: usize,
-) -> (f64, Duration, Duration) {
-    let started = Instant::now();
-    let mut tasks = Vec::new();
-    for c in 0..connections {
-        let requests = requests.clone();
-        tasks.push(tokio::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
-            let mut buffer = Vec::with_capacity(8192);
-            let mut latencies = Vec::new();
-            let mut failures = 0usize;
-            let mut i = c;
-            while i < requests.len() && started.elapsed() < RUN {
-                let sent = Instant::now();
-                stream.write_all(&requests[i]).await.unwrap();
-                match read_response(&mut stream, &mut buffer).await {
-                    Ok(200) => latencies.push(sent.elapsed()),
-                    Ok(_) => failures += 1,
-                    Err(_) => {
-                        failures += 1;
-                        stream = TcpStream::connect(addr).await.unwrap();
-                    }
-                }
-                i += connections;
-            }
-            (latencies, failures)
-        }));
-    }
-    let mut all = Vec::new();
-    let mut failures = 0;
-    for task in tasks {
-        let (latencies, failed) = task.await.unwrap();
-        all.extend(latencies);
-        failures += failed;
-    }
-    let elapsed = started.elapsed().as_secs_f64();
-    assert!(failures * 100 <= all.len(), "{failures} failed requests");
-    all.sort();
-    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
-    (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
+    loadgen::signed_requests(tag, count, host, PATH, |id| {
+        format!(
+            r#"{{"request_id":"{id}","gateway_request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://v3.fal.media/files/b/{id}/pytorch_lora_weights.safetensors","content_type":"application/octet-stream","file_name":"pytorch_lora_weights.safetensors","file_size":89745224}},"config_file":{{"url":"https://v3.fal.media/files/b/{id}/config.json","content_type":"application/octet-stream","file_name":"config.json","file_size":1290}}}}}}"#
+        )
+    })
 }
 
 /// Runs the load against `addr` at each concurrency; one row per run.
@@ -163,7 +75,7 @@ fn measure(
         // Enough requests for 60 k/s; signed just before the run.
         let tag = format!("{}-{connections}-{}", scenario.replace(' ', "_"), unix_now());
         let requests = Arc::new(requests(&tag, 300_000, &addr.to_string()));
-        let (rate, p50, p99) = runtime.block_on(blast(addr, requests, connections));
+        let (rate, p50, p99) = runtime.block_on(loadgen::blast(addr, requests, connections, RUN));
         rows.push(Row {
             scenario: scenario.to_string(),
             connections,
@@ -176,55 +88,18 @@ fn measure(
 
 /// The release binary serving intake only, on `database_url` or SQLite in `dir`.
 fn start_host(dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
-    let config = dir.join("campaign.toml");
-    std::fs::write(
-        &config,
-        "[worker]\nenabled = false\n[[routes]]\nname = \"fal\"\npath = \"/api/v1/avatar/status_update\"\n\
-         plugin = \"fal-avatar-status\"\nverify = [{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }]\n",
-    )
-    .unwrap();
-    let data = dir.join(if database_url.is_some() {
+    let data = if database_url.is_some() {
         "data-pg"
     } else {
         "data-sqlite"
-    });
-    let mut command = Command::new(env!("CARGO_BIN_EXE_webhook-host"));
-    command
-        .args(["--config"])
-        .arg(&config)
-        .arg("serve")
-        .env_clear()
-        .env("HOST", "127.0.0.1")
-        .env("PORT", "0")
-        .env("DATA_DIR", &data)
-        .env("PLUGINS_DIR", dir.join("plugins"))
-        .env("FAL_WEBHOOK_SECRET", SECRET)
-        .env("LOG_LEVEL", "warn")
-        .stdout(Stdio::piped())
-        .stderr(Stdio::null());
-    if let Some(url) = database_url {
-        command.env("DATABASE_URL", url);
-    }
-    let mut child = command.spawn().unwrap();
-    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
-    let addr = loop {
-        let line = lines.next().expect("the host exited").unwrap();
-        if let Some(addr) = line.strip_prefix("webhook-host listening on http://") {
-            break addr.parse().unwrap();
-        }
     };
-    std::thread::spawn(move || for _ in lines {});
-    (child, addr)
-}
-
-/// Resident memory of a process, MiB.
-fn rss_mib(pid: u32) -> f64 {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
-        .map_or(0.0, |kib| kib / 1024.0)
+    host::start(
+        dir,
+        "[worker]\nenabled = false\n[[routes]]\nname = \"fal\"\npath = \"/api/v1/avatar/status_update\"\n\
+         plugin = \"fal-avatar-status\"\nverify = [{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }]\n",
+        data,
+        database_url,
+    )
 }
 
 /// A 2-thread runtime serving `POST /…` with 200 and nothing else.
@@ -331,9 +206,9 @@ fn main() {
 
     let (mut pg_host, addr) = start_host(dir.path(), Some(&url));
     std::thread::sleep(Duration::from_secs(1));
-    let idle = rss_mib(pg_host.id());
+    let idle = host::rss_mib(pg_host.id());
     measure(&load, "host, PostgreSQL", addr, &concurrencies, &mut rows);
-    let loaded = rss_mib(pg_host.id());
+    let loaded = host::rss_mib(pg_host.id());
     let _ = pg_host.kill();
     let _ = pg_host.wait();
 

@@ -1,0 +1,51 @@
+//! The release `webhook-host` binary started for a benchmark, and its memory.
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+
+/// Starts the host with `config` (TOML), plugins from `dir/plugins`, data in
+/// `dir/<data>`, on PostgreSQL when `database_url` is given (else SQLite);
+/// returns it and where it listens.
+pub fn start(dir: &Path, config: &str, data: &str, database_url: Option<&str>) -> (Child, SocketAddr) {
+    let file = dir.join(format!("{data}.toml"));
+    std::fs::write(&file, config).unwrap();
+    let mut command = Command::new(env!("CARGO_BIN_EXE_webhook-host"));
+    command
+        .arg("--config")
+        .arg(&file)
+        .arg("serve")
+        .env_clear()
+        .env("HOST", "127.0.0.1")
+        .env("PORT", "0")
+        .env("DATA_DIR", dir.join(data))
+        .env("PLUGINS_DIR", dir.join("plugins"))
+        .env("FAL_WEBHOOK_SECRET", super::loadgen::SECRET)
+        .env("LOG_LEVEL", "warn")
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null());
+    if let Some(url) = database_url {
+        command.env("DATABASE_URL", url);
+    }
+    let mut child = command.spawn().unwrap();
+    let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+    let addr = loop {
+        let line = lines.next().expect("the host exited").unwrap();
+        if let Some(addr) = line.strip_prefix("webhook-host listening on http://") {
+            break addr.parse().unwrap();
+        }
+    };
+    std::thread::spawn(move || for _ in lines {});
+    (child, addr)
+}
+
+/// Resident memory of a process, MiB.
+pub fn rss_mib(pid: u32) -> f64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.split_whitespace().next()?.parse::<f64>().ok())
+        .map_or(0.0, |kib| kib / 1024.0)
+}

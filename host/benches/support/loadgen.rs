@@ -1,0 +1,122 @@
+//! The benchmarks' load generator: pre-signed deliveries written as raw
+//! HTTP/1.1 over keep-alive connections, each request's latency measured.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+use webhook_host::verify::{sign, unix_now};
+
+/// The FAL HMAC secret the benchmarks' hosts verify with.
+pub const SECRET: &str = "bench-secret";
+
+/// `count` deliveries to `path`, ids `<tag>-<n>`, each with `body(id)`,
+/// signed with FAL's HMAC scheme, as raw HTTP/1.1 requests.
+pub fn signed_requests(
+    tag: &str,
+    count: usize,
+    host: &str,
+    path: &str,
+    body: impl Fn(&str) -> String,
+) -> Vec<Vec<u8>> {
+    let now = unix_now();
+    (0..count)
+        .map(|n| {
+            let id = format!("{tag}-{n}");
+            let body = body(&id);
+            let mut head = format!(
+                "POST {path} HTTP/1.1\r\nhost: {host}\r\ncontent-type: application/json\r\ncontent-length: {}\r\n",
+                body.len()
+            );
+            for (name, value) in sign::headers("fal-hmac", SECRET, &id, body.as_bytes(), now).unwrap() {
+                head.push_str(&format!("{name}: {value}\r\n"));
+            }
+            head.push_str("\r\n");
+            let mut request = head.into_bytes();
+            request.extend_from_slice(body.as_bytes());
+            request
+        })
+        .collect()
+}
+
+/// Reads one response; its status code.
+pub async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
+    buffer.clear();
+    let mut chunk = [0u8; 4096];
+    let header_end = loop {
+        if let Some(at) = buffer.windows(4).position(|w| w == b"\r\n\r\n") {
+            break at + 4;
+        }
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    };
+    let head = String::from_utf8_lossy(&buffer[..header_end]).to_ascii_lowercase();
+    let status = head.get(9..12).and_then(|s| s.parse().ok()).unwrap_or(0);
+    let length: usize = head
+        .lines()
+        .find_map(|l| l.strip_prefix("content-length:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0);
+    while buffer.len() < header_end + length {
+        let n = stream.read(&mut chunk).await?;
+        if n == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        buffer.extend_from_slice(&chunk[..n]);
+    }
+    Ok(status)
+}
+
+/// `connections` keep-alive connections sending `requests` (each once) for
+/// at most `run`; throughput and latency percentiles.
+pub async fn blast(
+    addr: SocketAddr,
+    requests: Arc<Vec<Vec<u8>>>,
+    connections: usize,
+    run: Duration,
+) -> (f64, Duration, Duration) {
+    let started = Instant::now();
+    let mut tasks = Vec::new();
+    for c in 0..connections {
+        let requests = requests.clone();
+        tasks.push(tokio::spawn(async move {
+            let mut stream = TcpStream::connect(addr).await.unwrap();
+            stream.set_nodelay(true).unwrap();
+            let mut buffer = Vec::with_capacity(8192);
+            let mut latencies = Vec::new();
+            let mut failures = 0usize;
+            let mut i = c;
+            while i < requests.len() && started.elapsed() < run {
+                let sent = Instant::now();
+                stream.write_all(&requests[i]).await.unwrap();
+                match read_response(&mut stream, &mut buffer).await {
+                    Ok(200) => latencies.push(sent.elapsed()),
+                    Ok(_) => failures += 1,
+                    Err(_) => {
+                        failures += 1;
+                        stream = TcpStream::connect(addr).await.unwrap();
+                    }
+                }
+                i += connections;
+            }
+            (latencies, failures)
+        }));
+    }
+    let mut all = Vec::new();
+    let mut failures = 0;
+    for task in tasks {
+        let (latencies, failed) = task.await.unwrap();
+        all.extend(latencies);
+        failures += failed;
+    }
+    let elapsed = started.elapsed().as_secs_f64();
+    assert!(failures * 100 <= all.len(), "{failures} failed requests");
+    all.sort();
+    let pct = |p: f64| all[((all.len() as f64 * p) as usize).min(all.len() - 1)];
+    (all.len() as f64 / elapsed, pct(0.5), pct(0.99))
+}
