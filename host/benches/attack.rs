@@ -138,9 +138,10 @@ fn main() {
         // Warm up, then let the worker catch up before each measurement.
         intake(addr, "warm").await;
         drain(addr).await;
-        let before = host::rss_mib(pid);
         let (rate, p50, p99) = intake(addr, "alone").await;
         drain(addr).await;
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let before = host::rss_mib(pid);
 
         let stop = Arc::new(AtomicBool::new(false));
         let attacker = tokio::spawn(attack(addr, pid, stop.clone()));
