@@ -65,11 +65,16 @@ fn program(name: &str) -> PathBuf {
 pub struct Garage {
     pub endpoint: String,
     config: PathBuf,
+    s3_port: u16,
+    /// The running server's process id.
+    server: std::sync::Mutex<u32>,
     _dir: tempfile::TempDir,
 }
 
 impl Garage {
-    fn start() -> Garage {
+    /// A node of its own (the suite shares one: [`garage`]); a test that
+    /// stops and resumes it needs its own.
+    pub fn start() -> Garage {
         let dir = tempfile::Builder::new()
             .prefix("webhook-host-garage-")
             .tempdir()
@@ -89,22 +94,15 @@ impl Garage {
             ),
         )
         .unwrap();
-        let log = std::fs::File::create(dir.path().join("server.log")).unwrap();
-        let child = Command::new(program("garage"))
-            .arg("-c")
-            .arg(&config)
-            .arg("server")
-            .stdout(log.try_clone().unwrap())
-            .stderr(log)
-            .spawn()
-            .expect("starting garage");
-        keep(child);
-        wait_for_port(rpc, "garage");
         let garage = Garage {
             endpoint: format!("http://127.0.0.1:{s3}"),
             config,
+            s3_port: s3,
+            server: std::sync::Mutex::new(0),
             _dir: dir,
         };
+        garage.serve();
+        wait_for_port(rpc, "garage");
         let node = garage.cli(&["node", "id", "-q"]);
         let node = node.trim().split('@').next().unwrap().to_string();
         garage.cli(&["layout", "assign", "-z", "dc1", "-c", "1G", &node]);
@@ -112,6 +110,40 @@ impl Garage {
         garage.cli(&["key", "import", "--yes", S3_ACCESS_KEY, S3_SECRET_KEY]);
         wait_for_port(s3, "garage's S3 API");
         garage
+    }
+
+    fn serve(&self) {
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(self.config.with_file_name("server.log"))
+            .unwrap();
+        let child = Command::new(program("garage"))
+            .arg("-c")
+            .arg(&self.config)
+            .arg("server")
+            .stdout(log.try_clone().unwrap())
+            .stderr(log)
+            .spawn()
+            .expect("starting garage");
+        *self.server.lock().unwrap() = child.id();
+        keep(child);
+    }
+
+    /// Kills the server (SIGKILL); its data stays for [`resume`](Self::resume).
+    pub fn stop(&self) {
+        let pid = *self.server.lock().unwrap();
+        // SAFETY: signalling a child process this struct started.
+        unsafe { libc::kill(pid as i32, libc::SIGKILL) };
+        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok() {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// Starts the server again on the same data and ports.
+    pub fn resume(&self) {
+        self.serve();
+        wait_for_port(self.s3_port, "garage's S3 API");
     }
 
     fn cli(&self, args: &[&str]) -> String {

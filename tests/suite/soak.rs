@@ -1,9 +1,10 @@
 //! Soak: a steady stream of signed deliveries through nginx to two
 //! instances on PostgreSQL while faults are injected at random — an
 //! instance killed and started again, PostgreSQL stopped and started, the
-//! JWKS server answering 503 — then the senders' record of deliveries
-//! answered 200 is compared with the plugin's effects in the database:
-//! none may be missing, none applied twice.
+//! S3 server (Garage) killed and started again, the JWKS server answering
+//! 503 — then the senders' record of deliveries answered 200 is compared
+//! with the plugin's effects (an object in the bucket, then a row in the
+//! event's transaction): none may be missing, none applied twice.
 //!
 //! The suite runs a short soak; a long one runs on demand:
 //! `SOAK_SECS=600 cargo test -p webhook-host --test suite soak::long -- --ignored --nocapture`.
@@ -19,6 +20,7 @@ use webhook_host::verify::{sign, unix_now};
 use crate::harness::{Backend, Options, TestHost};
 use crate::nginx::{Nginx, NginxConfig};
 use crate::pg::PgServer;
+use crate::services::Garage;
 use crate::verification::{JwksServer, fal_route, key, key_hex};
 
 /// What one soak saw.
@@ -33,6 +35,10 @@ struct Tally {
 
 async fn soak(duration: Duration) {
     let pg = PgServer::start();
+    let garage = Garage::start();
+    let bucket = garage.bucket();
+    let env = garage.env(&bucket);
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (k.as_str(), v.as_str())).collect();
     let jwks = JwksServer::start(vec![key(1)]);
     let route = fal_route("soak", &jwks, 0);
     let host = Arc::new(RwLock::new(
@@ -41,6 +47,9 @@ async fn soak(duration: Duration) {
             instances: 2,
             pg: Some(&pg),
             extra_config: &route,
+            extra_env: &env,
+            // Outages last seconds: retries must outlast them.
+            config_edits: &[("max_attempts = 3", "max_attempts = 100")],
             ..Options::default()
         })
         .await,
@@ -64,7 +73,7 @@ async fn soak(duration: Duration) {
         let (client, url) = (nginx.client(None), nginx.fal("/hooks/soak"));
         let (tally, acked_ids, stop) = (tally.clone(), acked_ids.clone(), stop.clone());
         senders.spawn(async move {
-            let body = br#"{"mode":"effect"}"#;
+            let body = br#"{"mode":"stored-effect"}"#;
             for n in 0.. {
                 if stop.load(Ordering::SeqCst) {
                     break;
@@ -102,15 +111,15 @@ async fn soak(duration: Duration) {
     // Faults, one at a time, each followed by a quiet spell.
     let started = Instant::now();
     let mut round = 0u64;
-    let first = rand::random_range(0..4u64);
+    let first = rand::random_range(0..5u64);
     while started.elapsed() < duration {
         tokio::time::sleep(Duration::from_millis(rand::random_range(800..2000))).await;
         round += 1;
         // Random, but every kind within the first four rounds.
-        let kind = if round <= 4 {
-            (round + first) % 4
+        let kind = if round <= 5 {
+            (round + first) % 5
         } else {
-            rand::random_range(0..4)
+            rand::random_range(0..5)
         };
         let fault = match kind {
             0 | 1 => {
@@ -125,6 +134,12 @@ async fn soak(duration: Duration) {
                 tokio::time::sleep(Duration::from_millis(1500)).await;
                 pg.resume();
                 "PostgreSQL stopped and started".to_string()
+            }
+            3 => {
+                garage.stop();
+                tokio::time::sleep(Duration::from_millis(1500)).await;
+                garage.resume();
+                "S3 server killed and started".to_string()
             }
             _ => {
                 jwks.set_up(false);
@@ -171,16 +186,33 @@ async fn soak(duration: Duration) {
         })
         .collect();
     let doubled = applied.values().filter(|&&n| n > 1).count();
+    let objects: Vec<object_store::ObjectMeta> = {
+        use futures_util::TryStreamExt;
+        use object_store::ObjectStore;
+        let prefix = object_store::path::Path::from("misbehave/stored");
+        garage
+            .store(&bucket)
+            .list(Some(&prefix))
+            .try_collect()
+            .await
+            .unwrap()
+    };
+    let without_object: Vec<&str> = applied
+        .keys()
+        .filter(|event| !objects.iter().any(|o| o.location.as_ref().ends_with(*event)))
+        .copied()
+        .collect();
     let unique: HashSet<&String> = acked.iter().collect();
     let tally = tally.lock().unwrap();
     println!(
         "soak of {:?}: {} deliveries answered 200 ({} distinct), {} stored, {} effects; \
-         lost {}, doubled {}; retried answers {:?}; faults ({}): {:?}",
+         {} objects; lost {}, doubled {}; retried answers {:?}; faults ({}): {:?}",
         started.elapsed(),
         tally.acked,
         unique.len(),
         stored.len(),
         effects.len(),
+        objects.len(),
         lost.len(),
         doubled,
         tally.retried,
@@ -194,6 +226,10 @@ async fn soak(duration: Duration) {
     assert!(lost.is_empty(), "answered 200 but never applied: {lost:?}");
     assert_eq!(doubled, 0, "applied twice");
     assert_eq!(effects.len(), stored.len(), "every stored delivery applied once");
+    assert!(
+        without_object.is_empty(),
+        "effects without their object: {without_object:?}"
+    );
     // What a sender would not retry never happened.
     assert!(
         tally

@@ -141,6 +141,12 @@ impl Guest for Misbehave {
                 Ok(None)
             }
             "effect" => record_effect(&event).map(|_| None),
+            // An object in storage, then the effect row (the soak's delivery).
+            "stored-effect" => {
+                let key = format!("misbehave/stored/{}", event.id);
+                blob::put(&key, event.id.as_bytes(), Some("text/plain")).map_err(HandlerError::Retry)?;
+                record_effect(&event).map(|_| None)
+            }
             "slow" => {
                 let start = std::time::Instant::now();
                 while start.elapsed() < std::time::Duration::from_millis(500) {
