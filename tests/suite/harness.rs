@@ -240,11 +240,7 @@ impl TestHost {
         let instances = (0..options.instances.max(1))
             .map(|i| start(dir.path(), i, 0))
             .collect();
-        // Every request has a deadline, so a stuck host fails its test instead of hanging the run.
-        let http = reqwest::Client::builder()
-            .timeout(Duration::from_secs(60))
-            .build()
-            .unwrap();
+        let http = client();
         TestHost {
             dir,
             instances,
@@ -275,6 +271,8 @@ impl TestHost {
     pub fn restart_instance(&mut self, i: usize) {
         let port = self.instances[i].1.port();
         self.instances[i] = start(self.dir.path(), i, port);
+        // Kept-alive connections to the old process are dead.
+        self.http = client();
     }
 
     pub fn url(&self, path: &str) -> String {
@@ -541,6 +539,15 @@ impl Drop for TestHost {
 
 /// Starts instance `i` of `webhook-host serve` in `dir` on a free port;
 /// waits for its "listening" line.
+/// The tests' HTTP client. Every request has a deadline, so a stuck host
+/// fails its test instead of hanging the run.
+fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(Duration::from_secs(60))
+        .build()
+        .unwrap()
+}
+
 /// Starts instance `i` on `port` (0: any free one).
 fn start(dir: &Path, i: usize, port: u16) -> (Child, SocketAddr) {
     let log_path = dir.join(format!("host-{i}.log"));
