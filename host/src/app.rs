@@ -148,6 +148,8 @@ impl Application {
             settings: settings.worker.clone(),
             owner: settings.instance_id.clone(),
             wake,
+            threads: crate::inbox::worker::EventThreads::start(settings.worker.threads)
+                .context("starting the event threads")?,
         });
         Ok(Self {
             _data_lock: data_lock,

@@ -232,6 +232,11 @@ pub struct WorkerSettings {
     /// How long a claim holds an event; renewed every third of it while the
     /// event runs. A crashed instance's events are taken over after this.
     pub lease_ms: u64,
+    /// Threads that run events (plugins included), apart from the threads
+    /// that serve HTTP, so that a plugin burning CPU competes with intake
+    /// only through the operating system's scheduler. 0: half the cores,
+    /// at least one.
+    pub threads: usize,
 }
 
 impl Default for WorkerSettings {
@@ -244,6 +249,7 @@ impl Default for WorkerSettings {
             backoff_max_ms: 10 * 60 * 1000,
             poll_interval_ms: 1_000,
             lease_ms: 30_000,
+            threads: 0,
         }
     }
 }

@@ -23,6 +23,36 @@ use crate::routes::RouteTable;
 use crate::runtime::{InstanceSlot, Runtime};
 use crate::telemetry;
 
+/// The threads events run on, apart from the HTTP threads.
+pub struct EventThreads(Option<tokio::runtime::Runtime>);
+
+impl EventThreads {
+    /// `threads` worker threads; 0 picks half the cores, at least one.
+    pub fn start(threads: usize) -> std::io::Result<Self> {
+        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let threads = if threads == 0 { (cores / 2).max(1) } else { threads };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(threads)
+            .thread_name("events")
+            .enable_all()
+            .build()?;
+        Ok(Self(Some(runtime)))
+    }
+
+    fn handle(&self) -> &tokio::runtime::Handle {
+        self.0.as_ref().expect("present until dropped").handle()
+    }
+}
+
+impl Drop for EventThreads {
+    fn drop(&mut self) {
+        // Dropped from async code: a blocking shutdown would panic there.
+        if let Some(runtime) = self.0.take() {
+            runtime.shutdown_background();
+        }
+    }
+}
+
 pub struct Worker {
     pub inbox: Arc<dyn Inbox>,
     pub runtime: Arc<Runtime>,
@@ -33,6 +63,8 @@ pub struct Worker {
     pub owner: String,
     /// Notified by intake when an event is stored.
     pub wake: Arc<Notify>,
+    /// Where events run.
+    pub threads: EventThreads,
 }
 
 impl Worker {
@@ -62,10 +94,13 @@ impl Worker {
                             // so events start in the order they came.
                             let instance = self.runtime.reserve().await;
                             let worker = self.clone();
-                            tasks.spawn(async move {
-                                worker.process(event, instance).await;
-                                drop(permit);
-                            });
+                            tasks.spawn_on(
+                                async move {
+                                    worker.process(event, instance).await;
+                                    drop(permit);
+                                },
+                                self.threads.handle(),
+                            );
                         }
                     }
                     Err(e) => tracing::error!("claiming events failed: {e:#}"),
