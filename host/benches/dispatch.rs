@@ -4,6 +4,9 @@
 //!   (files already stored: list + SELECT + UPDATE in a real SQLite
 //!   transaction, rolled back each time; the first call, which copies the
 //!   files, printed apart);
+//! - the same fal-avatar-status logic compiled natively (its `avatar.rs`,
+//!   `body.rs` and `notice.rs`, included by path) calling the same host
+//!   capabilities on the same kind of state, and the Wasm/native ratio;
 //! - end-to-end in embedded mode: signed POST → 200 (ack), and POST → event
 //!   `done` with the LoRA file (70 KB, from a loopback file host) copied into
 //!   storage and the avatar updated, one event at a time.
@@ -21,9 +24,34 @@ mod workspace;
 #[path = "../../tests/suite/remote.rs"]
 mod remote;
 
+// fal-avatar-status's webhook logic, built natively: it reaches the host
+// through `crate::webhook::plugin`, `crate::telegram`, `crate::Event` and
+// `crate::HandlerError`, as in the component.
+#[allow(dead_code)]
+#[path = "../../plugins/fal-avatar-status/src/avatar.rs"]
+mod avatar;
+#[allow(dead_code, unused_imports)]
+#[path = "../../plugins/fal-avatar-status/src/body.rs"]
+mod body;
+#[allow(unused_imports)]
+#[path = "../../plugins/fal-avatar-status/src/notice.rs"]
+mod notice;
+#[path = "support/fal_native.rs"]
+mod webhook;
+
+/// The native build sends no Telegram notice: the benchmark's runs find
+/// the notice marker already set by the Wasm runs and never get here.
+mod telegram {
+    pub fn post_json(_url: &str, _body: &serde_json::Value) -> Result<(u16, Vec<u8>), String> {
+        Err("the native benchmark build has no outbound HTTP".into())
+    }
+}
+
+use webhook_host::runtime::bindings::types::{Event, HandlerError};
+
 use webhook_host::app::Application;
 use webhook_host::config::{RuntimeSettings, Settings};
-use webhook_host::inbox::{Event, Inbox, SqliteInbox, Status};
+use webhook_host::inbox::{Event as StoredEvent, Inbox, SqliteInbox, Status};
 use webhook_host::plugins::Manifest;
 use webhook_host::runtime::Runtime;
 use webhook_host::verify::fal_hmac;
@@ -31,7 +59,8 @@ use workspace::{plugin_dir, workspace};
 
 const SECRET: &str = "bench-secret";
 
-fn summary(label: &str, mut samples: Vec<Duration>) {
+/// Prints `samples`' percentiles; returns the median.
+fn summary(label: &str, mut samples: Vec<Duration>) -> Duration {
     samples.sort();
     let pct = |p: f64| samples[((samples.len() as f64 * p) as usize).min(samples.len() - 1)];
     let mean = samples.iter().sum::<Duration>() / samples.len() as u32;
@@ -43,10 +72,11 @@ fn summary(label: &str, mut samples: Vec<Duration>) {
         pct(0.99),
         mean
     );
+    pct(0.50)
 }
 
-fn event(id: usize, route: &str, body: Vec<u8>) -> Event {
-    Event {
+fn event(id: usize, route: &str, body: Vec<u8>) -> StoredEvent {
+    StoredEvent {
         id: format!("evt_bench_{id}"),
         route: route.into(),
         delivery_id: format!("d{id}"),
@@ -111,6 +141,7 @@ async fn dispatch_costs(wasm: &Path) {
         .replace("6a0e2b52-8f0c-4c2b-9d3e-2f7f0c1a9b10", "demo-request-1")
         .replace("https://v3.fal.media/", &remote);
 
+    let mut wasm_fal = Duration::ZERO;
     for (label, plugin, body) in [
         (
             "instantiate + handle (no-op plugin)",
@@ -120,7 +151,7 @@ async fn dispatch_costs(wasm: &Path) {
         (
             "instantiate + handle (fal-avatar-status OK)",
             &fal,
-            ok_body.into_bytes(),
+            ok_body.clone().into_bytes(),
         ),
     ] {
         let mut samples = Vec::new();
@@ -140,8 +171,54 @@ async fn dispatch_costs(wasm: &Path) {
                 samples.push(done.elapsed);
             }
         }
-        summary(label, samples);
+        wasm_fal = summary(label, samples);
     }
+    native_fal(&runtime, &inbox, &fal, ok_body.into_bytes(), wasm_fal).await;
+}
+
+/// The fal logic compiled natively, on the same capabilities, inbox and
+/// storage as the Wasm runs before it (so the files and the notice marker
+/// are already there, as for those runs after their first).
+async fn native_fal(
+    runtime: &Runtime,
+    inbox: &SqliteInbox,
+    plugin: &webhook_host::runtime::LoadedPlugin,
+    body: Vec<u8>,
+    wasm_p50: Duration,
+) {
+    // One thread of its own runs the calls: each import blocks on the runtime.
+    let (to_thread, inbox_of_thread) = std::sync::mpsc::channel::<webhook_host::runtime::State>();
+    let (to_bench, mut from_thread) = tokio::sync::mpsc::channel(1);
+    let event = webhook_host::runtime::to_wit(&event(0, "bench", body));
+    let handle = tokio::runtime::Handle::current();
+    let caller = std::thread::spawn(move || {
+        // Dropping a state returns its connection to the pool: a runtime task.
+        let _runtime = handle.enter();
+        for state in inbox_of_thread {
+            let started = Instant::now();
+            let (result, state) = webhook::run(state, handle.clone(), || avatar::handle(event.clone()));
+            let elapsed = started.elapsed();
+            assert!(result.is_ok(), "{result:?}");
+            drop(state); // rolls the transaction back, as the Wasm runs do
+            to_bench.blocking_send(elapsed).unwrap();
+        }
+    });
+    let mut samples = Vec::new();
+    for _ in 0..2200 {
+        let started = Instant::now();
+        let state = runtime.state(plugin, "native", inbox.begin(None).await.unwrap());
+        let built = started.elapsed();
+        to_thread.send(state).unwrap();
+        samples.push(built + from_thread.recv().await.unwrap());
+    }
+    drop(to_thread);
+    caller.join().unwrap();
+    let native_p50 = summary("handle natively (fal-avatar-status OK)", samples.split_off(200));
+    println!(
+        "{:<46} p50 Wasm / p50 native = {:.2}",
+        "fal-avatar-status Wasm vs native",
+        wasm_p50.as_secs_f64() / native_p50.as_secs_f64()
+    );
 }
 
 async fn end_to_end(wasm: &Path) {

@@ -429,31 +429,15 @@ impl Runtime {
         .await
     }
 
-    /// A fresh store for `plugin` (limits, deadline, capabilities bound to
-    /// `tx`), then `call` in it; the outcome classified and the transaction
-    /// handed back.
-    async fn run<F>(
-        &self,
-        plugin: &LoadedPlugin,
-        tag: &str,
-        tx: Tx,
-        slot: Option<InstanceSlot>,
-        call: F,
-    ) -> Dispatched
-    where
-        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
-    {
-        // Waiting for a slot (in arrival order: the semaphore is fair) is
-        // not the plugin's time; its budget starts once it has an instance.
-        let _slot = match slot {
-            Some(slot) => slot,
-            None => self.reserve().await,
-        };
-        let started = Instant::now();
+    /// What one instance of `plugin` gets: its capabilities (bound to `tx`
+    /// and its grants), output capture tagged `tag`, and memory limiter.
+    /// `run` puts it in a `Store`; the native benchmark of the fal logic
+    /// calls the same capabilities without one.
+    pub fn state(&self, plugin: &LoadedPlugin, tag: &str, tx: Tx) -> State {
         let (stdout, stderr) = GuestOutput::pair(&plugin.name, tag);
         let services = &self.services;
         let sent = Arc::new(AtomicU32::new(0));
-        let state = State {
+        State {
             wasi: WasiCtxBuilder::new()
                 .stdout(stdout)
                 .stderr(stderr.clone())
@@ -491,7 +475,32 @@ impl Runtime {
                 tag,
             ),
             timed_out: false,
+            stderr,
+        }
+    }
+
+    /// A fresh store for `plugin` (limits, deadline, capabilities bound to
+    /// `tx`), then `call` in it; the outcome classified and the transaction
+    /// handed back.
+    async fn run<F>(
+        &self,
+        plugin: &LoadedPlugin,
+        tag: &str,
+        tx: Tx,
+        slot: Option<InstanceSlot>,
+        call: F,
+    ) -> Dispatched
+    where
+        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
+    {
+        // Waiting for a slot (in arrival order: the semaphore is fair) is
+        // not the plugin's time; its budget starts once it has an instance.
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self.reserve().await,
         };
+        let started = Instant::now();
+        let state = self.state(plugin, tag, tx);
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let deadline = started + plugin.limits.timeout;
@@ -527,7 +536,7 @@ impl Runtime {
                         Some(code) => code.to_string(),
                         None => trap.root_cause().to_string(),
                     };
-                    if let Some(said) = stderr.recent_lines() {
+                    if let Some(said) = state.stderr.recent_lines() {
                         message = format!("{message} (guest stderr: {said})");
                     }
                     DispatchError::Trap(message)
@@ -549,7 +558,8 @@ impl Drop for Runtime {
     }
 }
 
-fn to_wit(event: &Event) -> bindings::types::Event {
+/// The WIT record of `event`, as a plugin receives it.
+pub fn to_wit(event: &Event) -> bindings::types::Event {
     bindings::types::Event {
         id: event.id.clone(),
         route: event.route.clone(),

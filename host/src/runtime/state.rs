@@ -5,6 +5,7 @@ use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
 
+use super::output::GuestOutput;
 use crate::caps::{
     blob::BlobState, config::ConfigState, db::DbState, http::HttpHooks, kv::KvState, log::LogState,
 };
@@ -24,6 +25,8 @@ pub struct State {
     pub http_hooks: HttpHooks,
     /// Set by the epoch callback when the call ran out of time.
     pub timed_out: bool,
+    /// The guest's stderr as captured, for the message of a trap.
+    pub stderr: GuestOutput,
 }
 
 impl WasiView for State {

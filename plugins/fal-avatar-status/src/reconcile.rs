@@ -1,6 +1,6 @@
 //! Reconciliation: the `reconcile` schedule asks FAL's queue API about
 //! avatars that have been training for a while without a webhook, and
-//! applies what it learns with the webhook path's own code ([`crate::apply`]),
+//! applies what it learns with the webhook path's own code ([`crate::avatar::apply`]),
 //! so a completion found here copies the files and sends the one notice
 //! exactly as a webhook would, and a webhook arriving later changes nothing.
 //!
@@ -13,10 +13,11 @@
 
 use serde_json::{Value as Json, json};
 
+use crate::HandlerError;
+use crate::avatar::{apply, find_avatar, setting, text};
 use crate::webhook::plugin::config;
 use crate::webhook::plugin::db::{self, Value};
 use crate::webhook::plugin::log::{Level, log};
-use crate::{HandlerError, apply, find_avatar, setting, text};
 
 /// An avatar the run may check.
 struct Candidate {
