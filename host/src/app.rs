@@ -141,6 +141,7 @@ impl Application {
             settings.instance_id.clone(),
         ));
         let worker = Arc::new(Worker {
+            completer: crate::inbox::complete::Completer::spawn(inbox.clone()),
             inbox,
             runtime,
             plugins: plugin_set,

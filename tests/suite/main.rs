@@ -3,6 +3,7 @@
 
 mod browser;
 mod capabilities;
+mod completions;
 mod console;
 mod crash;
 mod deployment;

@@ -6,6 +6,7 @@
 //! the embedded backend. The [`worker`] claims due events and dispatches them.
 
 pub mod backoff;
+pub mod complete;
 pub mod intake;
 mod postgres;
 pub mod retention;
@@ -16,7 +17,7 @@ pub mod worker;
 use anyhow::{Context, Result};
 use serde::Serialize;
 
-pub use postgres::PostgresInbox;
+pub use postgres::{PgEventTx, PostgresInbox};
 pub use sqlite::{SqliteEventTx, SqliteInbox, is_plain_select as sqlite_is_plain_select};
 
 /// Where an event is in its life.
@@ -91,11 +92,23 @@ pub struct Event {
     pub finished_at_ms: Option<i64>,
 }
 
-/// An open transaction on the inbox's database: the plugin's `db` statements
-/// run in it, and [`Inbox::complete`] commits it with the event's move to `done`.
+/// An event's transaction on the inbox's database: the plugin's `db`
+/// statements run in it, and [`Inbox::complete`] commits it with the event's
+/// move to `done`. Both kinds begin at the plugin's first statement that
+/// needs them, so an event whose plugin never writes has no transaction.
 pub enum Tx {
     Sqlite(SqliteEventTx),
-    Postgres(sqlx::Transaction<'static, sqlx::Postgres>),
+    Postgres(PgEventTx),
+}
+
+impl Tx {
+    /// Whether the plugin began the transaction (and so may have written).
+    pub fn touched(&self) -> bool {
+        match self {
+            Tx::Sqlite(tx) => tx.pool().is_none(),
+            Tx::Postgres(tx) => tx.is_open(),
+        }
+    }
 }
 
 /// Who is finishing which event, with which plugin version.
@@ -179,6 +192,11 @@ pub trait Inbox: Send + Sync {
     /// Marks the event `done` inside `tx` and commits. Returns false (and
     /// rolls back) when `owner` no longer holds the lease.
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool>;
+
+    /// Marks events `done` whose transactions the plugins never began
+    /// ([`Tx::touched`] false), all in one transaction; for each, in order,
+    /// false when its owner no longer holds the lease.
+    async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>>;
 
     /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
     /// when `retry_at_ms` is none.

@@ -209,16 +209,11 @@ impl Inbox for PostgresInbox {
     }
 
     async fn begin(&self, db_role: Option<&str>) -> Result<Tx> {
-        let tx = match db_role {
-            // One round trip: the role switch travels with the BEGIN.
-            Some(role) => self
-                .pool
-                .begin_with(format!("BEGIN; SET LOCAL ROLE {}", quote_ident(role)))
-                .await
-                .with_context(|| format!("opening the event transaction as the database role {role:?}"))?,
-            None => self.pool.begin().await.context("opening the event transaction")?,
-        };
-        Ok(Tx::Postgres(tx))
+        Ok(Tx::Postgres(PgEventTx {
+            pool: self.pool.clone(),
+            role: db_role.map(str::to_owned),
+            tx: None,
+        }))
     }
 
     async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool> {
@@ -232,6 +227,32 @@ impl Inbox for PostgresInbox {
             .bind(finish.event_id)
             .bind(finish.owner);
         commit_if_one(tx, mark, "marking the event done").await
+    }
+
+    async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
+        // Rows locked in id order, as every batch does, so two instances'
+        // batches never wait on each other in a cycle.
+        let mut order: Vec<usize> = (0..finishes.len()).collect();
+        order.sort_by_key(|&i| finishes[i].event_id);
+        let (mut ids, mut owners, mut plugins, mut versions) = (vec![], vec![], vec![], vec![]);
+        for &i in &order {
+            ids.push(finishes[i].event_id);
+            owners.push(finishes[i].owner);
+            plugins.push(finishes[i].plugin);
+            versions.push(finishes[i].plugin_version);
+        }
+        let marked: Vec<String> = sqlx::query_scalar(sql::MARK_DONE_MANY_POSTGRES)
+            .bind(now_ms())
+            .bind(ids)
+            .bind(owners)
+            .bind(plugins)
+            .bind(versions)
+            .fetch_all(&self.pool)
+            .await
+            .context("marking events done")?;
+        // An id listed twice is marked once: only its first finish counts.
+        let mut marked: std::collections::HashSet<&str> = marked.iter().map(String::as_str).collect();
+        Ok(finishes.iter().map(|f| marked.remove(f.event_id)).collect())
     }
 
     async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
@@ -378,19 +399,66 @@ async fn notifier(pool: PgPool, stored: Arc<Notify>) {
     }
 }
 
+/// An event's PostgreSQL transaction, begun at the plugin's first statement
+/// (as the plugin's database role, when it has one, in the same round trip).
+pub struct PgEventTx {
+    pool: PgPool,
+    role: Option<String>,
+    tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+}
+
+impl PgEventTx {
+    /// Whether a statement has begun the transaction.
+    pub fn is_open(&self) -> bool {
+        self.tx.is_some()
+    }
+
+    /// The open transaction, beginning it if needed.
+    pub async fn open(&mut self) -> Result<&mut sqlx::Transaction<'static, sqlx::Postgres>, String> {
+        if self.tx.is_none() {
+            let tx = match &self.role {
+                // One round trip: the role switch travels with the BEGIN.
+                Some(role) => self
+                    .pool
+                    .begin_with(format!("BEGIN; SET LOCAL ROLE {}", quote_ident(role)))
+                    .await
+                    .map_err(|e| {
+                        format!("opening the event transaction as the database role {role:?}: {e}")
+                    })?,
+                None => self
+                    .pool
+                    .begin()
+                    .await
+                    .map_err(|e| format!("opening the event transaction: {e}"))?,
+            };
+            self.tx = Some(tx);
+        }
+        Ok(self.tx.as_mut().expect("just opened"))
+    }
+}
+
 /// Ends a plugin's transaction: back to the host's own role, `guard` (an
 /// UPDATE of the host's row that proves this instance still owns the work:
 /// its lease), and a commit only when the guard touched exactly one row;
 /// otherwise a rollback and `false`.
 async fn commit_if_one(
-    mut tx: sqlx::Transaction<'static, sqlx::Postgres>,
+    mut event_tx: PgEventTx,
     guard: sqlx::query::Query<'_, sqlx::Postgres, sqlx::postgres::PgArguments>,
     what: &str,
 ) -> Result<bool> {
-    sqlx::query("RESET ROLE")
-        .execute(&mut *tx)
-        .await
-        .context("leaving the plugin's role")?;
+    let mut tx = match event_tx.tx.take() {
+        Some(mut tx) => {
+            if event_tx.role.is_some() {
+                sqlx::query("RESET ROLE")
+                    .execute(&mut *tx)
+                    .await
+                    .context("leaving the plugin's role")?;
+            }
+            tx
+        }
+        // The plugin never began it: the guard alone, under the host's role.
+        None => event_tx.pool.begin().await.context("opening the transaction")?,
+    };
     let touched = guard.execute(&mut *tx).await.with_context(|| what.to_string())?;
     if touched.rows_affected() != 1 {
         tx.rollback().await.context("rolling back after a lost lease")?;

@@ -38,6 +38,15 @@ pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished
      plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
      WHERE id = $4 AND lease_owner = $5 AND status = 'processing'";
 
+/// Many events at once: $1 now, then arrays of ids, owners, plugins and
+/// versions (PostgreSQL). Returns the ids marked.
+pub const MARK_DONE_MANY_POSTGRES: &str = "UPDATE webhook_events AS e SET status = 'done', \
+     finished_at = $1, plugin = b.plugin, plugin_version = b.version, last_error = NULL, \
+     lease_owner = NULL, lease_until = NULL \
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS b(id, owner, plugin, version) \
+     WHERE e.id = b.id AND e.lease_owner = b.owner AND e.status = 'processing' \
+     RETURNING e.id";
+
 /// $1 retry time or NULL (dead), $2 now, $3 error, $4 plugin, $5 version, $6 id, $7 owner.
 pub const FAIL: &str = "UPDATE webhook_events SET \
        status = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END, \

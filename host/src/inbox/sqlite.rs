@@ -241,6 +241,30 @@ impl Inbox for SqliteInbox {
         commit_if_one(tx, mark, "marking the event done").await
     }
 
+    async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
+        let mut tx = self
+            .pool
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("opening the completion transaction")?;
+        let now = now_ms();
+        let mut marked = Vec::with_capacity(finishes.len());
+        for finish in finishes {
+            let done = sqlx::query(sql::MARK_DONE)
+                .bind(now)
+                .bind(finish.plugin)
+                .bind(finish.plugin_version)
+                .bind(finish.event_id)
+                .bind(finish.owner)
+                .execute(&mut *tx)
+                .await
+                .context("marking an event done")?;
+            marked.push(done.rows_affected() == 1);
+        }
+        tx.commit().await.context("committing the completions")?;
+        Ok(marked)
+    }
+
     async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool> {
         let Tx::Sqlite(tx) = tx else {
             anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");

@@ -15,7 +15,8 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::{Event, Finish, Inbox, backoff};
+use super::complete::Completer;
+use super::{Event, Finish, Inbox, Tx, backoff};
 use crate::config::WorkerSettings;
 use crate::now_ms;
 use crate::plugins::PluginSet;
@@ -65,6 +66,8 @@ pub struct Worker {
     pub wake: Arc<Notify>,
     /// Where events run.
     pub threads: EventThreads,
+    /// Marks events done in batches when their plugins wrote nothing.
+    pub completer: Completer,
 }
 
 impl Worker {
@@ -205,7 +208,7 @@ impl Worker {
             .increment(1);
         }
         match (dispatched.result, dispatched.tx) {
-            (Ok(_), Some(tx)) => match self.inbox.complete(tx, finish).await {
+            (Ok(_), Some(tx)) => match self.commit(tx, finish).await {
                 Ok(true) => {
                     observe("done");
                     count_attempt(&event.route, &plugin.name, "done");
@@ -235,6 +238,17 @@ impl Worker {
                 self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable)
                     .await
             }
+        }
+    }
+
+    /// Marks the event done: with the plugin's writes in its transaction,
+    /// or, when the plugin never began one, in the next batch of such
+    /// completions.
+    async fn commit(&self, tx: Tx, finish: Finish<'_>) -> anyhow::Result<bool> {
+        if tx.touched() {
+            self.inbox.complete(tx, finish).await
+        } else {
+            self.completer.complete(finish).await
         }
     }
 
