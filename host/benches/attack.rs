@@ -83,7 +83,7 @@ async fn intake(addr: SocketAddr, tag: &str) -> (f64, Duration, Duration) {
     let requests = loadgen::signed_requests(tag, 200_000, &addr.to_string(), "/hooks/ok", |_| {
         r#"{"mode":"ok"}"#.to_string()
     });
-    loadgen::blast(addr, Arc::new(requests), CONNECTIONS, RUN).await
+    loadgen::blast(loadgen::Target::Plain(addr), Arc::new(requests), CONNECTIONS, RUN).await
 }
 
 /// Posts the hostile corpus round and round until `stop`; the highest

@@ -7,6 +7,8 @@
 //! - an axum handler that answers 200 and does nothing (the ceiling);
 //! - the release `webhook-host` binary, intake only (verify, commit, 200), on
 //!   SQLite and on a durable PostgreSQL (fsync, synchronous_commit on);
+//! - production's shape: nginx (the project's template, TLS on the FAL
+//!   listener, one worker) in front of two such instances on PostgreSQL;
 //! - `pgbench` inserting one row per transaction (the durable-ack limit);
 //! - the old stack: FastAPI + uvicorn (2 workers) + asyncpg doing the same
 //!   HMAC check and INSERT (`bench/fastapi_receiver.py`; needs
@@ -32,12 +34,17 @@ mod host;
 #[allow(dead_code)]
 mod pg;
 
+#[path = "../../tests/suite/nginx.rs"]
+#[allow(dead_code)]
+mod nginx;
+
 use std::net::SocketAddr;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use loadgen::Target;
 use webhook_host::verify::unix_now;
 use workspace::workspace;
 
@@ -63,19 +70,26 @@ fn requests(tag: &str, count: usize, host: &str) -> Vec<Vec<u8>> {
     })
 }
 
-/// Runs the load against `addr` at each concurrency; one row per run.
+/// Runs the load against `target` at each concurrency; one row per run.
 fn measure(
     runtime: &tokio::runtime::Runtime,
     scenario: &str,
-    addr: SocketAddr,
+    target: Target,
     concurrencies: &[usize],
     rows: &mut Vec<Row>,
 ) {
+    let addr = match &target {
+        Target::Plain(addr) | Target::Tls(addr, _) => *addr,
+    };
     for &connections in concurrencies {
         // Enough requests for 60 k/s; signed just before the run.
-        let tag = format!("{}-{connections}-{}", scenario.replace(' ', "_"), unix_now());
+        let tag = format!(
+            "{}-{connections}-{}",
+            scenario.replace([' ', ','], "_"),
+            unix_now()
+        );
         let requests = Arc::new(requests(&tag, 300_000, &addr.to_string()));
-        let (rate, p50, p99) = runtime.block_on(loadgen::blast(addr, requests, connections, RUN));
+        let (rate, p50, p99) = runtime.block_on(loadgen::blast(target.clone(), requests, connections, RUN));
         rows.push(Row {
             scenario: scenario.to_string(),
             connections,
@@ -86,13 +100,9 @@ fn measure(
     }
 }
 
-/// The release binary serving intake only, on `database_url` or SQLite in `dir`.
-fn start_host(dir: &Path, database_url: Option<&str>) -> (Child, SocketAddr) {
-    let data = if database_url.is_some() {
-        "data-pg"
-    } else {
-        "data-sqlite"
-    };
+/// The release binary serving intake only, on `database_url` or SQLite in
+/// `dir/<data>`.
+fn start_host(dir: &Path, data: &str, database_url: Option<&str>) -> (Child, SocketAddr) {
     host::start(
         dir,
         "[worker]\nenabled = false\n[[routes]]\nname = \"fal\"\npath = \"/api/v1/avatar/status_update\"\n\
@@ -194,23 +204,61 @@ fn main() {
     measure(
         &load,
         "axum no-op (ceiling)",
-        noop_server(),
+        Target::Plain(noop_server()),
         &concurrencies,
         &mut rows,
     );
 
-    let (mut sqlite_host, addr) = start_host(dir.path(), None);
-    measure(&load, "host, SQLite", addr, &concurrencies, &mut rows);
+    let (mut sqlite_host, addr) = start_host(dir.path(), "data-sqlite", None);
+    measure(
+        &load,
+        "host, SQLite",
+        Target::Plain(addr),
+        &concurrencies,
+        &mut rows,
+    );
     let _ = sqlite_host.kill();
     let _ = sqlite_host.wait();
 
-    let (mut pg_host, addr) = start_host(dir.path(), Some(&url));
+    let (mut pg_host, addr) = start_host(dir.path(), "data-pg", Some(&url));
     std::thread::sleep(Duration::from_secs(1));
     let idle = host::rss_mib(pg_host.id());
-    measure(&load, "host, PostgreSQL", addr, &concurrencies, &mut rows);
+    measure(
+        &load,
+        "host, PostgreSQL",
+        Target::Plain(addr),
+        &concurrencies,
+        &mut rows,
+    );
     let loaded = host::rss_mib(pg_host.id());
     let _ = pg_host.kill();
     let _ = pg_host.wait();
+
+    let mut pair = Vec::new();
+    for data in ["data-pg-1", "data-pg-2"] {
+        pair.push(start_host(dir.path(), data, Some(&url)));
+    }
+    let nginx = nginx::Nginx::start(nginx::NginxConfig {
+        upstreams: [pair[0].1, pair[1].1],
+        admin_allow: "127.0.0.1/32",
+        // The per-address limit is for the open internet; the load here
+        // comes from one address.
+        rate: "1000000r/s",
+        burst: 1_000_000,
+    });
+    let fal = SocketAddr::from(([127, 0, 0, 1], nginx.fal_port));
+    measure(
+        &load,
+        "nginx TLS -> host x2, PG",
+        Target::tls(fal, nginx.cert_pem()),
+        &concurrencies,
+        &mut rows,
+    );
+    drop(nginx);
+    for (mut child, _) in pair {
+        let _ = child.kill();
+        let _ = child.wait();
+    }
 
     let mut pgbench_tps = Vec::new();
     for &clients in &concurrencies {
@@ -227,7 +275,13 @@ fn main() {
 
     match start_fastapi(&url) {
         Some((mut child, addr)) => {
-            measure(&load, "FastAPI+uvicorn(2)+asyncpg", addr, &[64], &mut rows);
+            measure(
+                &load,
+                "FastAPI+uvicorn(2)+asyncpg",
+                Target::Plain(addr),
+                &[64],
+                &mut rows,
+            );
             let _ = Command::new("pkill")
                 .args(["-P", &child.id().to_string()])
                 .status();
@@ -262,7 +316,8 @@ fn main() {
             (false, Some(tps)) => format!("{:.2}x", row.rate / tps),
             _ => "-".into(),
         };
-        let vs_fastapi = match (row.scenario.starts_with("host"), fastapi) {
+        let is_host = row.scenario.starts_with("host") || row.scenario.starts_with("nginx");
+        let vs_fastapi = match (is_host, fastapi) {
             (true, Some(f)) => format!("{:.1}x", row.rate / f),
             _ => "-".into(),
         };

@@ -138,29 +138,10 @@ async fn run() {
         RUN.as_secs()
     );
 
-    // Intake only: one instance with its worker off.
-    let app = Application::build(settings(&url, dir.path(), "intake", false))
-        .await
-        .unwrap();
-    let addr = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    for connections in [16usize, 64] {
-        let tps = pgbench::single_row_insert_tps(server.bin(), &url, connections, RUN.as_secs());
-        let (rate, latencies) = intake_load(addr, connections, &format!("c{connections}")).await;
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        println!(
-            "{connections:>2} connections: pgbench single-row INSERT {tps:>8.0} tps | host intake {rate:>8.0} req/s \
-             (p50 {:?}, p99 {:?}) | ratio {:.2}",
-            pct(0.5),
-            pct(0.99),
-            rate / tps
-        );
+    // `cargo bench --bench ingest -- processing` runs the processing part only.
+    if !std::env::args().any(|a| a == "processing") {
+        intake_section(&server, &url, dir.path()).await;
     }
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
 
     // Processing: a backlog drained by two instances, first on a plugin that
     // does nothing (the host's own cost per event), then on fal-avatar-status.
@@ -187,6 +168,32 @@ fn main() {
         .build()
         .unwrap()
         .block_on(run());
+}
+
+/// Intake only: one instance with its worker off, beside pgbench.
+async fn intake_section(server: &pg::PgServer, url: &str, dir: &Path) {
+    let app = Application::build(settings(url, dir, "intake", false))
+        .await
+        .unwrap();
+    let addr = app.local_addr().unwrap();
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let serving = tokio::spawn(app.run(async move {
+        let _ = stopped.await;
+    }));
+    for connections in [16usize, 64] {
+        let tps = pgbench::single_row_insert_tps(server.bin(), url, connections, RUN.as_secs());
+        let (rate, latencies) = intake_load(addr, connections, &format!("c{connections}")).await;
+        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
+        println!(
+            "{connections:>2} connections: pgbench single-row INSERT {tps:>8.0} tps | host intake {rate:>8.0} req/s \
+             (p50 {:?}, p99 {:?}) | ratio {:.2}",
+            pct(0.5),
+            pct(0.99),
+            rate / tps
+        );
+    }
+    let _ = stop.send(());
+    serving.await.unwrap().unwrap();
 }
 
 /// Stores `total` events for `route`, then starts two instances and returns

@@ -77,7 +77,7 @@ impl Nginx {
     /// A client that trusts only this nginx's certificate, sending from
     /// `from` (a loopback address) when given. No redirects followed.
     pub fn client(&self, from: Option<IpAddr>) -> reqwest::Client {
-        let cert = reqwest::Certificate::from_pem(&self.cert).unwrap();
+        let cert = reqwest::Certificate::from_pem(self.cert_pem()).unwrap();
         let mut builder = reqwest::Client::builder()
             .tls_certs_only([cert])
             .redirect(reqwest::redirect::Policy::none())
@@ -86,6 +86,11 @@ impl Nginx {
             builder = builder.local_address(address);
         }
         builder.build().unwrap()
+    }
+
+    /// The test CA's certificate (PEM), which clients trust.
+    pub fn cert_pem(&self) -> &[u8] {
+        &self.cert
     }
 
     /// A URL on the 443 listener.

@@ -1,12 +1,15 @@
 //! The benchmarks' load generator: pre-signed deliveries written as raw
-//! HTTP/1.1 over keep-alive connections, each request's latency measured.
+//! HTTP/1.1 over keep-alive connections (plain, or TLS to nginx), each
+//! request's latency measured.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::net::TcpStream;
+use tokio_rustls::TlsConnector;
+use tokio_rustls::rustls;
 use webhook_host::verify::{sign, unix_now};
 
 /// The FAL HMAC secret the benchmarks' hosts verify with.
@@ -41,8 +44,58 @@ pub fn signed_requests(
         .collect()
 }
 
+/// Where the load goes: a plain HTTP/1.1 listener, or a TLS one.
+#[derive(Clone)]
+pub enum Target {
+    Plain(SocketAddr),
+    Tls(SocketAddr, TlsConnector),
+}
+
+impl Target {
+    /// TLS to `addr`, trusting only the certificate in `ca_pem`.
+    #[allow(dead_code)]
+    pub fn tls(addr: SocketAddr, ca_pem: &[u8]) -> Self {
+        use rustls::pki_types::CertificateDer;
+        use rustls::pki_types::pem::PemObject;
+        let mut roots = rustls::RootCertStore::empty();
+        for cert in CertificateDer::pem_slice_iter(ca_pem) {
+            roots.add(cert.unwrap()).unwrap();
+        }
+        let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
+        let config = rustls::ClientConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .unwrap()
+            .with_root_certificates(roots)
+            .with_no_client_auth();
+        Target::Tls(addr, TlsConnector::from(Arc::new(config)))
+    }
+
+    async fn connect(&self) -> std::io::Result<Box<dyn Stream>> {
+        match self {
+            Target::Plain(addr) => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                Ok(Box::new(stream))
+            }
+            Target::Tls(addr, connector) => {
+                let stream = TcpStream::connect(addr).await?;
+                stream.set_nodelay(true)?;
+                let name = rustls::pki_types::ServerName::IpAddress(addr.ip().into());
+                Ok(Box::new(connector.connect(name, stream).await?))
+            }
+        }
+    }
+}
+
+/// A connection of either kind.
+pub trait Stream: AsyncRead + AsyncWrite + Unpin + Send {}
+impl<S: AsyncRead + AsyncWrite + Unpin + Send> Stream for S {}
+
 /// Reads one response; its status code.
-pub async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std::io::Result<u16> {
+pub async fn read_response<S: AsyncRead + Unpin + ?Sized>(
+    stream: &mut S,
+    buffer: &mut Vec<u8>,
+) -> std::io::Result<u16> {
     buffer.clear();
     let mut chunk = [0u8; 4096];
     let header_end = loop {
@@ -72,21 +125,25 @@ pub async fn read_response(stream: &mut TcpStream, buffer: &mut Vec<u8>) -> std:
     Ok(status)
 }
 
-/// `connections` keep-alive connections sending `requests` (each once) for
-/// at most `run`; throughput and latency percentiles.
+/// `connections` keep-alive connections to `target` sending `requests`
+/// (each once) for at most `run`; throughput and latency percentiles.
+/// Connections are opened (TLS handshakes done) before the clock starts.
 pub async fn blast(
-    addr: SocketAddr,
+    target: Target,
     requests: Arc<Vec<Vec<u8>>>,
     connections: usize,
     run: Duration,
 ) -> (f64, Duration, Duration) {
+    let mut streams = Vec::new();
+    for _ in 0..connections {
+        streams.push(target.connect().await.unwrap());
+    }
     let started = Instant::now();
     let mut tasks = Vec::new();
-    for c in 0..connections {
+    for (c, mut stream) in streams.into_iter().enumerate() {
         let requests = requests.clone();
+        let target = target.clone();
         tasks.push(tokio::spawn(async move {
-            let mut stream = TcpStream::connect(addr).await.unwrap();
-            stream.set_nodelay(true).unwrap();
             let mut buffer = Vec::with_capacity(8192);
             let mut latencies = Vec::new();
             let mut failures = 0usize;
@@ -99,7 +156,7 @@ pub async fn blast(
                     Ok(_) => failures += 1,
                     Err(_) => {
                         failures += 1;
-                        stream = TcpStream::connect(addr).await.unwrap();
+                        stream = target.connect().await.unwrap();
                     }
                 }
                 i += connections;
