@@ -223,6 +223,7 @@ fn main() {
     let (mut pg_host, addr) = start_host(dir.path(), "data-pg", Some(&url));
     std::thread::sleep(Duration::from_secs(1));
     let idle = host::rss_mib(pg_host.id());
+    let cpu_before = host::cpu_secs(pg_host.id());
     measure(
         &load,
         "host, PostgreSQL",
@@ -230,6 +231,11 @@ fn main() {
         &concurrencies,
         &mut rows,
     );
+    let cpu = host::cpu_secs(pg_host.id()) - cpu_before;
+    let served: f64 = rows[rows.len() - concurrencies.len()..]
+        .iter()
+        .map(|r| r.rate * RUN.as_secs_f64())
+        .sum();
     let loaded = host::rss_mib(pg_host.id());
     let _ = pg_host.kill();
     let _ = pg_host.wait();
@@ -333,4 +339,8 @@ fn main() {
         );
     }
     println!("host resident memory: idle {idle:.1} MiB, after the PostgreSQL runs {loaded:.1} MiB");
+    println!(
+        "host CPU per accepted delivery (PostgreSQL runs): {:.1} µs",
+        cpu / served * 1e6
+    );
 }

@@ -35,12 +35,12 @@ use workspace::workspace;
 const SECRET: &str = "bench-secret";
 const RUN: Duration = Duration::from_secs(6);
 
-fn settings(url: &str, dir: &Path, instance: &str, worker: bool) -> Settings {
+fn settings(url: &str, dir: &Path, instance: &str, worker: bool, concurrency: usize) -> Settings {
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
         format!(
-            "[worker]\nenabled = {worker}\nconcurrency = 8\n[[routes]]\nname = \"fal\"\nplugin = \"fal-avatar-status\"\n\
+            "[worker]\nenabled = {worker}\nconcurrency = {concurrency}\n[[routes]]\nname = \"fal\"\nplugin = \"fal-avatar-status\"\n\
              verify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n[[routes]]\nname = \"noop\"\nplugin = \"test-misbehave\"\n\
              verify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n"
         ),
@@ -155,9 +155,13 @@ async fn run() {
     .execute(&admin)
     .await
     .unwrap();
-    for (label, route) in [("no-op plugin", "noop"), ("fal-avatar-status", "fal")] {
-        let rate = processing(&admin, &url, dir.path(), route, total).await;
-        println!("two instances, {label}: {total} events = {rate:.0} events/s");
+    for concurrency in [8, 16, 32] {
+        for (label, route) in [("no-op plugin", "noop"), ("fal-avatar-status", "fal")] {
+            let rate = processing(&admin, &url, dir.path(), route, total, concurrency).await;
+            println!(
+                "two instances, worker.concurrency {concurrency}, {label}: {total} events = {rate:.0} events/s"
+            );
+        }
     }
     admin.close().await;
 }
@@ -172,7 +176,7 @@ fn main() {
 
 /// Intake only: one instance with its worker off, beside pgbench.
 async fn intake_section(server: &pg::PgServer, url: &str, dir: &Path) {
-    let app = Application::build(settings(url, dir, "intake", false))
+    let app = Application::build(settings(url, dir, "intake", false, 8))
         .await
         .unwrap();
     let addr = app.local_addr().unwrap();
@@ -199,7 +203,18 @@ async fn intake_section(server: &pg::PgServer, url: &str, dir: &Path) {
 /// Stores `total` events for `route`, then starts two instances and returns
 /// how many events per second they finish (the clock starts once both have
 /// loaded their plugins).
-async fn processing(admin: &sqlx::PgPool, url: &str, dir: &Path, route: &str, total: usize) -> f64 {
+async fn processing(
+    admin: &sqlx::PgPool,
+    url: &str,
+    dir: &Path,
+    route: &str,
+    total: usize,
+    concurrency: usize,
+) -> f64 {
+    // Migrates when the intake part did not run first.
+    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.to_string()), 4, true)
+        .await
+        .unwrap();
     sqlx::raw_sql("TRUNCATE webhook_events")
         .execute(admin)
         .await
@@ -221,9 +236,6 @@ async fn processing(admin: &sqlx::PgPool, url: &str, dir: &Path, route: &str, to
             }
         })
         .collect();
-    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.to_string()), 4, false)
-        .await
-        .unwrap();
     for chunk in events.chunks(250) {
         inbox.insert_batch(chunk.to_vec()).await.unwrap();
     }
@@ -234,10 +246,20 @@ async fn processing(admin: &sqlx::PgPool, url: &str, dir: &Path, route: &str, to
         .execute(admin)
         .await
         .unwrap();
+    // Every run starts from the same state: avatars in training, no stored
+    // files (each instance keeps its files under its data folder).
+    sqlx::raw_sql(
+        "UPDATE avatars SET status = 'training', training_progress = 0, avatar_data = NULL, \
+         diffusers_lora_file_url = NULL, config_file_url = NULL, fal_response_data = NULL",
+    )
+    .execute(admin)
+    .await
+    .unwrap();
     let mut apps = Vec::new();
     for instance in ["one", "two"] {
+        let _ = std::fs::remove_dir_all(dir.join(instance));
         apps.push(
-            Application::build(settings(url, dir, instance, true))
+            Application::build(settings(url, dir, instance, true, concurrency))
                 .await
                 .unwrap(),
         );

@@ -219,7 +219,9 @@ impl Default for HttpSettings {
 pub struct WorkerSettings {
     /// Whether this instance processes events at all (false: intake only).
     pub enabled: bool,
-    /// Events processed at once by this instance.
+    /// Events processed at once by this instance (its database pool has
+    /// this many connections and 4 more). While busy, the worker claims
+    /// again once a quarter of these are free, one query for all of them.
     pub concurrency: usize,
     /// Attempts before an event is marked `dead` (routes may override).
     pub max_attempts: u32,
@@ -243,7 +245,7 @@ impl Default for WorkerSettings {
     fn default() -> Self {
         Self {
             enabled: true,
-            concurrency: 4,
+            concurrency: 16,
             max_attempts: 8,
             backoff_base_ms: 2_000,
             backoff_max_ms: 10 * 60 * 1000,

@@ -74,6 +74,10 @@ impl Worker {
     /// Runs until `shutdown` turns true, then waits for in-flight events.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
         let slots = Arc::new(Semaphore::new(self.settings.concurrency));
+        // Refill in batches while busy: one claim per several finished
+        // events rather than one per event. An idle worker claims at once.
+        let capacity = self.settings.concurrency.min(self.runtime.instances().1);
+        let refill = (capacity / 4).max(1);
         let poll = Duration::from_millis(self.settings.poll_interval_ms.max(10));
         let mut tasks = JoinSet::new();
         while !*shutdown.borrow() {
@@ -83,7 +87,7 @@ impl Worker {
             let (in_use, max) = self.runtime.instances();
             let free = slots.available_permits().min(max.saturating_sub(in_use));
             let mut claimed = 0;
-            if free > 0 {
+            if free > 0 && (free >= refill || tasks.is_empty()) {
                 match self
                     .inbox
                     .claim(&self.owner, free, self.settings.lease_ms as i64)
