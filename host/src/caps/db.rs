@@ -107,7 +107,7 @@ impl DbState {
                     rows
                 }
             },
-            Tx::Postgres(tx) => postgres::query(tx.open().await?, &sql, params).await,
+            Tx::Postgres(tx) => postgres::query(tx, &sql, params).await,
         }
     }
 
@@ -125,7 +125,7 @@ impl DbState {
                 unrestrict(tx).await.map_err(|e| e.to_string())?;
                 Ok(done.map_err(|e| e.to_string())?.rows_affected())
             }
-            Tx::Postgres(tx) => postgres::execute(tx.open().await?, &sql, params).await,
+            Tx::Postgres(tx) => postgres::execute(tx, &sql, params).await,
         }
     }
 }

@@ -12,6 +12,7 @@ use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgRow, PgTypeInfo};
 use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
 use super::db::collect_rows;
+use crate::inbox::PgEventTx;
 use crate::runtime::bindings::db::{Rows, Value};
 
 /// A NULL whose type the server infers from the statement.
@@ -68,53 +69,20 @@ fn bind(mut query: PgQuery<'_>, params: Vec<Value>) -> PgQuery<'_> {
     query
 }
 
-/// Each plugin statement runs in a savepoint: a failed one is rolled back
-/// alone and the plugin may go on, as on SQLite (PostgreSQL would otherwise
-/// abort the whole transaction).
-async fn savepoint(tx: &mut sqlx::Transaction<'static, Postgres>, command: &str) -> Result<(), String> {
-    sqlx::query(command)
-        .execute(&mut **tx)
-        .await
-        .map(|_| ())
-        .map_err(|e| e.to_string())
-}
-
-async fn finish<T>(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    result: Result<T, String>,
-) -> Result<T, String> {
-    match result {
-        Ok(value) => savepoint(tx, "RELEASE SAVEPOINT plugin_statement")
-            .await
-            .map(|_| value),
-        Err(e) => {
-            savepoint(tx, "ROLLBACK TO SAVEPOINT plugin_statement").await?;
-            Err(e)
-        }
-    }
-}
-
-pub async fn execute(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    sql: &str,
-    params: Vec<Value>,
-) -> Result<u64, String> {
-    savepoint(tx, "SAVEPOINT plugin_statement").await?;
+/// Runs one plugin statement (in its savepoint, see [`PgEventTx`]).
+pub async fn execute(tx: &mut PgEventTx, sql: &str, params: Vec<Value>) -> Result<u64, String> {
     let done = bind(sqlx::query(sql), params)
-        .execute(&mut **tx)
+        .execute(&mut **tx.statement().await?)
         .await
-        .map(|d| d.rows_affected());
-    finish(tx, done.map_err(|e| e.to_string())).await
+        .map(|d| d.rows_affected())
+        .map_err(|e| e.to_string());
+    tx.settle(done).await
 }
 
-pub async fn query(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    sql: &str,
-    params: Vec<Value>,
-) -> Result<Rows, String> {
-    savepoint(tx, "SAVEPOINT plugin_statement").await?;
-    let rows = collect(tx, sql, params).await;
-    finish(tx, rows).await
+/// Runs one plugin query (in its savepoint, see [`PgEventTx`]).
+pub async fn query(tx: &mut PgEventTx, sql: &str, params: Vec<Value>) -> Result<Rows, String> {
+    let rows = collect(tx.statement().await?, sql, params).await;
+    tx.settle(rows).await
 }
 
 async fn collect(

@@ -213,6 +213,7 @@ impl Inbox for PostgresInbox {
             pool: self.pool.clone(),
             role: db_role.map(str::to_owned),
             tx: None,
+            savepoint_used: false,
         }))
     }
 
@@ -401,11 +402,22 @@ async fn notifier(pool: PgPool, stored: Arc<Notify>) {
 
 /// An event's PostgreSQL transaction, begun at the plugin's first statement
 /// (as the plugin's database role, when it has one, in the same round trip).
+///
+/// Each plugin statement runs inside a savepoint, so a failed one is rolled
+/// back alone and the plugin may go on, as on SQLite (PostgreSQL would
+/// otherwise abort the whole transaction). The savepoint is made with the
+/// `BEGIN`, and renewed (released and made again, one round trip) only
+/// before a statement that follows a successful one; a failed statement's
+/// `ROLLBACK TO` leaves it ready for the next. `COMMIT` releases the last.
 pub struct PgEventTx {
     pool: PgPool,
     role: Option<String>,
     tx: Option<sqlx::Transaction<'static, sqlx::Postgres>>,
+    /// Whether a statement ran inside the current savepoint.
+    savepoint_used: bool,
 }
+
+const SAVEPOINT: &str = "SAVEPOINT plugin_statement";
 
 impl PgEventTx {
     /// Whether a statement has begun the transaction.
@@ -413,27 +425,52 @@ impl PgEventTx {
         self.tx.is_some()
     }
 
-    /// The open transaction, beginning it if needed.
-    pub async fn open(&mut self) -> Result<&mut sqlx::Transaction<'static, sqlx::Postgres>, String> {
-        if self.tx.is_none() {
-            let tx = match &self.role {
-                // One round trip: the role switch travels with the BEGIN.
-                Some(role) => self
-                    .pool
-                    .begin_with(format!("BEGIN; SET LOCAL ROLE {}", quote_ident(role)))
-                    .await
-                    .map_err(|e| {
-                        format!("opening the event transaction as the database role {role:?}: {e}")
-                    })?,
-                None => self
-                    .pool
-                    .begin()
-                    .await
-                    .map_err(|e| format!("opening the event transaction: {e}"))?,
-            };
-            self.tx = Some(tx);
+    /// The transaction, begun if needed, with a fresh savepoint for the
+    /// plugin's next statement; pass the statement's outcome to
+    /// [`settle`](Self::settle).
+    pub async fn statement(&mut self) -> Result<&mut sqlx::Transaction<'static, sqlx::Postgres>, String> {
+        match &mut self.tx {
+            None => {
+                let begin = match &self.role {
+                    // One round trip: the role switch and the savepoint travel with the BEGIN.
+                    Some(role) => format!("BEGIN; SET LOCAL ROLE {}; {SAVEPOINT}", quote_ident(role)),
+                    None => format!("BEGIN; {SAVEPOINT}"),
+                };
+                let tx = self.pool.begin_with(begin).await.map_err(|e| match &self.role {
+                    Some(role) => format!("opening the event transaction as the database role {role:?}: {e}"),
+                    None => format!("opening the event transaction: {e}"),
+                })?;
+                self.tx = Some(tx);
+            }
+            Some(tx) if self.savepoint_used => {
+                // A plain string goes as a simple query: both in one round trip.
+                let conn: &mut sqlx::PgConnection = tx;
+                sqlx::Executor::execute(
+                    conn,
+                    "RELEASE SAVEPOINT plugin_statement; SAVEPOINT plugin_statement",
+                )
+                .await
+                .map_err(|e| e.to_string())?;
+            }
+            Some(_) => {}
         }
-        Ok(self.tx.as_mut().expect("just opened"))
+        self.savepoint_used = true;
+        Ok(self.tx.as_mut().expect("open"))
+    }
+
+    /// Keeps a statement's effects, or rolls back to the savepoint made for
+    /// it when it failed.
+    pub async fn settle<T>(&mut self, outcome: Result<T, String>) -> Result<T, String> {
+        if outcome.is_err()
+            && let Some(tx) = &mut self.tx
+        {
+            sqlx::query("ROLLBACK TO SAVEPOINT plugin_statement")
+                .execute(&mut **tx)
+                .await
+                .map_err(|e| e.to_string())?;
+            self.savepoint_used = false;
+        }
+        outcome
     }
 }
 
