@@ -1,13 +1,14 @@
-//! Production-mode numbers on a real, durable PostgreSQL started for the run
-//! (`cargo bench -p webhook-host --bench ingest`; prints, asserts nothing):
-//! - pgbench's single-row INSERT TPS at 16 and 64 clients, as the yardstick;
-//! - the host's intake (signed POST → 200 after commit) at 16 and 64
-//!   concurrent connections: throughput and p50/p99, and its ratio to pgbench;
-//! - events processed per second by two instances, from a backlog of 10,000, running fal-avatar-status
-//!   (each event copies a 4 KB "LoRA" from a loopback file host into storage).
+//! Processing on a real, durable PostgreSQL started for the run (`cargo
+//! bench -p webhook-host --bench processing`; prints, asserts nothing):
+//! events finished per second by two instances draining a stored backlog
+//! of 10,000, at worker concurrency 8, 16 (the default) and 32, on a plugin
+//! that does nothing (the host's own cost per event) and on
+//! fal-avatar-status (each event copies a 4 KB "LoRA" from a loopback file
+//! host into storage and updates its avatar), storage being S3 (a Garage
+//! node of the run's own, a fresh bucket per run) or the local data folder.
+//! Intake is measured by the campaign (`bench/run`), beside pgbench.
 //!
-//! Everything shares this machine's cores: the load generator, the host and
-//! PostgreSQL.
+//! Everything shares this machine's cores: the instances and PostgreSQL.
 
 #[path = "../../tests/suite/workspace.rs"]
 mod workspace;
@@ -16,8 +17,9 @@ mod workspace;
 #[path = "../../tests/suite/remote.rs"]
 mod remote;
 
-#[path = "support/pgbench.rs"]
-mod pgbench;
+#[path = "../../tests/suite/services.rs"]
+#[allow(dead_code)]
+mod services;
 
 #[path = "../../tests/suite/pg.rs"]
 #[allow(dead_code)]
@@ -29,25 +31,29 @@ use std::time::{Duration, Instant};
 use webhook_host::app::Application;
 use webhook_host::config::Settings;
 use webhook_host::inbox::{Inbox, NewEvent, PostgresInbox};
-use webhook_host::verify::{sign, unix_now};
 use workspace::workspace;
 
 const SECRET: &str = "bench-secret";
-const RUN: Duration = Duration::from_secs(6);
 
-fn settings(url: &str, dir: &Path, instance: &str, worker: bool, concurrency: usize) -> Settings {
+/// An instance's settings; `s3` is the object storage's environment, none
+/// for the local data folder.
+fn settings(url: &str, dir: &Path, instance: &str, concurrency: usize, s3: &[(String, String)]) -> Settings {
     let config = dir.join("bench.toml");
     std::fs::write(
         &config,
         format!(
-            "[worker]\nenabled = {worker}\nconcurrency = {concurrency}\n[[routes]]\nname = \"fal\"\nplugin = \"fal-avatar-status\"\n\
+            "[worker]\nconcurrency = {concurrency}\n[[routes]]\nname = \"fal\"\nplugin = \"fal-avatar-status\"\n\
              verify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n[[routes]]\nname = \"noop\"\nplugin = \"test-misbehave\"\n\
              verify = [{{ scheme = \"fal-hmac\", secret_env = \"FAL_WEBHOOK_SECRET\" }}]\n"
         ),
     )
     .unwrap();
     let (url, data, plugins) = (url.to_string(), dir.join(instance), dir.join("plugins"));
+    let s3 = s3.to_vec();
     let env = move |name: &str| -> Option<String> {
+        if let Some((_, value)) = s3.iter().find(|(k, _)| k == name) {
+            return Some(value.clone());
+        }
         match name {
             "HOST" => Some("127.0.0.1".into()),
             "PORT" => Some("0".into()),
@@ -65,46 +71,9 @@ fn settings(url: &str, dir: &Path, instance: &str, worker: bool, concurrency: us
 fn body(id: &str) -> Vec<u8> {
     let files = &remote::shared().url;
     format!(
-        r#"{{"request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"{files}/files/ingest/{id}/l.safetensors?size=4096"}}}}}}"#
+        r#"{{"request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"{files}/files/processing/{id}/l.safetensors?size=4096"}}}}}}"#
     )
         .into_bytes()
-}
-
-/// `connections` clients posting signed deliveries for `RUN`; returns
-/// (requests per second, sorted latencies).
-async fn intake_load(addr: std::net::SocketAddr, connections: usize, tag: &str) -> (f64, Vec<Duration>) {
-    let started = Instant::now();
-    let mut tasks = tokio::task::JoinSet::new();
-    for c in 0..connections {
-        let tag = tag.to_string();
-        tasks.spawn(async move {
-            let client = reqwest::Client::new();
-            let url = format!("http://{addr}/hooks/fal");
-            let mut latencies = Vec::new();
-            let mut n = 0;
-            while started.elapsed() < RUN {
-                let id = format!("{tag}-{c}-{n}");
-                n += 1;
-                let body = body(&id);
-                let mut request = client.post(&url).header("content-type", "application/json");
-                for (name, value) in sign::headers("fal-hmac", SECRET, &id, &body, unix_now()).unwrap() {
-                    request = request.header(name, value);
-                }
-                let sent = Instant::now();
-                let response = request.body(body).send().await.unwrap();
-                assert_eq!(response.status().as_u16(), 200);
-                latencies.push(sent.elapsed());
-            }
-            latencies
-        });
-    }
-    let mut all = Vec::new();
-    while let Some(latencies) = tasks.join_next().await {
-        all.extend(latencies.unwrap());
-    }
-    let rate = all.len() as f64 / started.elapsed().as_secs_f64();
-    all.sort();
-    (rate, all)
 }
 
 async fn run() {
@@ -126,22 +95,7 @@ async fn run() {
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(&admin).await.unwrap();
-    sqlx::raw_sql(
-        "CREATE TABLE bench_ingest (id BIGSERIAL PRIMARY KEY, delivery_id TEXT UNIQUE, body BYTEA)",
-    )
-    .execute(&admin)
-    .await
-    .unwrap();
-    println!(
-        "PostgreSQL {} with fsync and synchronous_commit on; each run {} s",
-        server.port,
-        RUN.as_secs()
-    );
-
-    // `cargo bench --bench ingest -- processing` runs the processing part only.
-    if !std::env::args().any(|a| a == "processing") {
-        intake_section(&server, &url, dir.path()).await;
-    }
+    println!("PostgreSQL {} with fsync and synchronous_commit on", server.port);
 
     // Processing: a backlog drained by two instances, first on a plugin that
     // does nothing (the host's own cost per event), then on fal-avatar-status.
@@ -155,11 +109,22 @@ async fn run() {
     .execute(&admin)
     .await
     .unwrap();
+    let garage = services::Garage::start();
     for concurrency in [8, 16, 32] {
-        for (label, route) in [("no-op plugin", "noop"), ("fal-avatar-status", "fal")] {
-            let rate = processing(&admin, &url, dir.path(), route, total, concurrency).await;
+        for (label, route, storage) in [
+            ("no-op plugin", "noop", "S3"),
+            ("fal-avatar-status", "fal", "S3"),
+            ("fal-avatar-status", "fal", "local folder"),
+        ] {
+            // A fresh bucket per run: every event copies its file.
+            let s3 = match storage {
+                "S3" => garage.env(&garage.bucket()),
+                _ => Vec::new(),
+            };
+            let rate = processing(&admin, &url, dir.path(), route, total, concurrency, &s3).await;
             println!(
-                "two instances, worker.concurrency {concurrency}, {label}: {total} events = {rate:.0} events/s"
+                "two instances, worker.concurrency {concurrency:>2}, {label}, storage {storage}: \
+                 {total} events = {rate:.0} events/s"
             );
         }
     }
@@ -174,32 +139,6 @@ fn main() {
         .block_on(run());
 }
 
-/// Intake only: one instance with its worker off, beside pgbench.
-async fn intake_section(server: &pg::PgServer, url: &str, dir: &Path) {
-    let app = Application::build(settings(url, dir, "intake", false, 8))
-        .await
-        .unwrap();
-    let addr = app.local_addr().unwrap();
-    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(app.run(async move {
-        let _ = stopped.await;
-    }));
-    for connections in [16usize, 64] {
-        let tps = pgbench::single_row_insert_tps(server.bin(), url, connections, RUN.as_secs());
-        let (rate, latencies) = intake_load(addr, connections, &format!("c{connections}")).await;
-        let pct = |p: f64| latencies[((latencies.len() as f64 * p) as usize).min(latencies.len() - 1)];
-        println!(
-            "{connections:>2} connections: pgbench single-row INSERT {tps:>8.0} tps | host intake {rate:>8.0} req/s \
-             (p50 {:?}, p99 {:?}) | ratio {:.2}",
-            pct(0.5),
-            pct(0.99),
-            rate / tps
-        );
-    }
-    let _ = stop.send(());
-    serving.await.unwrap().unwrap();
-}
-
 /// Stores `total` events for `route`, then starts two instances and returns
 /// how many events per second they finish (the clock starts once both have
 /// loaded their plugins).
@@ -210,6 +149,7 @@ async fn processing(
     route: &str,
     total: usize,
     concurrency: usize,
+    s3: &[(String, String)],
 ) -> f64 {
     // Migrates when the intake part did not run first.
     let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.to_string()), 4, true)
@@ -259,7 +199,7 @@ async fn processing(
     for instance in ["one", "two"] {
         let _ = std::fs::remove_dir_all(dir.join(instance));
         apps.push(
-            Application::build(settings(url, dir, instance, true, concurrency))
+            Application::build(settings(url, dir, instance, concurrency, s3))
                 .await
                 .unwrap(),
         );
