@@ -59,6 +59,8 @@ struct Row {
     rate: f64,
     p50: Duration,
     p99: Duration,
+    /// CPU seconds the load generator spent sending and reading.
+    load_cpu: f64,
 }
 
 /// `count` signed FAL deliveries as raw HTTP/1.1 requests, ids tagged `tag`.
@@ -89,6 +91,8 @@ fn measure(
             unix_now()
         );
         let requests = Arc::new(requests(&tag, 300_000, &addr.to_string()));
+        // The load runs on this thread (a current-thread runtime).
+        let cpu_before = host::thread_cpu_secs();
         let (rate, p50, p99) = runtime.block_on(loadgen::blast(target.clone(), requests, connections, RUN));
         rows.push(Row {
             scenario: scenario.to_string(),
@@ -96,6 +100,7 @@ fn measure(
             rate,
             p50,
             p99,
+            load_cpu: host::thread_cpu_secs() - cpu_before,
         });
     }
 }
@@ -224,6 +229,7 @@ fn main() {
     std::thread::sleep(Duration::from_secs(1));
     let idle = host::rss_mib(pg_host.id());
     let cpu_before = host::cpu_secs(pg_host.id());
+    let pg_cpu_before = host::cpu_secs_of_all("postgres");
     measure(
         &load,
         "host, PostgreSQL",
@@ -232,10 +238,10 @@ fn main() {
         &mut rows,
     );
     let cpu = host::cpu_secs(pg_host.id()) - cpu_before;
-    let served: f64 = rows[rows.len() - concurrencies.len()..]
-        .iter()
-        .map(|r| r.rate * RUN.as_secs_f64())
-        .sum();
+    let pg_cpu = host::cpu_secs_of_all("postgres") - pg_cpu_before;
+    let pg_rows = &rows[rows.len() - concurrencies.len()..];
+    let served: f64 = pg_rows.iter().map(|r| r.rate * RUN.as_secs_f64()).sum();
+    let load_cpu: f64 = pg_rows.iter().map(|r| r.load_cpu).sum();
     let loaded = host::rss_mib(pg_host.id());
     let _ = pg_host.kill();
     let _ = pg_host.wait();
@@ -276,6 +282,7 @@ fn main() {
             rate: tps,
             p50: Duration::ZERO,
             p99: Duration::ZERO,
+            load_cpu: 0.0,
         });
     }
 
@@ -339,8 +346,15 @@ fn main() {
         );
     }
     println!("host resident memory: idle {idle:.1} MiB, after the PostgreSQL runs {loaded:.1} MiB");
+    let per = |seconds: f64| seconds / served * 1e6;
+    let total = per(cpu) + per(pg_cpu) + per(load_cpu);
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
-        "host CPU per accepted delivery (PostgreSQL runs): {:.1} µs",
-        cpu / served * 1e6
+        "CPU per accepted delivery (PostgreSQL runs): host {:.1} µs, PostgreSQL {:.1} µs, \
+         load generator {:.1} µs; {total:.1} µs in all, so {cores} cores carry at most {:.0} req/s",
+        per(cpu),
+        per(pg_cpu),
+        per(load_cpu),
+        cores as f64 / total * 1e6
     );
 }

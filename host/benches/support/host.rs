@@ -25,6 +25,10 @@ pub fn start(dir: &Path, config: &str, data: &str, database_url: Option<&str>) -
         .env("LOG_LEVEL", "warn")
         .stdout(Stdio::piped())
         .stderr(Stdio::null());
+    // Lets a run try the host with another number of runtime threads.
+    if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
+        command.env("TOKIO_WORKER_THREADS", threads);
+    }
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
@@ -61,4 +65,33 @@ pub fn cpu_secs(pid: u32) -> f64 {
     let ticks = |i: usize| fields.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
     let per_sec = unsafe { libc::sysconf(libc::_SC_CLK_TCK) } as f64;
     (ticks(11) + ticks(12)) / per_sec
+}
+
+/// CPU time used so far by every process named `name` (all PostgreSQL
+/// backends, say), seconds. A process that exits in between takes its
+/// share with it, so measure across connections that stay open.
+#[allow(dead_code)]
+pub fn cpu_secs_of_all(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/comm")).is_ok_and(|comm| comm.trim() == name)
+        })
+        .map(cpu_secs)
+        .sum()
+}
+
+/// CPU time the calling thread has used, seconds.
+#[allow(dead_code)]
+pub fn thread_cpu_secs() -> f64 {
+    let mut now = libc::timespec {
+        tv_sec: 0,
+        tv_nsec: 0,
+    };
+    // SAFETY: clock_gettime writes the struct it is given.
+    unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
+    now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
 }
