@@ -81,13 +81,10 @@ impl PostgresInbox {
     async fn insert_sorted(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
         let ids: Vec<String> = events.iter().map(|_| new_event_id()).collect();
         let column = |f: &dyn Fn(&NewEvent) -> String| events.iter().map(f).collect::<Vec<String>>();
-        let mut tx = self
-            .pool
-            .begin()
-            .await
-            .context("opening the intake transaction")?;
-        // One multi-row INSERT for the whole batch; rows whose delivery is
-        // already stored (or earlier in this batch) are skipped.
+        // One multi-row INSERT for the whole batch, a transaction of its own
+        // (committed when it returns: no BEGIN or COMMIT round trips); rows
+        // whose delivery is already stored (or earlier in this batch) are
+        // skipped.
         let stored: Vec<String> = sqlx::query_scalar(
             "INSERT INTO webhook_events \
              (id, route, delivery_id, received_at, headers, query, body, next_attempt_at) \
@@ -104,7 +101,7 @@ impl PostgresInbox {
         .bind(column(&|e| pairs_to_json(&e.headers)))
         .bind(column(&|e| pairs_to_json(&e.query)))
         .bind(events.iter().map(|e| e.body.clone()).collect::<Vec<Vec<u8>>>())
-        .fetch_all(&mut *tx)
+        .fetch_all(&self.pool)
         .await
         .context("storing the events")?;
         let stored: std::collections::HashSet<String> = stored.into_iter().collect();
@@ -114,15 +111,15 @@ impl PostgresInbox {
                 results.push(Insert::Accepted { event_id: id });
                 continue;
             }
+            // Committed before this batch's statement ended, or by it.
             let existing: String = sqlx::query_scalar(sql::FIND_DUPLICATE)
                 .bind(&event.route)
                 .bind(&event.delivery_id)
-                .fetch_one(&mut *tx)
+                .fetch_one(&self.pool)
                 .await
                 .context("finding the stored duplicate")?;
             results.push(Insert::Duplicate { event_id: existing });
         }
-        tx.commit().await.context("committing the intake batch")?;
         if !stored.is_empty() {
             self.notify_stored();
         }
