@@ -9,7 +9,7 @@ use std::path::Path;
 use std::process::{Command, Output};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 use serde_yaml::Value;
 
@@ -253,7 +253,16 @@ async fn nginx_enforces_the_edge_rules() {
                 .any(|l| l.contains(id) && l.contains("webhook accepted")),
             "the host's log lacks request id {id}:\n{log}"
         );
-        assert!(nginx.access_log().contains(&format!("rid={id}")));
+        // nginx logs a request after its answer has gone out.
+        let logged = Instant::now();
+        while !nginx.access_log().contains(&format!("rid={id}")) {
+            assert!(
+                logged.elapsed() < Duration::from_secs(5),
+                "nginx's access log lacks request id {id}:\n{}",
+                nginx.access_log()
+            );
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
     }
 
     // A body over the limit stops at nginx: 413, JSON.
