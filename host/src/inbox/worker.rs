@@ -156,6 +156,7 @@ impl Worker {
                 plugin_version: None,
             };
             let error = format!("route {:?} is not configured", event.route);
+            drop(instance); // nothing will run: free it for the next event now
             return self
                 .record_failure(&event, self.settings.max_attempts, finish, error, true)
                 .await;
@@ -168,6 +169,7 @@ impl Worker {
                 plugin_version: None,
             };
             let error = format!("plugin {:?} is not loaded", route.plugin);
+            drop(instance);
             return self
                 .record_failure(&event, route.max_attempts, finish, error, true)
                 .await;
