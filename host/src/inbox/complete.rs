@@ -14,6 +14,7 @@ use std::sync::Arc;
 use anyhow::anyhow;
 use tokio::sync::{mpsc, oneshot};
 
+use super::intake::answer_each;
 use super::{Finish, Inbox};
 
 /// Most completions in one statement.
@@ -78,18 +79,6 @@ async fn write(inbox: Arc<dyn Inbox>, mut jobs: mpsc::UnboundedReceiver<Job>) {
             .collect();
         let outcome = inbox.complete_untouched(&finishes).await;
         drop(finishes);
-        match outcome {
-            Ok(marked) => {
-                for (job, marked) in batch.drain(..).zip(marked) {
-                    let _ = job.reply.send(Ok(marked));
-                }
-            }
-            Err(e) => {
-                let message = format!("{e:#}");
-                for job in batch.drain(..) {
-                    let _ = job.reply.send(Err(message.clone()));
-                }
-            }
-        }
+        answer_each(batch.drain(..).map(|job| job.reply), outcome);
     }
 }

@@ -64,6 +64,27 @@ struct Load {
     backlog: AtomicU64,
 }
 
+/// Answers each waiter of a batch written at once: its own result, or the
+/// batch's error (the intake and completion writers share this).
+pub(super) fn answer_each<T>(
+    replies: impl IntoIterator<Item = oneshot::Sender<Result<T, String>>>,
+    outcome: anyhow::Result<Vec<T>>,
+) {
+    match outcome {
+        Ok(results) => {
+            for (reply, result) in replies.into_iter().zip(results) {
+                let _ = reply.send(Ok(result));
+            }
+        }
+        Err(e) => {
+            let message = format!("{e:#}");
+            for reply in replies {
+                let _ = reply.send(Err(message.clone()));
+            }
+        }
+    }
+}
+
 /// The handle request handlers use.
 #[derive(Clone)]
 pub struct IntakeWriter {
@@ -106,19 +127,7 @@ impl IntakeWriter {
                     .store((ended - started).max(0) as u64, Ordering::Relaxed);
                 shared.last_commit_end_ms.store(ended, Ordering::Relaxed);
                 shared.waiting.fetch_sub(replies.len(), Ordering::Relaxed);
-                match stored {
-                    Ok(results) => {
-                        for (reply, result) in replies.into_iter().zip(results) {
-                            let _ = reply.send(Ok(result));
-                        }
-                    }
-                    Err(e) => {
-                        let message = format!("{e:#}");
-                        for reply in replies {
-                            let _ = reply.send(Err(message.clone()));
-                        }
-                    }
-                }
+                answer_each(replies, stored);
             }
         });
         Self { queue, load, limits }

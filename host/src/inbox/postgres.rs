@@ -218,13 +218,7 @@ impl Inbox for PostgresInbox {
         let Tx::Postgres(tx) = tx else {
             anyhow::bail!("a non-PostgreSQL transaction was handed to the PostgreSQL inbox");
         };
-        let mark = sqlx::query(sql::MARK_DONE)
-            .bind(now_ms())
-            .bind(finish.plugin)
-            .bind(finish.plugin_version)
-            .bind(finish.event_id)
-            .bind(finish.owner);
-        commit_if_one(tx, mark, "marking the event done").await
+        commit_if_one(tx, sql::mark_done(finish, now_ms()), "marking the event done").await
     }
 
     async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
@@ -341,11 +335,7 @@ impl Inbox for PostgresInbox {
     }
 
     async fn backlog(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(sql::BACKLOG)
-            .fetch_one(&self.pool)
-            .await
-            .context("counting the backlog")?;
-        Ok(n.max(0) as u64)
+        sql::backlog(&self.pool).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Event>> {

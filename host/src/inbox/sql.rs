@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{Event, Status};
+use super::{Event, Finish, Status};
 
 /// The columns of an [`Event`], in the order `event_from_row` reads them.
 pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, \
@@ -29,12 +29,43 @@ pub fn claim(lock: &str) -> String {
 }
 
 /// Pending and processing events (read from the due index).
-pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
+const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
+
+/// Counts [`BACKLOG`] on either backend's pool.
+pub async fn backlog<DB>(pool: &sqlx::Pool<DB>) -> Result<u64>
+where
+    DB: sqlx::Database,
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
+    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
+{
+    let n: i64 = sqlx::query_scalar(BACKLOG)
+        .fetch_one(pool)
+        .await
+        .context("counting the backlog")?;
+    Ok(n.max(0) as u64)
+}
 
 pub const FIND_DUPLICATE: &str = "SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2";
 
+/// [`MARK_DONE`] bound for `finish` at `now`, on either backend.
+pub fn mark_done<'q, DB>(finish: Finish<'q>, now: i64) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
+where
+    DB: sqlx::Database,
+    i64: sqlx::Encode<'q, DB> + Type<DB>,
+    &'q str: sqlx::Encode<'q, DB> + Type<DB>,
+    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
+{
+    sqlx::query(MARK_DONE)
+        .bind(now)
+        .bind(finish.plugin)
+        .bind(finish.plugin_version)
+        .bind(finish.event_id)
+        .bind(finish.owner)
+}
+
 /// $1 now, $2 plugin, $3 version, $4 id, $5 owner.
-pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
+const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
      plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
      WHERE id = $4 AND lease_owner = $5 AND status = 'processing'";
 

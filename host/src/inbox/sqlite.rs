@@ -232,13 +232,7 @@ impl Inbox for SqliteInbox {
         let Tx::Sqlite(tx) = tx else {
             anyhow::bail!("a non-SQLite transaction was handed to the SQLite inbox");
         };
-        let mark = sqlx::query(sql::MARK_DONE)
-            .bind(now_ms())
-            .bind(finish.plugin)
-            .bind(finish.plugin_version)
-            .bind(finish.event_id)
-            .bind(finish.owner);
-        commit_if_one(tx, mark, "marking the event done").await
+        commit_if_one(tx, sql::mark_done(finish, now_ms()), "marking the event done").await
     }
 
     async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
@@ -249,13 +243,8 @@ impl Inbox for SqliteInbox {
             .context("opening the completion transaction")?;
         let now = now_ms();
         let mut marked = Vec::with_capacity(finishes.len());
-        for finish in finishes {
-            let done = sqlx::query(sql::MARK_DONE)
-                .bind(now)
-                .bind(finish.plugin)
-                .bind(finish.plugin_version)
-                .bind(finish.event_id)
-                .bind(finish.owner)
+        for &finish in finishes {
+            let done = sql::mark_done(finish, now)
                 .execute(&mut *tx)
                 .await
                 .context("marking an event done")?;
@@ -353,11 +342,7 @@ impl Inbox for SqliteInbox {
     }
 
     async fn backlog(&self) -> Result<u64> {
-        let n: i64 = sqlx::query_scalar(sql::BACKLOG)
-            .fetch_one(&self.pool)
-            .await
-            .context("counting the backlog")?;
-        Ok(n.max(0) as u64)
+        sql::backlog(&self.pool).await
     }
 
     async fn get(&self, id: &str) -> Result<Option<Event>> {

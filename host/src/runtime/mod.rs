@@ -381,8 +381,7 @@ impl Runtime {
         )
     }
 
-    /// Runs one attempt of `event` on `plugin`, inside `tx`.
-    /// Runs `event` on `plugin` in `tx`, on `slot` when the caller reserved
+    /// Runs one attempt of `event` on `plugin` in `tx`, on `slot` when the caller reserved
     /// one (the worker does, in claim order), else on the next free one.
     pub async fn dispatch(
         &self,
