@@ -6,7 +6,7 @@
 use libfuzzer_sys::fuzz_target;
 use webhook_host::caps::http::HttpPolicy;
 use webhook_host::config::{OutboundSettings, RuntimeSettings};
-use webhook_host::plugins::Manifest;
+use webhook_host::manifest::Manifest;
 
 fuzz_target!(|data: &[u8]| {
     let Ok(text) = std::str::from_utf8(data) else { return };

@@ -30,13 +30,9 @@ mod loadgen;
 #[path = "support/host.rs"]
 mod host;
 
-#[path = "../../tests/suite/pg.rs"]
-#[allow(dead_code)]
-mod pg;
-
-#[path = "../../tests/suite/nginx.rs"]
-#[allow(dead_code)]
-mod nginx;
+#[path = "../../tests/suite/services/mod.rs"]
+#[allow(dead_code, unused_imports)]
+mod services;
 
 use std::net::SocketAddr;
 use std::path::Path;
@@ -144,7 +140,7 @@ fn noop_server() -> SocketAddr {
 /// names a Python that has fastapi, uvicorn and asyncpg.
 fn start_fastapi(url: &str) -> Option<(Child, SocketAddr)> {
     let python = std::env::var("BENCH_PYTHON").ok()?;
-    let port = pg::free_port();
+    let port = services::free_port();
     let child = Command::new(python)
         .args([
             "-m",
@@ -190,7 +186,7 @@ fn main() {
     let manifest =
         std::fs::read_to_string(workspace().join("plugins/fal-avatar-status/manifest.toml")).unwrap();
     workspace::fal_plugin_folder(dir.path(), &manifest);
-    let server = pg::PgServer::start_with(true);
+    let server = services::postgres::PgServer::start_with(true);
     let url = load.block_on(server.create_database());
     load.block_on(async {
         let admin = sqlx::PgPool::connect(&url).await.unwrap();
@@ -250,7 +246,7 @@ fn main() {
     for data in ["data-pg-1", "data-pg-2"] {
         pair.push(start_host(dir.path(), data, Some(&url)));
     }
-    let nginx = nginx::Nginx::start(nginx::NginxConfig {
+    let nginx = services::nginx::Nginx::start(services::nginx::NginxConfig {
         upstreams: [pair[0].1, pair[1].1],
         admin_allow: "127.0.0.1/32",
         // The per-address limit is for the open internet; the load here

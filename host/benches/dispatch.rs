@@ -14,7 +14,6 @@
 //! Numbers only; nothing here asserts a time.
 
 use std::path::Path;
-use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 #[path = "../../tests/suite/workspace.rs"]
@@ -47,12 +46,12 @@ mod telegram {
     }
 }
 
-use webhook_host::runtime::bindings::types::{Event, HandlerError};
+use webhook_host::wit::types::{Event, HandlerError};
 
 use webhook_host::app::Application;
 use webhook_host::config::{RuntimeSettings, Settings};
-use webhook_host::inbox::{Event as StoredEvent, Inbox, SqliteInbox, Status};
-use webhook_host::plugins::Manifest;
+use webhook_host::inbox::{Event as StoredEvent, Inbox, Status};
+use webhook_host::manifest::Manifest;
 use webhook_host::runtime::Runtime;
 use webhook_host::verify::fal_hmac;
 use workspace::{plugin_dir, workspace};
@@ -92,6 +91,7 @@ fn event(id: usize, route: &str, body: Vec<u8>) -> StoredEvent {
         plugin_version: None,
         last_error: None,
         finished_at_ms: None,
+        request_id: None,
     }
 }
 
@@ -122,11 +122,12 @@ fn load(runtime: &Runtime, dir: &Path, name: &str) -> webhook_host::runtime::Loa
 
 async fn dispatch_costs(wasm: &Path) {
     let data = tempfile::tempdir().unwrap();
-    let inbox = SqliteInbox::open(data.path(), 4).await.unwrap();
+    let inbox = Inbox::open_sqlite(data.path(), 4).await.unwrap();
+    let pool = inbox.db().sqlite().unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
     let seed = std::fs::read_to_string(workspace().join("examples/avatars.seed.sql")).unwrap();
-    sqlx::raw_sql(&schema).execute(inbox.pool()).await.unwrap();
-    sqlx::raw_sql(&seed).execute(inbox.pool()).await.unwrap();
+    sqlx::raw_sql(&schema).execute(pool).await.unwrap();
+    sqlx::raw_sql(&seed).execute(pool).await.unwrap();
     let remote = format!("{}/", remote::shared().url);
     let runtime = Runtime::new(
         &RuntimeSettings::default(),
@@ -156,7 +157,7 @@ async fn dispatch_costs(wasm: &Path) {
     ] {
         let mut samples = Vec::new();
         for i in 0..2200 {
-            let tx = inbox.begin(None).await.unwrap();
+            let tx = plugin.caps.db.begin(inbox.db());
             let done = runtime
                 .dispatch(plugin, &event(i, "bench", body.clone()), tx, None)
                 .await;
@@ -181,7 +182,7 @@ async fn dispatch_costs(wasm: &Path) {
 /// are already there, as for those runs after their first).
 async fn native_fal(
     runtime: &Runtime,
-    inbox: &SqliteInbox,
+    inbox: &Inbox,
     plugin: &webhook_host::runtime::LoadedPlugin,
     body: Vec<u8>,
     wasm_p50: Duration,
@@ -206,7 +207,7 @@ async fn native_fal(
     let mut samples = Vec::new();
     for _ in 0..2200 {
         let started = Instant::now();
-        let state = runtime.state(plugin, "native", inbox.begin(None).await.unwrap());
+        let state = runtime.state(plugin, "native", plugin.caps.db.begin(inbox.db()));
         let built = started.elapsed();
         to_thread.send(state).unwrap();
         samples.push(built + from_thread.recv().await.unwrap());
@@ -250,11 +251,12 @@ async fn end_to_end(wasm: &Path) {
     let settings = Settings::load(None, false, env).unwrap();
     let app = Application::build(settings).await.unwrap();
     let addr = app.local_addr().unwrap();
-    let inbox = Arc::new(SqliteInbox::open(&data, 2).await.unwrap());
+    let inbox = Inbox::open_sqlite(&data, 2).await.unwrap();
+    let pool = inbox.db().sqlite().unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.sqlite.sql")).unwrap();
-    sqlx::raw_sql(&schema).execute(inbox.pool()).await.unwrap();
+    sqlx::raw_sql(&schema).execute(pool).await.unwrap();
     sqlx::query("INSERT INTO users (id) VALUES ('u')")
-        .execute(inbox.pool())
+        .execute(pool)
         .await
         .unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
@@ -271,7 +273,7 @@ async fn end_to_end(wasm: &Path) {
             "INSERT INTO avatars (id, user_id, name, status, fal_request_id) VALUES ($1, 'u', 'b', 'training', $1)",
         )
         .bind(&request_id)
-        .execute(inbox.pool())
+        .execute(pool)
         .await
         .unwrap();
         let body = format!(

@@ -17,20 +17,16 @@ mod workspace;
 #[path = "../../tests/suite/remote.rs"]
 mod remote;
 
-#[path = "../../tests/suite/services.rs"]
-#[allow(dead_code)]
+#[path = "../../tests/suite/services/mod.rs"]
+#[allow(dead_code, unused_imports)]
 mod services;
-
-#[path = "../../tests/suite/pg.rs"]
-#[allow(dead_code)]
-mod pg;
 
 use std::path::Path;
 use std::time::{Duration, Instant};
 
 use webhook_host::app::Application;
 use webhook_host::config::Settings;
-use webhook_host::inbox::{Inbox, NewEvent, PostgresInbox};
+use webhook_host::inbox::{Inbox, NewEvent};
 use workspace::workspace;
 
 const SECRET: &str = "bench-secret";
@@ -90,7 +86,7 @@ async fn run() {
     )
     .unwrap();
 
-    let server = pg::PgServer::start_with(true);
+    let server = services::postgres::PgServer::start_with(true);
     let url = server.create_database().await;
     let admin = sqlx::PgPool::connect(&url).await.unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
@@ -152,7 +148,7 @@ async fn processing(
     s3: &[(String, String)],
 ) -> f64 {
     // Migrates when the intake part did not run first.
-    let inbox = PostgresInbox::connect(&webhook_host::config::Secret::new(url.to_string()), 4, true)
+    let inbox = Inbox::connect_postgres(&webhook_host::config::Secret::new(url.to_string()), 4, true)
         .await
         .unwrap();
     sqlx::raw_sql("TRUNCATE webhook_events")
@@ -173,6 +169,7 @@ async fn processing(
                 headers: vec![],
                 query: vec![],
                 body,
+                request_id: None,
             }
         })
         .collect();
@@ -219,7 +216,7 @@ async fn processing(
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')",
         )
-        .fetch_one(inbox.pool())
+        .fetch_one(admin)
         .await
         .unwrap();
         if left == 0 {
@@ -229,7 +226,7 @@ async fn processing(
     }
     let elapsed = started.elapsed();
     let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'done'")
-        .fetch_one(inbox.pool())
+        .fetch_one(admin)
         .await
         .unwrap();
     assert_eq!(done, total as i64, "every event ends done");

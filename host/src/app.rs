@@ -12,14 +12,19 @@ use tokio::sync::{Notify, watch};
 
 use crate::caps;
 use crate::config::Settings;
-use crate::http::{self, AppState};
-use crate::inbox::worker::Worker;
-use crate::inbox::{Inbox, PostgresInbox, SqliteInbox};
+use crate::db::Db;
+use crate::http::{self, state::AppState};
+use crate::inbox::Inbox;
+use crate::inbox::complete::Completer;
+use crate::inbox::intake::{IntakeLimits, IntakeWriter};
 use crate::plugins::PluginSet;
-use crate::plugins::store::{PluginStore, StoreDb};
+use crate::plugins::store::PluginStore;
 use crate::plugins::sync::PluginSync;
 use crate::routes::RouteTable;
 use crate::runtime::Runtime;
+use crate::schedule::Scheduler;
+use crate::worker::Worker;
+use crate::worker::threads::EventThreads;
 
 /// A built server with its listener bound.
 pub struct Application {
@@ -29,7 +34,7 @@ pub struct Application {
     listener: TcpListener,
     state: Arc<AppState>,
     worker: Arc<Worker>,
-    scheduler: Arc<crate::schedule::Scheduler>,
+    scheduler: Arc<Scheduler>,
     /// The HTTP edge's limits.
     http: crate::config::HttpSettings,
 }
@@ -39,29 +44,23 @@ impl Application {
     pub async fn build(settings: Settings) -> Result<Self> {
         let routes = Arc::new(RouteTable::build(&settings)?);
         let pool_size = settings.worker.concurrency as u32 + 4;
-        let (inbox, data_lock, store_db): (Arc<dyn Inbox>, Option<std::fs::File>, StoreDb) =
-            match &settings.database_url {
-                Some(url) => {
-                    let pg = PostgresInbox::connect(url, pool_size, true).await?;
-                    let store_db = StoreDb::Postgres(pg.pool().clone());
-                    (Arc::new(pg), None, store_db)
-                }
-                None => {
-                    let data_lock = lock_data_dir(&settings.data_dir)?;
-                    let sqlite = SqliteInbox::open(&settings.data_dir, pool_size).await?;
-                    // Embedded mode is one process per data folder: any lease left
-                    // over belongs to a process that is gone.
-                    let released = sqlite.release_all_leases().await?;
-                    if released > 0 {
-                        tracing::info!(
-                            released,
-                            "events left in flight by the previous run are pending again"
-                        );
-                    }
-                    let store_db = StoreDb::Sqlite(sqlite.pool().clone());
-                    (Arc::new(sqlite), Some(data_lock), store_db)
-                }
-            };
+        let data_lock = match &settings.database_url {
+            Some(_) => None,
+            None => Some(lock_data_dir(&settings.data_dir)?),
+        };
+        let inbox = Inbox::open(&settings, pool_size).await?;
+        if data_lock.is_some() {
+            // Embedded mode is one process per data folder: any lease left
+            // over belongs to a process that is gone.
+            let released = inbox.release_all_leases().await?;
+            if released > 0 {
+                tracing::info!(
+                    released,
+                    "events left in flight by the previous run are pending again"
+                );
+            }
+        }
+        let db = inbox.db().clone();
 
         crate::telemetry::prometheus();
         let services = caps::Services::from_settings(&settings)?;
@@ -71,7 +70,7 @@ impl Application {
                  instance's DATA_DIR; other instances cannot load versions deployed here"
             );
         }
-        let store = Arc::new(PluginStore::new(store_db.clone(), services.blob.clone()));
+        let store = Arc::new(PluginStore::new(db.clone(), services.blob.clone()));
         let runtime = Arc::new(Runtime::new(&settings.runtime, services)?);
         let plugin_set = Arc::new(PluginSet::default());
         let sync = Arc::new(PluginSync::new(
@@ -93,9 +92,9 @@ impl Application {
         if let Err(e) = sync.sync_once().await {
             tracing::error!("loading the active plugins: {e:#}");
         }
-        let listen_on = match &store_db {
-            StoreDb::Postgres(pool) => Some(pool.clone()),
-            StoreDb::Sqlite(_) => None,
+        let listen_on = match &db {
+            Db::Postgres(pool) => Some(pool.clone()),
+            Db::Sqlite(_) => None,
         };
         sync.clone()
             .spawn(listen_on, embedded.then(|| settings.plugins_dir.clone()));
@@ -112,13 +111,14 @@ impl Application {
         inbox.spawn_listener(wake.clone());
         crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
         let state = Arc::new(AppState {
-            intake: crate::inbox::intake::IntakeWriter::spawn(
+            intake: IntakeWriter::spawn(
                 inbox.clone(),
-                crate::inbox::intake::IntakeLimits {
+                IntakeLimits {
                     max_waiting: settings.http.max_intake_waiting,
                     max_commit_ms: settings.http.max_commit_ms,
                     max_backlog: settings.http.max_backlog,
                 },
+                wake.clone(),
             ),
             inbox: inbox.clone(),
             routes: routes.clone(),
@@ -131,17 +131,17 @@ impl Application {
             body_timeout: std::time::Duration::from_millis(settings.http.body_timeout_ms),
             json_max_depth: settings.http.json_max_depth,
             admin_token: settings.admin_token.clone(),
-            db: store_db.clone(),
+            db: db.clone(),
         });
-        let scheduler = Arc::new(crate::schedule::Scheduler::new(
-            store_db.clone(),
+        let scheduler = Arc::new(Scheduler::new(
+            db.clone(),
             inbox.clone(),
             runtime.clone(),
             plugin_set.clone(),
             settings.instance_id.clone(),
         ));
         let worker = Arc::new(Worker {
-            completer: crate::inbox::complete::Completer::spawn(inbox.clone()),
+            completer: Completer::spawn(inbox.clone()),
             inbox,
             runtime,
             plugins: plugin_set,
@@ -149,8 +149,7 @@ impl Application {
             settings: settings.worker.clone(),
             owner: settings.instance_id.clone(),
             wake,
-            threads: crate::inbox::worker::EventThreads::start(settings.worker.threads)
-                .context("starting the event threads")?,
+            threads: EventThreads::start(settings.worker.threads).context("starting the event threads")?,
         });
         Ok(Self {
             _data_lock: data_lock,
@@ -207,13 +206,4 @@ fn lock_data_dir(data_dir: &Path) -> Result<std::fs::File> {
         ),
         Err(std::fs::TryLockError::Error(e)) => Err(e).with_context(|| format!("locking {}", path.display())),
     }
-}
-
-/// The inbox the settings name, for operator commands: PostgreSQL when
-/// `DATABASE_URL` is set, else the embedded SQLite file. Applies migrations.
-pub async fn open_inbox(settings: &Settings) -> Result<Arc<dyn Inbox>> {
-    Ok(match &settings.database_url {
-        Some(url) => Arc::new(PostgresInbox::connect(url, 2, true).await?),
-        None => Arc::new(SqliteInbox::open(&settings.data_dir, 1).await?),
-    })
 }

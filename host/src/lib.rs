@@ -4,38 +4,54 @@
 //! to a sandboxed WebAssembly component (a *plugin*) that does the
 //! provider-specific work through capabilities the host grants.
 //!
-//! ## Layout
-//! - [`config`]: settings from defaults, the TOML file and the environment.
-//! - [`app`]: builds the whole server from settings and runs it until shutdown.
-//! - [`http`]: the axum router: webhook intake, health.
+//! ## Layout, from the ground up
+//! - [`config`]: settings from defaults, the TOML file and the environment;
+//!   the route schema; secrets.
+//! - [`wit`], [`manifest`]: the plugin contract's bindings and plugin
+//!   manifests: leaves every room above may read.
+//! - [`db`]: the host's database (SQLite or PostgreSQL), migrations, and the
+//!   event transaction.
+//! - [`inbox`]: the durable event store on it: intake's group commit,
+//!   batched completions, retention.
+//! - [`caps`]: the capabilities plugins import (`db`, `blob`, `http`, `kv`,
+//!   `config`, `log`), each with its grant, preparation and instance state.
+//! - [`runtime`]: wasmtime: the engine, the compile cache, loading, instances
+//!   and calls.
+//! - [`plugins`]: the loaded set, the version store, hot swap, OCI.
+//! - [`worker`]: claims due events and runs them: above the runtime and the
+//!   inbox.
 //! - [`verify`]: signature schemes, one file each, behind one trait.
-//! - [`inbox`]: the durable event store (SQLite now) and the worker loop that
-//!   claims due events and dispatches them.
-//! - [`runtime`]: wasmtime: the engine, limits, instantiation and calls.
-//! - [`caps`]: capabilities plugins import (`db`, `config`, `log`).
-//! - [`plugins`]: plugin manifests and the loaded plugin set.
+//! - [`routes`]: the route table (plugin, verifier, body kind).
+//! - [`schedule`]: scheduled plugin runs.
+//! - [`http`]: the axum edge: intake, health, metrics, admin API, console.
+//! - [`app`]: builds the whole server from settings and runs it until shutdown.
 //! - [`cli`]: the commands behind the `webhook-host` binary.
 //!
 //! ## Invariants
 //! - The HTTP 200 for a webhook is sent only after its row is committed.
 //! - A plugin's `db` statements and its event's move to `done` commit in one
-//!   transaction; any failure rolls both back.
-//! - Only `runtime/` and `caps/` touch wasmtime types.
+//!   transaction; any failure rolls both back. Only `db/tx.rs` opens one.
+//! - Only `runtime/` and `caps/` touch wasmtime types; the inbox knows no wasm.
 //! - A plugin reaches nothing but the capabilities linked for it: WASI gets no
 //!   filesystem, environment or sockets.
+//! - No module imports one that imports it back (`ARCHITECTURE.md`).
 
 pub mod app;
 pub mod caps;
 pub mod cli;
 pub mod config;
+pub mod db;
 pub mod http;
 pub mod inbox;
+pub mod manifest;
 pub mod plugins;
 pub mod routes;
 pub mod runtime;
 pub mod schedule;
 pub mod telemetry;
 pub mod verify;
+pub mod wit;
+pub mod worker;
 
 /// The host's version, as reported by `/health`.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
@@ -46,4 +62,39 @@ pub fn now_ms() -> i64 {
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as i64)
         .unwrap_or(0)
+}
+
+/// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (console,
+/// CLI listings).
+pub fn format_time(ms: i64) -> String {
+    let secs = ms.div_euclid(1000);
+    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Days since 1970-01-01 to a civil date (proleptic Gregorian).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + i64::from(month <= 2);
+    format!(
+        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
+        rest / 3600,
+        rest % 3600 / 60,
+        rest % 60
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::format_time;
+
+    #[test]
+    fn times_are_utc_dates() {
+        assert_eq!(format_time(0), "1970-01-01 00:00:00");
+        assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00");
+        assert_eq!(format_time(1_795_912_496_789), "2026-11-29 00:34:56");
+    }
 }

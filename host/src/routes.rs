@@ -12,7 +12,7 @@ use anyhow::Result;
 use arc_swap::ArcSwap;
 
 use crate::config::{BodyKind, DeliveryIdSource, Settings};
-use crate::plugins::ManifestRoute;
+use crate::manifest::ManifestRoute;
 use crate::verify::{BuildContext, RouteVerifier};
 
 /// One configured route, ready to serve.

@@ -20,10 +20,11 @@ use serde::Serialize;
 use tokio::sync::watch;
 use tracing::Instrument;
 
+use crate::db::pool::{Db, on_pool};
 use crate::inbox::{Inbox, ScheduleGuard};
+use crate::manifest::{ManifestSchedule, short_version};
 use crate::now_ms;
-use crate::plugins::store::{StoreDb, on_pool};
-use crate::plugins::{ManifestSchedule, PluginSet};
+use crate::plugins::PluginSet;
 use crate::runtime::{LoadedPlugin, Runtime};
 
 /// How often every instance looks for due schedules.
@@ -36,8 +37,8 @@ const KEEP_RUNS: i64 = 200;
 pub const RUNS: &str = "webhook_schedule_runs_total";
 
 pub struct Scheduler {
-    pub db: StoreDb,
-    pub inbox: Arc<dyn Inbox>,
+    pub db: Db,
+    pub inbox: Inbox,
     pub runtime: Arc<Runtime>,
     pub plugins: Arc<PluginSet>,
     /// This instance's lease owner name.
@@ -73,13 +74,7 @@ pub struct Run {
 }
 
 impl Scheduler {
-    pub fn new(
-        db: StoreDb,
-        inbox: Arc<dyn Inbox>,
-        runtime: Arc<Runtime>,
-        plugins: Arc<PluginSet>,
-        owner: String,
-    ) -> Self {
+    pub fn new(db: Db, inbox: Inbox, runtime: Arc<Runtime>, plugins: Arc<PluginSet>, owner: String) -> Self {
         Self {
             db,
             inbox,
@@ -182,7 +177,7 @@ impl Scheduler {
             run_id = %run_id,
             plugin = %plugin.name,
             schedule = %schedule.name,
-            version = crate::plugins::short_version(&plugin.version),
+            version = short_version(&plugin.version),
         );
         async {
             let started = now_ms();
@@ -230,7 +225,7 @@ impl Scheduler {
 
     /// The plugin call inside its transaction, committed under the lease.
     async fn attempt(&self, plugin: &LoadedPlugin, schedule: &ManifestSchedule, run_id: &str) -> Result<()> {
-        let tx = self.inbox.begin(plugin.grants.db_role()).await?;
+        let tx = plugin.caps.db.begin(self.inbox.db());
         let lease = lease_ms(plugin);
         let dispatched = tokio::select! {
             dispatched = self.runtime.run_scheduled(plugin, &schedule.name, run_id, tx) => dispatched,
@@ -358,7 +353,7 @@ fn lease_ms(plugin: &LoadedPlugin) -> i64 {
 }
 
 /// Every schedule's lease row.
-pub async fn states(db: &StoreDb) -> Result<Vec<ScheduleState>> {
+pub async fn states(db: &Db) -> Result<Vec<ScheduleState>> {
     type Row = (String, String, Option<String>, Option<i64>, i64, i64);
     let rows: Vec<Row> = on_pool!(db, |pool| sqlx::query_as(
         "SELECT plugin, schedule, owner, lease_until, next_run_at, CAST(failures AS BIGINT) \
@@ -382,7 +377,7 @@ pub async fn states(db: &StoreDb) -> Result<Vec<ScheduleState>> {
 }
 
 /// The newest runs, of one plugin when given.
-pub async fn runs(db: &StoreDb, plugin: Option<&str>, limit: u32) -> Result<Vec<Run>> {
+pub async fn runs(db: &Db, plugin: Option<&str>, limit: u32) -> Result<Vec<Run>> {
     type Row = (
         String,
         String,

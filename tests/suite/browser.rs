@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 
 use serde_json::{Value, json};
 
-use crate::pg::free_port;
+use crate::services::free_port;
 
 /// The key W3C WebDriver puts element references under.
 const ELEMENT: &str = "element-6066-11e4-a52e-4f735466cecf";

@@ -328,16 +328,20 @@ async fn kv_on_redis_keeps_plugins_apart_and_honours_ttl() {
     post_kv(&host, &key, 2).await;
 
     // The host stored it under the plugin's prefix, with the TTL.
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
     let stored_key = format!("whk:test-misbehave:{key}");
-    let ttl: i64 = redis::cmd("PTTL")
+    let ttl: i64 = ::redis::cmd("PTTL")
         .arg(&stored_key)
         .query_async(&mut conn)
         .await
         .unwrap();
     assert!(ttl > 0 && ttl <= 1500, "PTTL {ttl}");
-    let plain: Option<Vec<u8>> = redis::cmd("GET").arg(&key).query_async(&mut conn).await.unwrap();
+    let plain: Option<Vec<u8>> = ::redis::cmd("GET")
+        .arg(&key)
+        .query_async(&mut conn)
+        .await
+        .unwrap();
     assert!(plain.is_none(), "keys never escape the prefix");
 
     tokio::time::sleep(Duration::from_millis(1600)).await;
@@ -422,9 +426,9 @@ async fn a_second_provider_is_a_plugin_and_a_manifest() {
         );
     }
     // Counted in Redis under the plugin's own prefix, and summarised in the chat.
-    let client = redis::Client::open(redis.url.as_str()).unwrap();
+    let client = ::redis::Client::open(redis.url.as_str()).unwrap();
     let mut conn = client.get_multiplexed_async_connection().await.unwrap();
-    let count: i64 = redis::cmd("GET")
+    let count: i64 = ::redis::cmd("GET")
         .arg(format!("whk:github-activity:count:{repo}:issues"))
         .query_async(&mut conn)
         .await

@@ -1,12 +1,12 @@
 //! Completions of events whose plugins never touched the database: marked
 //! `done` in shared batches, on both backends, and only by the lease owner.
 
-use std::sync::Arc;
-
 use tokio::task::JoinSet;
 use webhook_host::config::Secret;
+use webhook_host::db::EventTx;
+use webhook_host::db::grants::TableGrant;
 use webhook_host::inbox::complete::Completer;
-use webhook_host::inbox::{Finish, Inbox, NewEvent, PostgresInbox, SqliteInbox, Status};
+use webhook_host::inbox::{Finish, Inbox, NewEvent, Status};
 
 const PLUGIN: &str = "quiet";
 const VERSION: &str = "v-batch";
@@ -23,7 +23,7 @@ fn finish<'a>(id: &'a str, owner: &'a str) -> Finish<'a> {
 /// 60 claimed events: 57 completed concurrently through the completer, one
 /// by a stranger to its lease (refused), one through `complete` with a
 /// transaction nobody began, one by the direct batch call with its owner.
-async fn batched_completions_respect_leases(inbox: Arc<dyn Inbox>) {
+async fn batched_completions_respect_leases(inbox: Inbox) {
     let stored = inbox
         .insert_batch(
             (0..60)
@@ -34,6 +34,7 @@ async fn batched_completions_respect_leases(inbox: Arc<dyn Inbox>) {
                     headers: vec![],
                     query: vec![],
                     body: b"{}".to_vec(),
+                    request_id: None,
                 })
                 .collect(),
         )
@@ -59,7 +60,8 @@ async fn batched_completions_respect_leases(inbox: Arc<dyn Inbox>) {
         assert!(marked.unwrap(), "the lease owner's completion is marked");
     }
 
-    let untouched = inbox.begin(Some("no_such_role")).await.unwrap();
+    let tables: &'static TableGrant = Box::leak(Box::default());
+    let untouched = EventTx::new(inbox.db(), Some("no_such_role"), tables);
     assert!(
         !untouched.touched(),
         "a transaction no statement began is untouched"
@@ -96,14 +98,14 @@ async fn batched_completions_respect_leases(inbox: Arc<dyn Inbox>) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_completions_on_postgres() {
-    let url = crate::pg::shared().create_database().await;
-    let inbox = PostgresInbox::connect(&Secret::new(url), 8, true).await.unwrap();
-    batched_completions_respect_leases(Arc::new(inbox)).await;
+    let url = crate::services::postgres::shared().create_database().await;
+    let inbox = Inbox::connect_postgres(&Secret::new(url), 8, true).await.unwrap();
+    batched_completions_respect_leases(inbox).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_completions_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let inbox = SqliteInbox::open(dir.path(), 4).await.unwrap();
-    batched_completions_respect_leases(Arc::new(inbox)).await;
+    let inbox = Inbox::open_sqlite(dir.path(), 4).await.unwrap();
+    batched_completions_respect_leases(inbox).await;
 }

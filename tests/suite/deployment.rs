@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde_yaml::Value;
 
 use crate::harness::{Backend, Options, Signer, TestHost, fixture, request_id_of};
-use crate::nginx::{Nginx, NginxConfig};
+use crate::services::nginx::{Nginx, NginxConfig};
 use crate::workspace::workspace;
 
 const FAL_PATH: &str = "/api/v1/avatar/status_update?training_type=portrait";

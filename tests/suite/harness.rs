@@ -13,7 +13,7 @@ use sqlx::sqlite::SqliteConnectOptions;
 use sqlx::{PgPool, SqlitePool};
 use webhook_host::verify::fal_hmac;
 
-use crate::pg::PgServer;
+use crate::services::postgres::PgServer;
 pub use crate::workspace::{plugin_dir, workspace};
 
 /// The signing secret every test host is configured with.
@@ -215,7 +215,7 @@ impl TestHost {
                 (Db::Sqlite(db), None)
             }
             Backend::Postgres => {
-                let server = options.pg.unwrap_or_else(|| crate::pg::shared());
+                let server = options.pg.unwrap_or_else(|| crate::services::postgres::shared());
                 let url = server.create_database().await;
                 let db = PgPool::connect(&url).await.unwrap();
                 let schema =
@@ -532,7 +532,7 @@ impl Drop for TestHost {
             let _ = child.wait();
         }
         if let Some((bin, port, name)) = &self.pg_database {
-            crate::pg::drop_database(bin, *port, name);
+            crate::services::postgres::drop_database(bin, *port, name);
         }
     }
 }

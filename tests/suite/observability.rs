@@ -190,6 +190,16 @@ async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
     assert_eq!(status, 200, "{answer}");
     let event_id = answer["event_id"].as_str().unwrap().to_string();
     host.wait_for(&event_id, "done").await;
+    // A request id the edge refuses (spaces): it makes one, and that one,
+    // not the header, reaches the event.
+    let mut headers = Signer::fal("obs-effect-2").headers(b"{\"mode\":\"effect\"}");
+    headers.push(("x-request-id", "not acceptable".into()));
+    let (status, answer) = host
+        .post_with("/hooks/misbehave", b"{\"mode\":\"effect\"}", &headers)
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let made_id_event = answer["event_id"].as_str().unwrap().to_string();
+    host.wait_for(&made_id_event, "done").await;
     // The same body, forged; and the admin API, the console and the CLI, with the token.
     let forged = Signer {
         key: "wrong",
@@ -262,6 +272,22 @@ async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
     assert_eq!(span["route"], "misbehave");
     assert_eq!(span["plugin"], "test-misbehave");
     assert_eq!(span["version"].as_str().unwrap().len(), 12);
+    let accepted = lines
+        .iter()
+        .find(|l| {
+            l["fields"]["message"] == "webhook accepted" && l["fields"]["event_id"] == made_id_event.as_str()
+        })
+        .expect("the second delivery was accepted");
+    let made = accepted["span"]["request_id"].as_str().unwrap();
+    assert!(
+        made.len() == 32 && made.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{made}"
+    );
+    let done = in_span("event done", "event", "event_id", &made_id_event).expect("an event span");
+    assert_eq!(
+        done["span"]["request_id"], made,
+        "the event carries the id the edge made, not the refused header"
+    );
 
     let outputs = [
         log.as_str(),

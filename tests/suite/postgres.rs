@@ -76,7 +76,7 @@ async fn a_hostile_plugin_stays_inside_its_database_grant_on_postgres() {
 /// both succeed (the advisory lock serialises them).
 #[tokio::test]
 async fn migrations_applied_concurrently_do_not_fail() {
-    let server = crate::pg::shared();
+    let server = crate::services::postgres::shared();
     let url = server.create_database().await;
     let migrate = || {
         std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
@@ -103,7 +103,7 @@ async fn migrations_applied_concurrently_do_not_fail() {
     .unwrap();
     assert_eq!(tables, 3, "the inbox and the plugin store");
     db.close().await;
-    crate::pg::drop_database(server.bin(), server.port, url.rsplit('/').next().unwrap());
+    crate::services::postgres::drop_database(server.bin(), server.port, url.rsplit('/').next().unwrap());
 }
 
 /// SIGKILL one instance while it processes, five rounds: the other takes
@@ -134,7 +134,7 @@ async fn killing_an_instance_under_load_loses_nothing_and_repeats_nothing() {
 /// processing resumes.
 #[tokio::test]
 async fn an_outage_of_postgres_is_503_and_then_heals() {
-    let server = crate::pg::PgServer::start();
+    let server = crate::services::postgres::PgServer::start();
     let host = TestHost::start_with(crate::harness::Options {
         backend: crate::harness::Backend::Postgres,
         pg: Some(&server),

@@ -18,9 +18,9 @@ use tokio::sync::RwLock;
 use webhook_host::verify::{sign, unix_now};
 
 use crate::harness::{Backend, Options, TestHost};
-use crate::nginx::{Nginx, NginxConfig};
-use crate::pg::PgServer;
 use crate::services::Garage;
+use crate::services::nginx::{Nginx, NginxConfig};
+use crate::services::postgres::PgServer;
 use crate::verification::{JwksServer, fal_route, key, key_hex};
 
 /// What one soak saw.

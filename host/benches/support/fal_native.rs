@@ -39,70 +39,70 @@ fn call<T>(f: impl AsyncFnOnce(&mut State) -> T) -> T {
 
 pub mod plugin {
     pub mod db {
-        use webhook_host::runtime::bindings::db::Host;
-        pub use webhook_host::runtime::bindings::db::{Rows, Value};
+        use webhook_host::wit::db::Host;
+        pub use webhook_host::wit::db::{Rows, Value};
 
         pub fn query(sql: &str, params: &[Value]) -> Result<Rows, String> {
-            super::super::call(async |s| Host::query(&mut s.db, sql.into(), params.to_vec()).await)
+            super::super::call(async |s| Host::query(&mut s.caps.db, sql.into(), params.to_vec()).await)
         }
 
         pub fn execute(sql: &str, params: &[Value]) -> Result<u64, String> {
-            super::super::call(async |s| Host::execute(&mut s.db, sql.into(), params.to_vec()).await)
+            super::super::call(async |s| Host::execute(&mut s.caps.db, sql.into(), params.to_vec()).await)
         }
     }
 
     pub mod config {
-        use webhook_host::runtime::bindings::config::Host;
+        use webhook_host::wit::config::Host;
 
         pub fn get(key: &str) -> Option<String> {
-            super::super::call(async |s| Host::get(&mut s.config, key.into()).await)
+            super::super::call(async |s| Host::get(&mut s.caps.config, key.into()).await)
         }
 
         pub fn secret(name: &str) -> Option<String> {
-            super::super::call(async |s| Host::secret(&mut s.config, name.into()).await)
+            super::super::call(async |s| Host::secret(&mut s.caps.config, name.into()).await)
         }
     }
 
     pub mod log {
-        use webhook_host::runtime::bindings::log::Host;
-        pub use webhook_host::runtime::bindings::log::Level;
+        use webhook_host::wit::log::Host;
+        pub use webhook_host::wit::log::Level;
 
         pub fn log(level: Level, message: &str) {
-            super::super::call(async |s| Host::log(&mut s.log, level, message.into()).await)
+            super::super::call(async |s| Host::log(&mut s.caps.log, level, message.into()).await)
         }
     }
 
     pub mod blob {
-        use webhook_host::runtime::bindings::blob::Host;
+        use webhook_host::wit::blob::Host;
 
         pub fn list_keys(prefix: &str) -> Result<Vec<String>, String> {
-            super::super::call(async |s| Host::list_keys(&mut s.blob, prefix.into()).await)
+            super::super::call(async |s| Host::list_keys(&mut s.caps.blob, prefix.into()).await)
         }
 
         pub fn copy_from_url(key: &str, url: &str) -> Result<u64, String> {
-            super::super::call(async |s| Host::copy_from_url(&mut s.blob, key.into(), url.into()).await)
+            super::super::call(async |s| Host::copy_from_url(&mut s.caps.blob, key.into(), url.into()).await)
         }
 
         pub fn object_url(key: &str) -> Result<String, String> {
-            super::super::call(async |s| Host::object_url(&mut s.blob, key.into()).await)
+            super::super::call(async |s| Host::object_url(&mut s.caps.blob, key.into()).await)
         }
 
         pub fn delete(key: &str) -> Result<(), String> {
-            super::super::call(async |s| Host::delete(&mut s.blob, key.into()).await)
+            super::super::call(async |s| Host::delete(&mut s.caps.blob, key.into()).await)
         }
     }
 
     pub mod kv {
-        use webhook_host::runtime::bindings::kv::Host;
+        use webhook_host::wit::kv::Host;
 
         pub fn set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<bool, String> {
             super::super::call(async |s| {
-                Host::set_if_absent(&mut s.kv, key.into(), value.to_vec(), ttl_ms).await
+                Host::set_if_absent(&mut s.caps.kv, key.into(), value.to_vec(), ttl_ms).await
             })
         }
 
         pub fn delete(key: &str) -> Result<bool, String> {
-            super::super::call(async |s| Host::delete(&mut s.kv, key.into()).await)
+            super::super::call(async |s| Host::delete(&mut s.caps.kv, key.into()).await)
         }
     }
 }

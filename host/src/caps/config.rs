@@ -6,8 +6,12 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::config::SecretRef;
-use crate::runtime::bindings::config::Host;
+use crate::caps::capability::{Capability, InstanceContext};
+use crate::caps::services::Services;
+use crate::caps::trace::trace_call;
+use crate::config::secret::SecretRef;
+use crate::manifest::{Limits, Manifest};
+use crate::wit::config::Host;
 
 /// One instance's view of its plugin's configuration.
 pub struct ConfigState {
@@ -15,20 +19,38 @@ pub struct ConfigState {
     secrets: Arc<BTreeMap<String, SecretRef>>,
 }
 
-impl ConfigState {
-    pub fn new(values: Arc<BTreeMap<String, String>>, secrets: Arc<BTreeMap<String, SecretRef>>) -> Self {
-        Self { values, secrets }
+/// A plugin version's configuration, read from its manifest once at load.
+pub struct ConfigPlugin {
+    values: Arc<BTreeMap<String, String>>,
+    secrets: Arc<BTreeMap<String, SecretRef>>,
+}
+
+impl Capability for ConfigState {
+    type Plugin = ConfigPlugin;
+
+    fn prepare(manifest: &Manifest, _: &Limits, _: &Services) -> anyhow::Result<ConfigPlugin> {
+        Ok(ConfigPlugin {
+            values: Arc::new(manifest.config.clone()),
+            secrets: Arc::new(manifest.secret_refs()?),
+        })
+    }
+
+    fn instance(plugin: &ConfigPlugin, _: &mut InstanceContext<'_>) -> Self {
+        Self {
+            values: plugin.values.clone(),
+            secrets: plugin.secrets.clone(),
+        }
     }
 }
 
 impl Host for ConfigState {
     async fn get(&mut self, key: String) -> Option<String> {
-        crate::caps::trace_call!("config.get {key}");
+        trace_call!("config.get {key}");
         self.values.get(&key).cloned()
     }
 
     async fn secret(&mut self, name: String) -> Option<String> {
-        crate::caps::trace_call!("config.secret {name}");
+        trace_call!("config.secret {name}");
         let reference = self.secrets.get(&name)?;
         match reference.read() {
             Ok(value) => value.map(|s| s.expose().to_string()),

@@ -1,6 +1,9 @@
 //! `log`: plugin messages into the host log, tagged with plugin and event.
 
-use crate::runtime::bindings::log::{Host, Level};
+use crate::caps::capability::{Capability, InstanceContext};
+use crate::caps::services::Services;
+use crate::manifest::{Limits, Manifest};
+use crate::wit::log::{Host, Level};
 
 /// Longest message kept; the rest is cut.
 const MAX_MESSAGE: usize = 4096;
@@ -16,6 +19,19 @@ impl LogState {
             plugin: plugin.into(),
             event_id: event_id.into(),
         }
+    }
+}
+
+impl Capability for LogState {
+    /// Nothing: every plugin may log.
+    type Plugin = ();
+
+    fn prepare(_: &Manifest, _: &Limits, _: &Services) -> anyhow::Result<()> {
+        Ok(())
+    }
+
+    fn instance(_: &(), cx: &mut InstanceContext<'_>) -> Self {
+        LogState::new(cx.plugin, cx.tag)
     }
 }
 

@@ -1,172 +1,121 @@
 //! Capabilities: what a plugin can reach, one module each.
 //!
-//! Each capability has its per-instance state (held in the runtime's
-//! `State`), its host implementation of the WIT interface, and, where access
-//! is not universal, a grant in the plugin manifest checked when the plugin
-//! loads. Adding one means a module here and a line in [`add_to_linker`].
-
-/// Records one capability call at debug level under the target
-/// `webhook_host::trace`: what `webhook-host plugin test` prints. Never
-/// given secret values or bodies.
-macro_rules! trace_call {
-    ($($arg:tt)*) => {
-        tracing::debug!(target: "webhook_host::trace", $($arg)*)
-    };
-}
-pub(crate) use trace_call;
+//! Every capability has the same parts, as Spin's factors do: its grant in
+//! the manifest (`<cap>/grant.rs`, where access is not universal), what it
+//! prepares once per plugin version when that loads (checked then: an
+//! allow-list parsed, secrets resolved to references, a table grant built),
+//! its per-instance state living in the instance's `Store` for one event
+//! attempt, and its host implementation of the WIT interface on that state.
+//! The state type implements [`Capability`], and one line of
+//! [`capabilities!`] below registers it: the prepared and per-instance
+//! structs, the linker and the import check follow from that list.
+//!
+//! Outbound HTTP is the standard `wasi:http`, linked by the runtime (its
+//! view lives on the store's data); its gate ([`http::Outbound`]) is shared
+//! with `blob.copy-from-url`. Capabilities know nothing of the runtime that
+//! hosts them: the store's data reaches them through [`HasCaps`].
 
 pub mod blob;
+pub mod capability;
 pub mod config;
 pub mod db;
-mod db_postgres;
-pub mod db_sqlite_grants;
 pub mod http;
 pub mod kv;
 pub mod log;
+pub mod services;
+pub mod trace;
 
 use std::sync::Arc;
 
 use anyhow::{Result, bail};
-use serde::Deserialize;
 use wasmtime::component::{HasSelf, Linker};
 
-use crate::config::{OutboundSettings, Settings};
-use crate::runtime::State;
-use crate::runtime::bindings::webhook::plugin;
-pub use blob::{BlobGrant, BlobService};
-pub use http::{HttpGrant, HttpService};
-pub use kv::KvService;
+pub use self::capability::{Capability, InstanceContext};
+use self::http::{HttpHooks, HttpPolicy, Outbound};
+pub use self::services::Services;
+use crate::db::tx::EventTx;
+use crate::manifest::{Grants, Limits, Manifest};
+use crate::wit::webhook::plugin;
 
-/// The host-side backends capabilities share across instances: one object
-/// store handle, one Redis connection, one pair of HTTP clients.
-pub struct Services {
-    pub blob: Arc<BlobService>,
-    pub kv: KvService,
-    pub http: HttpService,
-    pub outbound: OutboundSettings,
-}
+/// Registers the capabilities: `name: State` per line, `name` being the
+/// interface (`webhook:plugin/<name>`) and the field of [`PluginCaps`] and
+/// [`InstanceCaps`].
+macro_rules! capabilities {
+    ($($name:ident: $state:ty),* $(,)?) => {
+        /// What the capabilities prepared for one plugin version when it loaded.
+        pub struct PluginCaps {
+            $(pub $name: <$state as Capability>::Plugin,)*
+            /// Its `http` grant with the host's limits filled in (also what
+            /// `blob.copy-from-url` may fetch).
+            pub http: Arc<HttpPolicy>,
+        }
 
-impl Services {
-    pub fn from_settings(settings: &Settings) -> Result<Self> {
-        Ok(Self {
-            blob: Arc::new(BlobService::new(settings.storage.clone())),
-            kv: KvService::new(settings.redis_url.as_ref())?,
-            http: HttpService::new(&settings.outbound)?,
-            outbound: settings.outbound.clone(),
-        })
-    }
+        impl PluginCaps {
+            /// Checks and prepares every capability `manifest` grants.
+            pub fn prepare(manifest: &Manifest, limits: &Limits, services: &Services) -> Result<Self> {
+                Ok(Self {
+                    $($name: <$state as Capability>::prepare(manifest, limits, services)?,)*
+                    http: Arc::new(HttpPolicy::new(manifest.grants.http.as_ref(), &services.outbound)?),
+                })
+            }
+        }
 
-    /// Embedded backends under `data_dir` (benches, tests, `plugin test`).
-    pub fn embedded(data_dir: &std::path::Path) -> Result<Self> {
-        let outbound = OutboundSettings::default();
-        Ok(Self {
-            blob: Arc::new(BlobService::new(crate::config::StorageSettings {
-                s3: None,
-                bucket: "webhook-host".into(),
-                local_dir: data_dir.join("blobs"),
-            })),
-            kv: KvService::memory(),
-            http: HttpService::new(&outbound)?,
-            outbound,
-        })
-    }
-}
+        /// One instance's capabilities, for one event attempt.
+        pub struct InstanceCaps {
+            $(pub $name: $state,)*
+            /// The `wasi:http` send hook.
+            pub http: HttpHooks,
+        }
 
-/// What a plugin's manifest grants it.
-#[derive(Debug, Clone, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct Grants {
-    /// SQL in its event's transaction: `db = true`, or
-    /// `db = { role = "…" }` to run as that database role (required in
-    /// PostgreSQL mode, where the role's table grants are what the plugin may touch).
-    #[serde(default, deserialize_with = "db_grant")]
-    pub db: Option<DbGrant>,
-    /// Object storage: `blob = { prefix = "avatars/", bucket = "…" }`.
-    #[serde(default)]
-    pub blob: Option<BlobGrant>,
-    /// Outbound HTTP: `http = { allow = ["https://api.telegram.org"] }`.
-    #[serde(default)]
-    pub http: Option<HttpGrant>,
-    /// The key-value store under the plugin's own prefix: `kv = true`.
-    #[serde(default)]
-    pub kv: bool,
-}
+        impl InstanceCaps {
+            /// The capabilities of one instance of `plugin` (named `name`),
+            /// whose statements run in `tx`; `tag` (the event or run id)
+            /// marks its log lines.
+            pub fn new(plugin: &PluginCaps, services: &Services, name: &str, tag: &str, tx: EventTx) -> Self {
+                let outbound = Outbound::new(plugin.http.clone(), name, tag);
+                let mut cx = InstanceContext {
+                    services,
+                    plugin: name,
+                    tag,
+                    tx: Some(tx),
+                    outbound: outbound.clone(),
+                };
+                Self {
+                    $($name: <$state as Capability>::instance(&plugin.$name, &mut cx),)*
+                    http: HttpHooks::new(services.http.clone(), outbound),
+                }
+            }
+        }
 
-/// The `db` grant.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct DbGrant {
-    /// The PostgreSQL role statements run as (`SET LOCAL ROLE`).
-    #[serde(default)]
-    pub role: Option<String>,
-    /// SQLite (embedded mode): tables the plugin may read.
-    #[serde(default)]
-    pub read: Vec<String>,
-    /// SQLite (embedded mode): tables the plugin may read and write.
-    #[serde(default)]
-    pub write: Vec<String>,
-}
+        /// Links every capability's host implementation (`wasi:http` is
+        /// linked by the runtime, whose store data implements its view).
+        pub fn add_to_linker<T: HasCaps>(linker: &mut Linker<T>) -> wasmtime::Result<()> {
+            plugin::types::add_to_linker::<T, HasSelf<InstanceCaps>>(linker, |s| s.caps())?;
+            $(plugin::$name::add_to_linker::<T, HasSelf<$state>>(linker, |s| &mut s.caps().$name)?;)*
+            Ok(())
+        }
 
-fn db_grant<'de, D: serde::Deserializer<'de>>(deserializer: D) -> Result<Option<DbGrant>, D::Error> {
-    #[derive(Deserialize)]
-    #[serde(untagged)]
-    enum Form {
-        Flag(bool),
-        Detailed(DbGrant),
-    }
-    let grant = match Form::deserialize(deserializer)? {
-        Form::Flag(granted) => granted.then(DbGrant::default),
-        Form::Detailed(grant) => Some(grant),
+        /// Each interface's name and its grant check.
+        const REGISTERED: &[(&str, fn(&Grants) -> Option<&'static str>)] =
+            &[$((stringify!($name), <$state as Capability>::missing_grant),)*];
     };
-    if let Some(role) = grant.as_ref().and_then(|g| g.role.as_deref()) {
-        let valid = role
-            .chars()
-            .next()
-            .is_some_and(|c| c.is_ascii_lowercase() || c == '_')
-            && role
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_');
-        if !valid {
-            return Err(serde::de::Error::custom(format!(
-                "db role {role:?} must be lowercase letters, digits and '_'"
-            )));
-        }
-    }
-    Ok(grant)
 }
 
-impl Grants {
-    /// The database role the plugin's statements run as, if any.
-    pub fn db_role(&self) -> Option<&str> {
-        self.db.as_ref().and_then(|g| g.role.as_deref())
-    }
-
-    /// Checks the parts serde cannot (prefixes, buckets, allow-list entries).
-    pub fn validate(&self) -> Result<()> {
-        if let Some(blob) = &self.blob {
-            blob.validate()?;
-        }
-        if self.http.is_some() {
-            http::HttpPolicy::new(self.http.as_ref(), &OutboundSettings::default())?;
-        }
-        Ok(())
-    }
+capabilities! {
+    db: db::DbState,
+    config: config::ConfigState,
+    log: log::LogState,
+    blob: blob::BlobState,
+    kv: kv::KvState,
 }
 
-/// Links every capability's host implementation.
-pub fn add_to_linker(linker: &mut Linker<State>) -> wasmtime::Result<()> {
-    plugin::types::add_to_linker::<State, HasSelf<State>>(linker, |s| s)?;
-    plugin::db::add_to_linker::<State, HasSelf<db::DbState>>(linker, |s| &mut s.db)?;
-    plugin::config::add_to_linker::<State, HasSelf<config::ConfigState>>(linker, |s| &mut s.config)?;
-    plugin::log::add_to_linker::<State, HasSelf<log::LogState>>(linker, |s| &mut s.log)?;
-    plugin::blob::add_to_linker::<State, HasSelf<blob::BlobState>>(linker, |s| &mut s.blob)?;
-    plugin::kv::add_to_linker::<State, HasSelf<kv::KvState>>(linker, |s| &mut s.kv)?;
-    wasmtime_wasi_http::p2::add_only_http_to_linker_async(linker)?;
-    Ok(())
+/// A store's data that holds an instance's capabilities.
+pub trait HasCaps: Send + 'static {
+    fn caps(&mut self) -> &mut InstanceCaps;
 }
 
-/// `types` has no functions; its (empty) host side sits on the store's state.
-impl plugin::types::Host for State {}
+/// `types` has no functions; its (empty) host side sits on the instance's capabilities.
+impl plugin::types::Host for InstanceCaps {}
 
 /// Checks one import of a component against what the host provides and what
 /// the plugin is granted. Names the missing grant.
@@ -177,27 +126,33 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<()> {
             "the component imports {import} but its manifest does not grant it: add `{grant}` under [grants]"
         )
     };
-    match interface {
-        "webhook:plugin/db" if grants.db.is_none() => missing("db = true"),
-        "webhook:plugin/blob" if grants.blob.is_none() => missing("blob = { prefix = \"<prefix>/\" }"),
-        "webhook:plugin/kv" if !grants.kv => missing("kv = true"),
-        http if http.starts_with("wasi:http/") && grants.http.is_none() => {
-            missing("http = { allow = [\"https://<host>\"] }")
+    if let Some(name) = interface.strip_prefix("webhook:plugin/") {
+        if name == "types" {
+            return Ok(());
         }
-        "webhook:plugin/db"
-        | "webhook:plugin/types"
-        | "webhook:plugin/config"
-        | "webhook:plugin/log"
-        | "webhook:plugin/blob"
-        | "webhook:plugin/kv" => Ok(()),
-        wasi if wasi.starts_with("wasi:") => Ok(()),
-        _ => bail!("the component imports {import}, which this host does not provide"),
+        return match REGISTERED.iter().find(|(registered, _)| *registered == name) {
+            Some((_, needs)) => match needs(grants) {
+                Some(grant) => missing(grant),
+                None => Ok(()),
+            },
+            None => bail!("the component imports {import}, which this host does not provide"),
+        };
     }
+    if interface.starts_with("wasi:http/") && grants.http.is_none() {
+        return missing("http = { allow = [\"https://<host>\"] }");
+    }
+    if interface.starts_with("wasi:") {
+        return Ok(());
+    }
+    bail!("the component imports {import}, which this host does not provide")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::caps::blob::grant::BlobGrant;
+    use crate::caps::db::grant::DbGrant;
+    use crate::caps::http::grant::HttpGrant;
 
     #[test]
     fn db_import_needs_the_db_grant() {

@@ -8,7 +8,7 @@ use clap::Subcommand;
 use sqlx::{Column, Row, ValueRef};
 
 use crate::config::Settings;
-use crate::inbox::SqliteInbox;
+use crate::db::Db;
 
 #[derive(Subcommand)]
 pub enum Command {
@@ -26,8 +26,8 @@ pub async fn run(settings: Settings, command: Command) -> Result<()> {
     if settings.database_url.is_some() {
         bail!("`db` works on the embedded SQLite database; with DATABASE_URL set, use psql");
     }
-    let inbox = SqliteInbox::open(&settings.data_dir, 1).await?;
-    let pool = inbox.pool();
+    let db = Db::open_sqlite(&settings.data_dir, 1).await?;
+    let pool = db.sqlite().expect("opened as SQLite");
     match command {
         Command::Exec { file, sql } => {
             let sql = match (file, sql) {

@@ -35,7 +35,7 @@ pub enum Command {
 }
 
 pub async fn run(settings: Settings, command: Command) -> Result<()> {
-    let inbox = crate::app::open_inbox(&settings).await?;
+    let inbox = crate::inbox::Inbox::open(&settings, 2).await?;
     match command {
         Command::List { status, route, limit } => {
             let status = match status.as_deref() {

@@ -107,7 +107,7 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Serve { insecure_dev } => serve(Settings::from_env(config, insecure_dev)?).await,
         Command::Migrate => {
             let settings = Settings::from_env(config, true)?;
-            crate::app::open_inbox(&settings).await?;
+            crate::inbox::Inbox::open(&settings, 2).await?;
             match settings.database_url {
                 Some(_) => println!("migrations applied to the PostgreSQL database"),
                 None => println!("migrations applied in {}", settings.data_dir.display()),

@@ -138,7 +138,7 @@ impl Admin {
 }
 
 pub(super) fn short(version: &Value) -> &str {
-    crate::plugins::short_version(version.as_str().unwrap_or("-"))
+    crate::manifest::short_version(version.as_str().unwrap_or("-"))
 }
 
 /// A component file and its manifest (default: the `.toml` beside it).
@@ -160,7 +160,7 @@ pub async fn run(server: Server, command: Command) -> Result<()> {
     } = &command
     {
         let (bytes, text) = read_local(component, manifest.clone())?;
-        crate::plugins::Manifest::parse(&text).context("the manifest is not valid")?;
+        crate::manifest::Manifest::parse(&text).context("the manifest is not valid")?;
         let url = crate::plugins::oci::push(&registry.registry(), target, &bytes, &text).await?;
         println!("pushed {target} ({url})");
         return Ok(());

@@ -9,8 +9,8 @@ use anyhow::{Context, Result, bail};
 
 use crate::caps::Services;
 use crate::config::RuntimeSettings;
-use crate::inbox::{Finish, Inbox, Insert, NewEvent, SqliteInbox};
-use crate::plugins::Manifest;
+use crate::inbox::{Finish, Inbox, Insert, NewEvent};
+use crate::manifest::Manifest;
 use crate::plugins::store::version_of;
 use crate::runtime::Runtime;
 
@@ -202,11 +202,11 @@ async fn run_once(
     body: Vec<u8>,
     data_dir: &Path,
 ) -> Result<()> {
-    let inbox = SqliteInbox::open(data_dir, 2).await?;
+    let inbox = Inbox::open_sqlite(data_dir, 2).await?;
     for file in &args.sql {
         let sql = std::fs::read_to_string(file).with_context(|| format!("reading {}", file.display()))?;
         sqlx::raw_sql(&sql)
-            .execute(inbox.pool())
+            .execute(inbox.db().sqlite().expect("opened as SQLite"))
             .await
             .with_context(|| format!("running {}", file.display()))?;
     }
@@ -217,7 +217,7 @@ async fn run_once(
     println!(
         "plugin {} version {}",
         plugin.name,
-        crate::plugins::short_version(&version)
+        crate::manifest::short_version(&version)
     );
     println!("imports: {}", plugin.imports.join(", "));
 
@@ -239,6 +239,7 @@ async fn run_once(
             headers,
             query,
             body,
+            request_id: None,
         })
         .await?;
     let Insert::Accepted { .. } = stored else {
@@ -250,7 +251,7 @@ async fn run_once(
         .await?
         .pop()
         .context("the stored test event could not be claimed")?;
-    let tx = inbox.begin(plugin.grants.db_role()).await?;
+    let tx = plugin.caps.db.begin(inbox.db());
     let done = runtime.dispatch(&plugin, &event, tx, None).await;
     let finish = Finish {
         event_id: &event.id,

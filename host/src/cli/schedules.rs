@@ -78,5 +78,5 @@ pub async fn run(server: Server, command: Command) -> Result<()> {
 
 /// Epoch milliseconds as UTC date and time.
 fn time(ms: &serde_json::Value) -> String {
-    ms.as_i64().map_or("-".into(), crate::http::format_time)
+    ms.as_i64().map_or("-".into(), crate::format_time)
 }

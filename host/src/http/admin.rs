@@ -15,7 +15,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::inbox::{Filter, Replay, Status};
 
 pub fn router() -> Router<Arc<AppState>> {

@@ -17,8 +17,9 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::Admin;
-use super::{ApiError, AppState};
-use crate::plugins::Manifest;
+use super::error::ApiError;
+use super::state::AppState;
+use crate::manifest::Manifest;
 
 /// Largest upload (a base64 component plus its manifest).
 const MAX_UPLOAD_BYTES: usize = 64 << 20;
@@ -154,7 +155,7 @@ async fn upload(
             .map_err(store_error)?;
         swap_here(&state).await;
     }
-    tracing::info!(plugin = %manifest.name, version = crate::plugins::short_version(&version), activated = upload.activate, by = %by, "plugin version uploaded");
+    tracing::info!(plugin = %manifest.name, version = crate::manifest::short_version(&version), activated = upload.activate, by = %by, "plugin version uploaded");
     Ok((
         StatusCode::CREATED,
         Json(json!({
@@ -187,7 +188,7 @@ async fn activate(
         .await
         .map_err(store_error)?;
     swap_here(&state).await;
-    tracing::info!(plugin = %name, version = crate::plugins::short_version(&version), by = %by, "plugin version activated");
+    tracing::info!(plugin = %name, version = crate::manifest::short_version(&version), by = %by, "plugin version activated");
     Ok(Json(json!({ "name": name, "active_version": version })))
 }
 
@@ -203,7 +204,7 @@ async fn rollback(
         .await
         .map_err(store_error)?;
     swap_here(&state).await;
-    tracing::info!(plugin = %name, version = crate::plugins::short_version(&version), "plugin rolled back");
+    tracing::info!(plugin = %name, version = crate::manifest::short_version(&version), "plugin rolled back");
     Ok(Json(json!({ "name": name, "active_version": version })))
 }
 

@@ -12,7 +12,8 @@ use serde::Deserialize;
 use serde_json::{Value, json};
 
 use super::admin::Admin;
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::state::AppState;
 use crate::schedule;
 
 pub fn router() -> Router<Arc<AppState>> {

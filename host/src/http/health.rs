@@ -9,7 +9,7 @@ use axum::routing::get;
 use axum::{Json, Router};
 use serde_json::{Value, json};
 
-use super::AppState;
+use super::state::AppState;
 
 pub fn router() -> Router<Arc<AppState>> {
     Router::new()

@@ -1,66 +1,30 @@
-//! The HTTP edge: webhook intake and health. Each file ends in a `router`.
+//! The HTTP edge: webhook intake, health, metrics, the admin API and
+//! console. Each file ends in a `router`; [`router`] merges them under the
+//! observe layer (request span, request id, metrics), and [`server`] serves
+//! it with the edge's connection and time limits.
+//!
+//! Handlers reach the rest of the host through [`state::AppState`].
 
 mod admin;
 mod admin_plugins;
 mod admin_schedules;
 mod console;
-mod error;
+pub mod error;
+pub mod headers;
 mod health;
+pub mod json;
 pub mod observe;
 mod prometheus;
 pub mod server;
+pub mod state;
 mod webhooks;
 
 use std::sync::Arc;
 
 use axum::Router;
-use tokio::sync::Notify;
 
-use crate::inbox::Inbox;
-use crate::plugins::PluginSet;
-use crate::routes::RouteTable;
-
-pub use console::format_time;
-pub use error::ApiError;
-
-/// What every handler can reach.
-pub struct AppState {
-    pub inbox: Arc<dyn Inbox>,
-    /// Stores deliveries with group commit.
-    pub intake: crate::inbox::intake::IntakeWriter,
-    pub routes: Arc<RouteTable>,
-    pub plugins: Arc<PluginSet>,
-    /// The wasmtime runtime (for its instance pool's gauge).
-    pub runtime: Arc<crate::runtime::Runtime>,
-    /// The plugin store and this instance's loader, for the admin API.
-    pub plugin_sync: Arc<crate::plugins::sync::PluginSync>,
-    /// Wakes the worker when an event is stored.
-    pub wake: Arc<Notify>,
-    pub instance_id: String,
-    pub body_limit: usize,
-    /// Deepest nesting of arrays and objects a JSON body may have.
-    pub json_max_depth: usize,
-    /// How long a request body may take to arrive.
-    pub body_timeout: std::time::Duration,
-    /// The host's own tables (plugin store, schedules), for the admin API.
-    pub db: crate::plugins::store::StoreDb,
-    /// The admin API's token; none leaves the API unmounted.
-    pub admin_token: Option<crate::config::Secret>,
-}
-
-impl AppState {
-    /// Replays events (admin API and console): counted, logged, and the
-    /// worker woken.
-    pub async fn replay(&self, which: crate::inbox::Replay<'_>) -> anyhow::Result<u64> {
-        let replayed = self.inbox.replay(which).await?;
-        if replayed > 0 {
-            metrics::counter!(crate::telemetry::REPLAYS).increment(replayed);
-            tracing::info!(?which, replayed, "events replayed by an operator");
-            self.wake.notify_one();
-        }
-        Ok(replayed)
-    }
-}
+use self::error::ApiError;
+use self::state::AppState;
 
 pub fn router(state: Arc<AppState>) -> Router {
     Router::new()

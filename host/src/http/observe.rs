@@ -15,13 +15,19 @@ use crate::telemetry;
 
 pub const HEADER: &str = "x-request-id";
 
+/// The request id this edge decided (the one passed in, when acceptable,
+/// else one made here), put on the request for the handlers: intake stores
+/// it with the event, so the worker's span carries it too.
+#[derive(Clone, Debug)]
+pub struct RequestId(pub String);
+
 /// A webhook route's name, put on its responses by the intake handler: the
 /// `route` label of the request metrics.
 #[derive(Clone)]
 pub struct RouteLabel(pub String);
 
 /// Wraps the rest of the stack in a `request` span and counts the answer.
-pub async fn layer(request: Request, next: Next) -> Response {
+pub async fn layer(mut request: Request, next: Next) -> Response {
     let started = Instant::now();
     let matched = request
         .extensions()
@@ -40,6 +46,7 @@ pub async fn layer(request: Request, next: Next) -> Response {
         path = %request.uri().path(),
         request_id = %id,
     );
+    request.extensions_mut().insert(RequestId(id.clone()));
     let mut response = next.run(request).instrument(span).await;
     if let Ok(value) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(HEADER, value);

@@ -38,7 +38,7 @@ use tokio::sync::{Semaphore, watch};
 use tokio::time::{Instant, Sleep};
 use tower::Service;
 
-use super::ApiError;
+use super::error::ApiError;
 use crate::config::HttpSettings;
 use crate::telemetry::count_rejection;
 

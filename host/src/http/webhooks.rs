@@ -1,8 +1,10 @@
 //! Webhook intake: `POST /hooks/{route}` and each route's fixed path.
 //!
-//! The order of checks: route → content type (415) → body size (413) →
-//! signature (401) → JSON (400) → store. The answer is 200 only after the
-//! event's row is committed; a repeat delivery answers 200 `duplicate`.
+//! The order of checks: route (looked up once) → content type (415) → body
+//! size (413) → signature (401) → JSON (400: one pass checks validity and
+//! depth and picks up a `json:` delivery id) → store. The answer is 200
+//! only after the event's row is committed; a repeat delivery answers 200
+//! `duplicate`. The intake writer wakes the worker once per stored batch.
 
 use std::sync::Arc;
 
@@ -17,15 +19,16 @@ use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
-use super::{ApiError, AppState};
+use super::error::ApiError;
+use super::headers::NOT_STORED;
+use super::json::{self, JsonError};
+use super::observe::{RequestId, RouteLabel};
+use super::state::AppState;
 use crate::config::{BodyKind, DeliveryIdSource};
 use crate::inbox::intake::IntakeError;
 use crate::inbox::{Insert, NewEvent};
 use crate::routes::{Route, RouteTable};
 use crate::verify;
-
-/// Headers never stored: they carry credentials, not webhook data.
-const NOT_STORED: [&str; 3] = ["authorization", "cookie", "proxy-authorization"];
 
 pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
     let mut router = Router::new().route(
@@ -53,16 +56,15 @@ pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
 }
 
 async fn receive(state: &AppState, name: &str, request: Request) -> Response {
-    let mut response = match accept(state, name, request).await {
+    let Some(route) = state.routes.get(name) else {
+        return ApiError::not_found(format!("no route named {name:?}")).into_response();
+    };
+    let mut response = match accept(state, &route, request).await {
         Ok(response) => response,
         Err(error) => error.into_response(),
     };
     // The metrics label: a configured route's name, never an arbitrary path.
-    if let Some(route) = state.routes.get(name) {
-        response
-            .extensions_mut()
-            .insert(super::observe::RouteLabel(route.name.clone()));
-    }
+    response.extensions_mut().insert(RouteLabel(route.name.clone()));
     response
 }
 
@@ -88,30 +90,18 @@ fn record_rejection(route: &str, headers: &HeaderMap, rejection: &verify::Reject
     );
 }
 
-/// The id that drops repeats, from the route's configured source.
-fn delivery_id(route: &Route, verified: verify::Verified, body: &[u8]) -> String {
-    let from_json = |path: &[String]| {
-        let value = serde_json::from_slice::<serde_json::Value>(body).ok()?;
-        let field = path.iter().try_fold(&value, |v, key| v.get(key))?;
-        match field {
-            serde_json::Value::String(s) if !s.is_empty() => Some(s.clone()),
-            serde_json::Value::Number(n) => Some(n.to_string()),
-            _ => None,
-        }
-    };
+/// The id that drops repeats, from the route's configured source; `from_json`
+/// is what the JSON pass found at a `json:` path.
+fn delivery_id(route: &Route, verified: verify::Verified, from_json: Option<String>, body: &[u8]) -> String {
     let chosen = match &route.delivery_id {
         DeliveryIdSource::Scheme => verified.delivery_id,
         DeliveryIdSource::Sha256 => None,
-        DeliveryIdSource::JsonField(path) => from_json(path).or(verified.delivery_id),
+        DeliveryIdSource::JsonField(_) => from_json.or(verified.delivery_id),
     };
     chosen.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))))
 }
 
-async fn accept(state: &AppState, name: &str, request: Request) -> Result<Response, ApiError> {
-    let route = state
-        .routes
-        .get(name)
-        .ok_or_else(|| ApiError::not_found(format!("no route named {name:?}")))?;
+async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     if route.body == BodyKind::Json && !is_json(&parts.headers) {
         return Err(ApiError::new(
@@ -132,28 +122,26 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
             return Err(ApiError::unverified(&rejection));
         }
     };
-    if route.body == BodyKind::Json {
-        if let Some(depth) = nesting_over(&body, state.json_max_depth) {
-            return Err(ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!(
-                    "JSON nested deeper than {} levels (at byte {depth})",
-                    state.json_max_depth
-                ),
-            ));
+    let from_json = match route.body {
+        BodyKind::Json => {
+            let id_path = match &route.delivery_id {
+                DeliveryIdSource::JsonField(path) => Some(path.as_slice()),
+                _ => None,
+            };
+            json::scan(&body, state.json_max_depth, id_path).map_err(|e: JsonError| {
+                ApiError::new(StatusCode::BAD_REQUEST, "invalid_json", e.to_string())
+            })?
         }
-        serde_json::from_slice::<serde::de::IgnoredAny>(&body).map_err(|e| {
-            ApiError::new(
-                StatusCode::BAD_REQUEST,
-                "invalid_json",
-                format!("body is not valid JSON: {e}"),
-            )
-        })?;
-    }
+        // A body that need not be JSON may still name its id in JSON.
+        BodyKind::Any => match &route.delivery_id {
+            DeliveryIdSource::JsonField(path) => json::scan(&body, usize::MAX, Some(path)).ok().flatten(),
+            _ => None,
+        },
+    };
     let query: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
-    let delivery_id = delivery_id(&route, verified, &body);
+    let delivery_id = delivery_id(route, verified, from_json, &body);
+    let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
     let event = NewEvent {
         route: route.name.clone(),
         delivery_id,
@@ -161,11 +149,11 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
         headers: stored_headers(&parts.headers),
         query,
         body,
+        request_id,
     };
     let answer = match state.intake.insert(event).await {
         Ok(Insert::Accepted { event_id }) => {
-            state.wake.notify_one();
-            log_accepted(&route, &event_id);
+            log_accepted(route, &event_id);
             json!({ "status": "accepted", "event_id": event_id })
         }
         Ok(Insert::Duplicate { event_id }) => {
@@ -182,35 +170,6 @@ async fn accept(state: &AppState, name: &str, request: Request) -> Result<Respon
 
 fn log_accepted(route: &Route, event_id: &str) {
     tracing::info!(route = %route.name, %event_id, verified = !route.verifier.is_open(), "webhook accepted");
-}
-
-/// Where JSON text first nests deeper than `max` arrays and objects, if it
-/// does: one pass, no recursion, strings skipped.
-fn nesting_over(text: &[u8], max: usize) -> Option<usize> {
-    let (mut depth, mut in_string, mut escaped) = (0usize, false, false);
-    for (at, &byte) in text.iter().enumerate() {
-        if in_string {
-            match byte {
-                _ if escaped => escaped = false,
-                b'\\' => escaped = true,
-                b'"' => in_string = false,
-                _ => {}
-            }
-            continue;
-        }
-        match byte {
-            b'"' => in_string = true,
-            b'[' | b'{' => {
-                depth += 1;
-                if depth > max {
-                    return Some(at);
-                }
-            }
-            b']' | b'}' => depth = depth.saturating_sub(1),
-            _ => {}
-        }
-    }
-    None
 }
 
 fn is_json(headers: &HeaderMap) -> bool {
@@ -295,15 +254,6 @@ fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
 mod tests {
     use super::*;
     use axum::http::HeaderValue;
-
-    #[test]
-    fn nesting_is_measured_outside_strings() {
-        assert_eq!(nesting_over(br#"{"a":[1,{"b":2}]}"#, 3), None);
-        assert_eq!(nesting_over(br#"{"a":[1,{"b":2}]}"#, 2), Some(8));
-        assert_eq!(nesting_over(br#"{"a":"[[[[[[\"[[["}"#, 1), None);
-        assert_eq!(nesting_over(&[b'['; 65], 64), Some(64));
-        assert_eq!(nesting_over(b"[]".repeat(1000).as_slice(), 1), None);
-    }
 
     #[test]
     fn json_content_types_are_recognised() {

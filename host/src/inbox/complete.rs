@@ -9,13 +9,12 @@
 //! write still commits its own transaction, its writes and its `done`
 //! together.
 
-use std::sync::Arc;
-
 use anyhow::anyhow;
 use tokio::sync::{mpsc, oneshot};
 
+use super::Inbox;
+use super::event::Finish;
 use super::intake::answer_each;
-use super::{Finish, Inbox};
 
 /// Most completions in one statement.
 const MAX_BATCH: usize = 512;
@@ -38,7 +37,7 @@ pub struct Completer {
 impl Completer {
     /// Starts the writer task on the current runtime; it ends when every
     /// handle is dropped.
-    pub fn spawn(inbox: Arc<dyn Inbox>) -> Self {
+    pub fn spawn(inbox: Inbox) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
         tokio::spawn(write(inbox, jobs));
         Self { queue }
@@ -65,7 +64,7 @@ impl Completer {
     }
 }
 
-async fn write(inbox: Arc<dyn Inbox>, mut jobs: mpsc::UnboundedReceiver<Job>) {
+async fn write(inbox: Inbox, mut jobs: mpsc::UnboundedReceiver<Job>) {
     let mut batch = Vec::with_capacity(MAX_BATCH);
     while jobs.recv_many(&mut batch, MAX_BATCH).await > 0 {
         let finishes: Vec<Finish<'_>> = batch

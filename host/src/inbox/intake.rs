@@ -5,7 +5,9 @@
 //! ([`Inbox::insert_batch`]) and then answers each handler. While one batch
 //! commits, the next one gathers, so batches grow with load by themselves;
 //! an idle host writes a lone delivery at once, with no added delay. No
-//! handler hears "accepted" before its row's commit.
+//! handler hears "accepted" before its row's commit. A batch that stored
+//! something wakes this instance's worker once (other instances hear the
+//! inbox's `NOTIFY`).
 //!
 //! The writer also tells when the host is overloaded: too many deliveries
 //! waiting, or commits (the last one, or the one under way) slower than the
@@ -17,9 +19,10 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicI64, AtomicU64, AtomicUsize, Ordering};
 
 use anyhow::anyhow;
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{Notify, mpsc, oneshot};
 
-use super::{Inbox, Insert, NewEvent};
+use super::Inbox;
+use super::event::{Insert, NewEvent};
 use crate::now_ms;
 
 /// Most deliveries in one transaction.
@@ -94,8 +97,9 @@ pub struct IntakeWriter {
 }
 
 impl IntakeWriter {
-    /// Starts the writer task over `inbox`.
-    pub fn spawn(inbox: Arc<dyn Inbox>, limits: IntakeLimits) -> Self {
+    /// Starts the writer task over `inbox`; after each batch that stored a
+    /// new event it wakes `wake` (the worker) once.
+    pub fn spawn(inbox: Inbox, limits: IntakeLimits, wake: Arc<Notify>) -> Self {
         // Unbounded here because `waiting` bounds it: handlers check it
         // before sending.
         let (queue, mut waiting) = mpsc::unbounded_channel::<(NewEvent, Reply)>();
@@ -127,6 +131,11 @@ impl IntakeWriter {
                     .store((ended - started).max(0) as u64, Ordering::Relaxed);
                 shared.last_commit_end_ms.store(ended, Ordering::Relaxed);
                 shared.waiting.fetch_sub(replies.len(), Ordering::Relaxed);
+                if let Ok(results) = &stored
+                    && results.iter().any(|r| matches!(r, Insert::Accepted { .. }))
+                {
+                    wake.notify_one();
+                }
                 answer_each(replies, stored);
             }
         });

@@ -2,180 +2,114 @@
 //! 200, and stays until a plugin has handled it (`done`) or it has run out of
 //! attempts (`dead`).
 //!
-//! [`Inbox`] is the small trait the rest of the host uses; [`SqliteInbox`] is
-//! the embedded backend. The [`worker`] claims due events and dispatches them.
+//! [`Inbox`] is one type over [`Db`]: its operations are written once, in
+//! the SQL both backends accept ([`sql`]); the backends differ only where
+//! the SQL really does: the batch writes ([`batch`]), the claim's lock, and
+//! announcing stored events to other instances ([`notify`], PostgreSQL).
+//! Intake's group commit ([`intake`]), batched completions ([`complete`])
+//! and retention ([`retention`]) sit on it. The inbox knows no wasm.
+//!
+//! On PostgreSQL instances claim due events with `FOR UPDATE SKIP LOCKED`,
+//! so two never take the same event; a claim is a lease (owner, until) that
+//! the worker renews while a long event runs, and an expired lease makes the
+//! event claimable again (its owner died).
 
-pub mod backoff;
+mod batch;
 pub mod complete;
+pub mod event;
 pub mod intake;
-mod postgres;
+pub mod notify;
 pub mod retention;
 mod sql;
-mod sqlite;
-pub mod worker;
+
+use std::sync::Arc;
 
 use anyhow::{Context, Result};
-use serde::Serialize;
+use tokio::sync::Notify;
 
-pub use postgres::{PgEventTx, PostgresInbox};
-pub use sqlite::{SqliteEventTx, SqliteInbox, is_plain_select as sqlite_is_plain_select};
+pub use self::event::{
+    Event, Filter, Finish, Insert, NewEvent, Replay, ScheduleGuard, Stats, Status, new_event_id,
+};
+use self::sql::event_from_row;
+use crate::config::Settings;
+use crate::db::pool::{Arg, Db, bind_args, on_pool};
+use crate::db::tx::EventTx;
+use crate::now_ms;
 
-/// Where an event is in its life.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Status {
-    Pending,
-    Processing,
-    Done,
-    Dead,
+/// The inbox on the host's database.
+#[derive(Clone)]
+pub struct Inbox {
+    db: Db,
+    /// PostgreSQL: asks the notifier task for a `NOTIFY` after a batch.
+    stored: Option<Arc<Notify>>,
+    /// This process's notification payload (see [`notify`]).
+    origin: Arc<str>,
 }
 
-impl Status {
-    pub const ALL: [Status; 4] = [Status::Pending, Status::Processing, Status::Done, Status::Dead];
+impl Inbox {
+    /// The inbox on `db`; on PostgreSQL it starts its notifier task.
+    pub fn new(db: Db) -> Self {
+        let origin: Arc<str> = uuid::Uuid::now_v7().simple().to_string().into();
+        let stored = match &db {
+            Db::Postgres(pool) => {
+                let stored = Arc::new(Notify::new());
+                tokio::spawn(notify::notifier(pool.clone(), stored.clone(), origin.clone()));
+                Some(stored)
+            }
+            Db::Sqlite(_) => None,
+        };
+        Self { db, stored, origin }
+    }
 
-    pub fn as_str(self) -> &'static str {
-        match self {
-            Status::Pending => "pending",
-            Status::Processing => "processing",
-            Status::Done => "done",
-            Status::Dead => "dead",
+    /// Opens (creating if needed) `data_dir/webhooks.db` and applies migrations.
+    pub async fn open_sqlite(data_dir: &std::path::Path, max_connections: u32) -> Result<Self> {
+        Ok(Self::new(Db::open_sqlite(data_dir, max_connections).await?))
+    }
+
+    /// Connects (lazily) to PostgreSQL and, when `migrate`, applies migrations.
+    pub async fn connect_postgres(
+        url: &crate::config::Secret,
+        max_connections: u32,
+        migrate: bool,
+    ) -> Result<Self> {
+        Ok(Self::new(
+            Db::connect_postgres(url, max_connections, migrate).await?,
+        ))
+    }
+
+    /// The inbox the settings name: PostgreSQL when `DATABASE_URL` is set,
+    /// else the embedded SQLite file. Applies migrations.
+    pub async fn open(settings: &Settings, max_connections: u32) -> Result<Self> {
+        match &settings.database_url {
+            Some(url) => Self::connect_postgres(url, max_connections, true).await,
+            None => Self::open_sqlite(&settings.data_dir, max_connections).await,
         }
     }
 
-    pub fn parse(text: &str) -> Option<Self> {
-        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    /// The database underneath (the plugin store and schedules share it).
+    pub fn db(&self) -> &Db {
+        &self.db
     }
-}
 
-/// A verified delivery, about to be stored.
-#[derive(Debug, Clone)]
-pub struct NewEvent {
-    pub route: String,
-    pub delivery_id: String,
-    pub received_at_ms: i64,
-    pub headers: Vec<(String, String)>,
-    pub query: Vec<(String, String)>,
-    pub body: Vec<u8>,
-}
-
-/// What storing a delivery did.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Insert {
-    Accepted {
-        event_id: String,
-    },
-    /// The same delivery id was already stored on this route.
-    Duplicate {
-        event_id: String,
-    },
-}
-
-/// A stored event.
-#[derive(Debug, Clone, Serialize)]
-pub struct Event {
-    pub id: String,
-    pub route: String,
-    pub delivery_id: String,
-    pub received_at_ms: i64,
-    pub headers: Vec<(String, String)>,
-    pub query: Vec<(String, String)>,
-    #[serde(skip)]
-    pub body: Vec<u8>,
-    pub status: Status,
-    /// Attempts started so far, this one included once claimed.
-    pub attempts: u32,
-    pub next_attempt_at_ms: i64,
-    pub lease_owner: Option<String>,
-    pub plugin: Option<String>,
-    pub plugin_version: Option<String>,
-    pub last_error: Option<String>,
-    pub finished_at_ms: Option<i64>,
-}
-
-/// An event's transaction on the inbox's database: the plugin's `db`
-/// statements run in it, and [`Inbox::complete`] commits it with the event's
-/// move to `done`. Both kinds begin at the plugin's first statement that
-/// needs them, so an event whose plugin never writes has no transaction.
-pub enum Tx {
-    Sqlite(SqliteEventTx),
-    Postgres(PgEventTx),
-}
-
-impl Tx {
-    /// Whether the plugin began the transaction (and so may have written).
-    pub fn touched(&self) -> bool {
-        match self {
-            Tx::Sqlite(tx) => tx.pool().is_none(),
-            Tx::Postgres(tx) => tx.is_open(),
-        }
-    }
-}
-
-/// Who is finishing which event, with which plugin version.
-#[derive(Debug, Clone, Copy)]
-pub struct Finish<'a> {
-    pub event_id: &'a str,
-    /// The lease owner that claimed it; a finish from anyone else is ignored.
-    pub owner: &'a str,
-    pub plugin: &'a str,
-    pub plugin_version: Option<&'a str>,
-}
-
-/// Which events to list: each field narrows, none lists every event.
-#[derive(Debug, Clone, Copy, Default)]
-pub struct Filter<'a> {
-    pub status: Option<Status>,
-    pub route: Option<&'a str>,
-}
-
-/// The inbox at a glance.
-#[derive(Debug, Clone, Default, Serialize)]
-pub struct Stats {
-    /// Events per status (statuses with none left out).
-    pub by_status: Vec<(Status, i64)>,
-    /// Events received since the given time.
-    pub received_since: i64,
-    /// Events done since the given time.
-    pub done_since: i64,
-}
-
-impl Stats {
-    pub fn count(&self, status: Status) -> i64 {
-        self.by_status
-            .iter()
-            .find(|(s, _)| *s == status)
-            .map_or(0, |(_, n)| *n)
-    }
-}
-
-/// Whose lease on which schedule a scheduled run commits under.
-#[derive(Debug, Clone, Copy)]
-pub struct ScheduleGuard<'a> {
-    pub plugin: &'a str,
-    pub schedule: &'a str,
-    pub owner: &'a str,
-    /// The lease's new end.
-    pub lease_until_ms: i64,
-}
-
-/// Which events to replay.
-#[derive(Debug, Clone, Copy)]
-pub enum Replay<'a> {
-    One(&'a str),
-    Dead { route: Option<&'a str> },
-}
-
-/// The inbox's storage operations.
-#[async_trait::async_trait]
-pub trait Inbox: Send + Sync {
     /// Stores deliveries in one transaction, each unless its
     /// `(route, delivery_id)` is already stored (also earlier in the same
     /// batch). Returns, in order, what happened to each, only after the
-    /// commit.
-    async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>>;
+    /// commit; on PostgreSQL other instances are then told.
+    pub async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+        let results = match &self.db {
+            Db::Sqlite(pool) => batch::insert_sqlite(pool, events).await?,
+            Db::Postgres(pool) => batch::insert_postgres(pool, events).await?,
+        };
+        if let Some(stored) = &self.stored
+            && results.iter().any(|r| matches!(r, Insert::Accepted { .. }))
+        {
+            stored.notify_one();
+        }
+        Ok(results)
+    }
 
     /// Stores one delivery; see [`insert_batch`](Self::insert_batch).
-    async fn insert(&self, event: NewEvent) -> Result<Insert> {
+    pub async fn insert(&self, event: NewEvent) -> Result<Insert> {
         let mut stored = self.insert_batch(vec![event]).await?;
         stored.pop().context("the store answered an empty batch")
     }
@@ -183,60 +117,185 @@ pub trait Inbox: Send + Sync {
     /// Leases up to `limit` due events to `owner` for `lease_ms`: pending ones
     /// whose time has come and processing ones whose lease expired. Counts
     /// the attempt.
-    async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>>;
-
-    /// Opens the transaction an event's plugin runs in, as the plugin's
-    /// database role when it has one.
-    async fn begin(&self, db_role: Option<&str>) -> Result<Tx>;
+    pub async fn claim(&self, owner: &str, limit: usize, lease_ms: i64) -> Result<Vec<Event>> {
+        let now = now_ms();
+        let sql = sql::claim(if self.db.is_shared() {
+            "FOR UPDATE SKIP LOCKED"
+        } else {
+            ""
+        });
+        let args = [
+            Arg::Text(owner),
+            Arg::Int(now + lease_ms),
+            Arg::Int(now),
+            Arg::Int(limit as i64),
+        ];
+        self.events(&sql, &args).await.context("claiming due events")
+    }
 
     /// Marks the event `done` inside `tx` and commits. Returns false (and
     /// rolls back) when `owner` no longer holds the lease.
-    async fn complete(&self, tx: Tx, finish: Finish<'_>) -> Result<bool>;
+    pub async fn complete(&self, tx: EventTx, finish: Finish<'_>) -> Result<bool> {
+        tx.commit_if(
+            sql::MARK_DONE,
+            &sql::mark_done_args(finish, now_ms()),
+            "marking the event done",
+        )
+        .await
+    }
 
     /// Marks events `done` whose transactions the plugins never began
-    /// ([`Tx::touched`] false), all in one transaction; for each, in order,
-    /// false when its owner no longer holds the lease.
-    async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>>;
+    /// ([`EventTx::touched`] false), all in one transaction; for each, in
+    /// order, false when its owner no longer holds the lease.
+    pub async fn complete_untouched(&self, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
+        match &self.db {
+            Db::Sqlite(pool) => batch::complete_sqlite(pool, finishes).await,
+            Db::Postgres(pool) => batch::complete_postgres(pool, finishes).await,
+        }
+    }
 
-    /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
-    /// when `retry_at_ms` is none.
-    async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()>;
     /// Commits a scheduled run's transaction if `guard.owner` still holds the
     /// schedule's lease (checked in the same transaction); false, rolled
     /// back, when another instance has taken it.
-    async fn commit_scheduled(&self, tx: Tx, guard: ScheduleGuard<'_>) -> Result<bool>;
+    pub async fn commit_scheduled(&self, tx: EventTx, guard: ScheduleGuard<'_>) -> Result<bool> {
+        let args = [
+            Arg::Int(guard.lease_until_ms),
+            Arg::Text(guard.plugin),
+            Arg::Text(guard.schedule),
+            Arg::Text(guard.owner),
+        ];
+        tx.commit_if(sql::SCHEDULE_GUARD, &args, "checking the schedule's lease")
+            .await
+    }
+
+    /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
+    /// when `retry_at_ms` is none.
+    pub async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
+        let args = [
+            Arg::MaybeInt(retry_at_ms),
+            Arg::Int(now_ms()),
+            Arg::Text(error),
+            Arg::Text(finish.plugin),
+            Arg::MaybeText(finish.plugin_version),
+            Arg::Text(finish.event_id),
+            Arg::Text(finish.owner),
+        ];
+        self.db
+            .execute(sql::FAIL, &args)
+            .await
+            .context("recording the failed attempt")?;
+        Ok(())
+    }
 
     /// Pushes the lease of an event `owner` is still working on `lease_ms`
     /// into the future. False when the lease was lost.
-    async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool>;
+    pub async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+        let args = [
+            Arg::Int(now_ms() + lease_ms),
+            Arg::Text(event_id),
+            Arg::Text(owner),
+        ];
+        let extended = self
+            .db
+            .execute(sql::EXTEND_LEASE, &args)
+            .await
+            .context("renewing the lease")?;
+        Ok(extended == 1)
+    }
 
     /// Queues events to run again from their first attempt; returns how many.
     /// One event may be replayed in any state but `processing`; a selection
     /// takes the `dead` events, of one route if given.
-    async fn replay(&self, which: Replay<'_>) -> Result<u64>;
+    pub async fn replay(&self, which: Replay<'_>) -> Result<u64> {
+        let (sql, selected) = match which {
+            Replay::One(id) => (sql::replay_one(), Arg::Text(id)),
+            Replay::Dead { route } => (sql::replay_dead(), Arg::MaybeText(route)),
+        };
+        self.db
+            .execute(&sql, &[Arg::Int(now_ms()), selected])
+            .await
+            .context("replaying events")
+    }
 
     /// Deletes `done` events finished before `before_ms`; `dead` ones stay.
     /// Returns how many.
-    async fn prune_done(&self, before_ms: i64) -> Result<u64>;
+    pub async fn prune_done(&self, before_ms: i64) -> Result<u64> {
+        self.db
+            .execute(sql::PRUNE_DONE, &[Arg::Int(before_ms)])
+            .await
+            .context("pruning done events")
+    }
+
+    /// Returns every leased event to `pending`; for embedded mode at start,
+    /// when no other process can hold a lease (the data folder is locked).
+    /// Returns how many.
+    pub async fn release_all_leases(&self) -> Result<u64> {
+        self.db
+            .execute(
+                "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL \
+                 WHERE status = 'processing'",
+                &[],
+            )
+            .await
+            .context("releasing leases")
+    }
 
     /// Newest first, optionally of one status.
-    async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>>;
-    /// Events per status, and how many arrived and finished since `since_ms`.
-    async fn stats(&self, since_ms: i64) -> Result<Stats>;
-    /// Events waiting for the worker: pending and processing.
-    async fn backlog(&self) -> Result<u64>;
+    pub async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>> {
+        let args = [
+            Arg::MaybeText(filter.status.map(Status::as_str)),
+            Arg::MaybeText(filter.route),
+            Arg::Int(limit as i64),
+        ];
+        self.events(&sql::list(), &args).await.context("listing events")
+    }
 
-    async fn get(&self, id: &str) -> Result<Option<Event>>;
+    /// Events per status, and how many arrived and finished since `since_ms`.
+    pub async fn stats(&self, since_ms: i64) -> Result<Stats> {
+        let rows = on_pool!(&self.db, |pool| sqlx::query_as(sql::STATS)
+            .bind(since_ms)
+            .fetch_all(pool)
+            .await)
+        .context("counting events")?;
+        Ok(sql::stats_from_rows(rows))
+    }
+
+    /// Events waiting for the worker: pending and processing.
+    pub async fn backlog(&self) -> Result<u64> {
+        let n: i64 = on_pool!(&self.db, |pool| sqlx::query_scalar(sql::BACKLOG)
+            .fetch_one(pool)
+            .await)
+        .context("counting the backlog")?;
+        Ok(n.max(0) as u64)
+    }
+
+    pub async fn get(&self, id: &str) -> Result<Option<Event>> {
+        let mut found = self
+            .events(&sql::get(), &[Arg::Text(id)])
+            .await
+            .context("reading the event")?;
+        Ok(found.pop())
+    }
 
     /// Checks the database answers.
-    async fn ping(&self) -> Result<()>;
+    pub async fn ping(&self) -> Result<()> {
+        self.db.ping().await
+    }
 
-    /// Starts waking `wake` whenever any instance stores an event, where the
-    /// backend can announce that; otherwise the worker's poll finds them.
-    fn spawn_listener(&self, _wake: std::sync::Arc<tokio::sync::Notify>) {}
-}
+    /// Starts waking `wake` whenever another instance stores an event, where
+    /// the backend can announce that (PostgreSQL); otherwise the worker's
+    /// poll finds them. This process's own batches wake it through intake.
+    pub fn spawn_listener(&self, wake: Arc<Notify>) {
+        if let Db::Postgres(pool) = &self.db {
+            notify::spawn_listener(pool.clone(), wake, self.origin.clone());
+        }
+    }
 
-/// A fresh event id: `evt_` and a time-ordered UUID.
-pub fn new_event_id() -> String {
-    format!("evt_{}", uuid::Uuid::now_v7().simple())
+    /// The events a statement selected or returned.
+    async fn events(&self, sql: &str, args: &[Arg<'_>]) -> Result<Vec<Event>> {
+        on_pool!(&self.db, |pool| {
+            let rows = bind_args!(sqlx::query(sql), args).fetch_all(pool).await?;
+            rows.iter().map(event_from_row).collect()
+        })
+    }
 }

@@ -2,7 +2,6 @@
 //! `dead` events stay until an operator replays or removes them. Runs on
 //! every instance; the deletes are idempotent.
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use super::Inbox;
@@ -10,7 +9,7 @@ use crate::config::RetentionSettings;
 use crate::now_ms;
 
 /// Starts the periodic sweep (nothing when retention is off).
-pub fn spawn(inbox: Arc<dyn Inbox>, settings: RetentionSettings) {
+pub fn spawn(inbox: Inbox, settings: RetentionSettings) {
     if settings.done_after_ms == 0 {
         return;
     }

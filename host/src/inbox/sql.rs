@@ -5,12 +5,13 @@
 use anyhow::{Context, Result};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::{Event, Finish, Status};
+use super::event::{Event, Finish, Stats, Status};
+use crate::db::pool::Arg;
 
 /// The columns of an [`Event`], in the order `event_from_row` reads them.
 pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, \
      CAST(attempts AS BIGINT) AS attempts, next_attempt_at, lease_owner, plugin, plugin_version, \
-     last_error, finished_at";
+     last_error, finished_at, request_id";
 
 /// Leases due events: $1 owner, $2 lease end, $3 now, $4 limit. `lock` ends
 /// the selection of due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
@@ -29,43 +30,23 @@ pub fn claim(lock: &str) -> String {
 }
 
 /// Pending and processing events (read from the due index).
-const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
-
-/// Counts [`BACKLOG`] on either backend's pool.
-pub async fn backlog<DB>(pool: &sqlx::Pool<DB>) -> Result<u64>
-where
-    DB: sqlx::Database,
-    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> DB::Arguments<'q>: sqlx::IntoArguments<'q, DB>,
-    (i64,): for<'r> sqlx::FromRow<'r, DB::Row>,
-{
-    let n: i64 = sqlx::query_scalar(BACKLOG)
-        .fetch_one(pool)
-        .await
-        .context("counting the backlog")?;
-    Ok(n.max(0) as u64)
-}
+pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
 
 pub const FIND_DUPLICATE: &str = "SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2";
 
-/// [`MARK_DONE`] bound for `finish` at `now`, on either backend.
-pub fn mark_done<'q, DB>(finish: Finish<'q>, now: i64) -> sqlx::query::Query<'q, DB, DB::Arguments<'q>>
-where
-    DB: sqlx::Database,
-    i64: sqlx::Encode<'q, DB> + Type<DB>,
-    &'q str: sqlx::Encode<'q, DB> + Type<DB>,
-    Option<&'q str>: sqlx::Encode<'q, DB> + Type<DB>,
-{
-    sqlx::query(MARK_DONE)
-        .bind(now)
-        .bind(finish.plugin)
-        .bind(finish.plugin_version)
-        .bind(finish.event_id)
-        .bind(finish.owner)
+/// [`MARK_DONE`]'s arguments for `finish` at `now`.
+pub fn mark_done_args(finish: Finish<'_>, now: i64) -> [Arg<'_>; 5] {
+    [
+        Arg::Int(now),
+        Arg::Text(finish.plugin),
+        Arg::MaybeText(finish.plugin_version),
+        Arg::Text(finish.event_id),
+        Arg::Text(finish.owner),
+    ]
 }
 
 /// $1 now, $2 plugin, $3 version, $4 id, $5 owner.
-const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
+pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
      plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
      WHERE id = $4 AND lease_owner = $5 AND status = 'processing'";
 
@@ -126,9 +107,9 @@ pub const STATS: &str = "SELECT status, CAST(COUNT(*) AS BIGINT), \
      CAST(SUM(CASE WHEN finished_at >= $1 THEN 1 ELSE 0 END) AS BIGINT) \
      FROM webhook_events GROUP BY status";
 
-/// Folds [`STATS`] rows into [`super::Stats`].
-pub fn stats_from_rows(rows: Vec<(String, i64, i64, i64)>) -> super::Stats {
-    let mut stats = super::Stats::default();
+/// Folds [`STATS`] rows into [`Stats`].
+pub fn stats_from_rows(rows: Vec<(String, i64, i64, i64)>) -> Stats {
+    let mut stats = Stats::default();
     for (status, total, received, finished) in rows {
         stats.received_since += received;
         if let Some(status) = Status::parse(&status) {
@@ -181,5 +162,6 @@ where
         plugin_version: row.try_get("plugin_version")?,
         last_error: row.try_get("last_error")?,
         finished_at_ms: row.try_get("finished_at")?,
+        request_id: row.try_get("request_id")?,
     })
 }

@@ -11,31 +11,14 @@
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
-use sqlx::{PgPool, SqlitePool};
 
-use crate::caps::BlobService;
-use crate::plugins::Manifest;
+use crate::caps::blob::grant::HOST_PREFIX;
+use crate::caps::blob::service::BlobService;
+use crate::db::pool::{Db, on_pool};
+use crate::manifest::{Manifest, short_version};
 
 /// The channel instances listen on for activations.
 pub const CHANNEL: &str = "webhook_plugins";
-
-/// Where the store's rows live.
-#[derive(Clone)]
-pub enum StoreDb {
-    Sqlite(SqlitePool),
-    Postgres(PgPool),
-}
-
-/// Runs the same sqlx expression on whichever pool the store has.
-macro_rules! on_pool {
-    ($db:expr, |$pool:ident| $body:expr) => {
-        match $db {
-            $crate::plugins::store::StoreDb::Sqlite($pool) => $body,
-            $crate::plugins::store::StoreDb::Postgres($pool) => $body,
-        }
-    };
-}
-pub(crate) use on_pool;
 
 /// A plugin version's identity: the sha256 of its component and manifest,
 /// so a changed manifest (config, grants, limits) is a new version too.
@@ -66,21 +49,23 @@ pub struct ActiveVersion {
 }
 
 pub struct PluginStore {
-    db: StoreDb,
+    db: Db,
     blobs: Arc<BlobService>,
 }
 
+/// Where a version's component lives: under the host's own prefix of the
+/// default bucket, which no plugin's grant reaches.
 fn artifact_key(name: &str, version: &str) -> String {
-    format!("plugins/{name}/{version}.wasm")
+    format!("{HOST_PREFIX}plugins/{name}/{version}.wasm")
 }
 
 impl PluginStore {
-    pub fn new(db: StoreDb, blobs: Arc<BlobService>) -> Self {
+    pub fn new(db: Db, blobs: Arc<BlobService>) -> Self {
         Self { db, blobs }
     }
 
     pub fn is_shared(&self) -> bool {
-        matches!(self.db, StoreDb::Postgres(_))
+        self.db.is_shared()
     }
 
     /// Stores a version (idempotent: the same bytes and manifest are the
@@ -101,7 +86,7 @@ impl PluginStore {
             .bind(&manifest.name)
             .bind(&version)
             .bind(text)
-            .bind(format!("{}{key}", crate::caps::blob::HOST_PREFIX))
+            .bind(&key)
             .bind(crate::now_ms())
             .bind(by)
             .execute(pool)
@@ -114,7 +99,7 @@ impl PluginStore {
     /// Stores a version's component bytes (idempotent).
     pub async fn put_component(&self, name: &str, version: &str, component: &[u8]) -> Result<()> {
         self.blobs
-            .put_host(&artifact_key(name, version), component.to_vec())
+            .put_object(&artifact_key(name, version), component.to_vec())
             .await
             .context("storing the component")
     }
@@ -174,7 +159,7 @@ impl PluginStore {
         if self.active_version(name).await?.as_deref() == Some(version.as_str()) {
             bail!(
                 "version {} of {name} is active; activate another one first",
-                super::short_version(&version)
+                short_version(&version)
             );
         }
         on_pool!(&self.db, |pool| {
@@ -290,13 +275,8 @@ impl PluginStore {
     /// The component bytes of a version.
     pub async fn component(&self, name: &str, version: &str) -> Result<Vec<u8>> {
         self.blobs
-            .get_host(&artifact_key(name, version))
+            .get_object(&artifact_key(name, version))
             .await
-            .with_context(|| {
-                format!(
-                    "fetching the component of {name} {}",
-                    super::short_version(version)
-                )
-            })
+            .with_context(|| format!("fetching the component of {name} {}", short_version(version)))
     }
 }

@@ -21,9 +21,10 @@ use sqlx::PgPool;
 use sqlx::postgres::PgListener;
 use tokio::sync::Notify;
 
+use super::PluginSet;
 use super::store::{ActiveVersion, CHANNEL, PluginStore, version_of};
-use super::{Manifest, PluginSet, short_version};
 use crate::config::RuntimeSettings;
+use crate::manifest::{Manifest, short_version};
 use crate::routes::RouteTable;
 use crate::runtime::{LoadedPlugin, Runtime};
 

@@ -4,8 +4,9 @@
 //! accepts. Keys come from [`KeyCache`].
 
 use super::fal_hmac::FalHeaders;
+use super::jwks::JwksSettings;
 use super::jwks::KeyCache;
-use super::{Rejection, Request, Scheme, Verified};
+use super::scheme::{Rejection, Request, Scheme, SchemeConfig, Verified};
 use ed25519_dalek::Signature;
 
 pub struct FalEd25519 {
@@ -61,11 +62,17 @@ impl Scheme for FalEd25519 {
     }
 }
 
+/// Builds the scheme for a route (see [`super::SCHEMES`]): keys from the
+/// route's JWKS URLs, cached under the data folder.
+pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    let keys = KeyCache::new(JwksSettings::from_config(cx.config, cx.data_dir));
+    Ok(Box::new(FalEd25519::new(keys, cx.config.tolerance_secs)))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::fal_hmac::{REQUEST_ID, SIGNATURE, TIMESTAMP, USER_ID, canonical_message};
-    use crate::verify::jwks::JwksSettings;
     use axum::http::{HeaderMap, HeaderValue};
     use ed25519_dalek::{Signer, SigningKey};
     use std::time::Duration;

@@ -10,7 +10,9 @@
 
 use sha2::{Digest, Sha256};
 
-use super::{Keys, Rejection, Request, Scheme, Verified, check_timestamp, hmac_sha256, signature_matches};
+use super::scheme::{
+    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+};
 
 pub const REQUEST_ID: &str = "x-fal-webhook-request-id";
 pub const USER_ID: &str = "x-fal-webhook-user-id";
@@ -99,6 +101,11 @@ impl Scheme for FalHmac {
             delivery_id: Some(fal.request_id.to_string()),
         })
     }
+}
+
+/// Builds the scheme for a route (see [`super::SCHEMES`]).
+pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    Ok(Box::new(FalHmac::new(cx.keys.clone(), cx.config.tolerance_secs)))
 }
 
 #[cfg(test)]

@@ -3,7 +3,9 @@
 //! GitHub signs no timestamp, so replays are stopped by de-duplication on
 //! `X-GitHub-Delivery`, which is the delivery id.
 
-use super::{Keys, Rejection, Request, Scheme, Verified, hmac_sha256, signature_matches};
+use super::scheme::{
+    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, hmac_sha256, signature_matches,
+};
 
 pub const SIGNATURE: &str = "x-hub-signature-256";
 pub const DELIVERY: &str = "x-github-delivery";
@@ -45,6 +47,11 @@ impl Scheme for GitHub {
         let delivery_id = request.optional_header(DELIVERY).map(str::to_string);
         Ok(Verified { delivery_id })
     }
+}
+
+/// Builds the scheme for a route (see [`super::SCHEMES`]).
+pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    Ok(Box::new(GitHub::new(cx.keys.clone())))
 }
 
 #[cfg(test)]

@@ -25,7 +25,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::unix_now;
+use super::scheme::unix_now;
 use crate::config::VerifyConfig;
 
 /// FAL's current JWKS URL, used when a route names none.

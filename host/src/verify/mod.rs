@@ -1,4 +1,5 @@
-//! Signature verification: one file per scheme, all behind [`Scheme`].
+//! Signature verification: one file per scheme, all behind [`Scheme`]
+//! ([`scheme`]), registered once in [`SCHEMES`].
 //!
 //! A route lists the schemes it accepts; a request is authentic when any one
 //! of them verifies. Verification runs on the raw body bytes, before anything
@@ -18,136 +19,58 @@ pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
 pub mod jwks;
+pub mod scheme;
 pub mod sign;
 pub mod standard_webhooks;
 pub mod stripe;
 
 use std::path::Path;
-use std::sync::Arc;
-use std::time::{SystemTime, UNIX_EPOCH};
 
 use anyhow::{Result, bail};
-use axum::http::HeaderMap;
-use hmac::{Hmac, Mac};
-use sha2::Sha256;
-use subtle::ConstantTimeEq;
 
+pub use self::scheme::{
+    Build, Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
+    signature_matches, unix_now,
+};
 use crate::config::{Secret, VerifyConfig};
 
-/// A route's keys for one scheme; several while a sender rotates them.
-pub type Keys = Arc<[Secret]>;
-
-/// What a scheme learned from a request it accepted.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
-pub struct Verified {
-    /// The sender's delivery id, when the scheme carries one (used to drop repeats).
-    pub delivery_id: Option<String>,
+/// One signature scheme routes can name.
+pub struct SchemeEntry {
+    pub name: &'static str,
+    /// Whether a route must give it keys (a JWKS scheme fetches its own).
+    pub needs_keys: bool,
+    pub build: Build,
 }
 
-/// Why a request was not accepted.
-#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
-pub enum Rejection {
-    #[error("required header {0} is missing")]
-    MissingHeader(&'static str),
-    #[error("header {0} is not in the expected format")]
-    BadEncoding(&'static str),
-    #[error("the signed timestamp is more than {tolerance_secs} s away from now")]
-    TimestampOutOfRange { tolerance_secs: u64 },
-    #[error("no signature matches")]
-    NoMatchingSignature,
-    #[error("the keys to verify this request cannot be fetched right now")]
-    KeysUnavailable,
-}
-
-impl Rejection {
-    /// A stable, machine-readable reason.
-    pub fn code(&self) -> &'static str {
-        match self {
-            Rejection::MissingHeader(_) => "missing_header",
-            Rejection::BadEncoding(_) => "bad_encoding",
-            Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
-            Rejection::NoMatchingSignature => "no_matching_signature",
-            Rejection::KeysUnavailable => "keys_unavailable",
-        }
-    }
-}
-
-/// The request as a scheme sees it.
-#[derive(Clone, Copy)]
-pub struct Request<'a> {
-    pub headers: &'a HeaderMap,
-    pub body: &'a [u8],
-    /// Current time, seconds since the Unix epoch (a parameter, for tests).
-    pub now_unix: i64,
-}
-
-impl<'a> Request<'a> {
-    pub fn new(headers: &'a HeaderMap, body: &'a [u8]) -> Self {
-        Self {
-            headers,
-            body,
-            now_unix: unix_now(),
-        }
-    }
-
-    /// A header's value, or the rejection naming it.
-    pub fn header(&self, name: &'static str) -> Result<&'a str, Rejection> {
-        let value = self.headers.get(name).ok_or(Rejection::MissingHeader(name))?;
-        value.to_str().map_err(|_| Rejection::BadEncoding(name))
-    }
-
-    /// A header's value if present and readable.
-    pub fn optional_header(&self, name: &str) -> Option<&'a str> {
-        self.headers
-            .get(name)
-            .and_then(|v| v.to_str().ok())
-            .filter(|v| !v.is_empty())
-    }
-}
-
-pub fn unix_now() -> i64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map(|d| d.as_secs() as i64)
-        .unwrap_or(0)
-}
-
-/// Parses a Unix-seconds timestamp from `header` and checks it is within
-/// `tolerance_secs` of `now`, in either direction.
-pub fn check_timestamp(
-    value: &str,
-    header: &'static str,
-    now: i64,
-    tolerance_secs: u64,
-) -> Result<i64, Rejection> {
-    let sent: i64 = value.trim().parse().map_err(|_| Rejection::BadEncoding(header))?;
-    if now.abs_diff(sent) > tolerance_secs {
-        return Err(Rejection::TimestampOutOfRange { tolerance_secs });
-    }
-    Ok(sent)
-}
-
-/// HMAC-SHA256 of the concatenated `parts`.
-pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
-    let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-    for part in parts {
-        mac.update(part);
-    }
-    mac.finalize().into_bytes().into()
-}
-
-/// Constant-time equality of an expected and a given signature.
-pub fn signature_matches(expected: &[u8], given: &[u8]) -> bool {
-    expected.len() == given.len() && bool::from(expected.ct_eq(given))
-}
-
-/// A signature scheme.
-#[async_trait::async_trait]
-pub trait Scheme: Send + Sync {
-    /// The name routes use to select it.
-    fn name(&self) -> &'static str;
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
-}
+/// Every scheme, by the name routes use: adding a scheme is one file
+/// implementing [`Scheme`] with a `build` function, and one line here.
+pub const SCHEMES: &[SchemeEntry] = &[
+    SchemeEntry {
+        name: "fal-ed25519",
+        needs_keys: false,
+        build: fal_ed25519::build,
+    },
+    SchemeEntry {
+        name: "fal-hmac",
+        needs_keys: true,
+        build: fal_hmac::build,
+    },
+    SchemeEntry {
+        name: "standard-webhooks",
+        needs_keys: true,
+        build: standard_webhooks::build,
+    },
+    SchemeEntry {
+        name: "github",
+        needs_keys: true,
+        build: github::build,
+    },
+    SchemeEntry {
+        name: "stripe",
+        needs_keys: true,
+        build: stripe::build,
+    },
+];
 
 /// Every header some scheme reads, for the property tests and fuzzing.
 #[doc(hidden)]
@@ -211,9 +134,16 @@ impl RouteVerifier {
     pub fn build(route: &str, configs: &[VerifyConfig], context: &BuildContext<'_>) -> Result<Self> {
         let mut schemes: Vec<Box<dyn Scheme>> = Vec::new();
         for config in configs {
+            let Some(entry) = SCHEMES.iter().find(|s| s.name == config.scheme) else {
+                let known: Vec<&str> = SCHEMES.iter().map(|s| s.name).collect();
+                bail!(
+                    "route {route:?}: unknown signature scheme {:?} (known: {})",
+                    config.scheme,
+                    known.join(", ")
+                );
+            };
             let keys = config.resolve_keys(context.env_secret)?;
-            let needs_keys = config.scheme != "fal-ed25519";
-            if needs_keys && keys.is_empty() {
+            if entry.needs_keys && keys.is_empty() {
                 if config.optional {
                     tracing::info!(route, scheme = %config.scheme, "optional scheme has no key; not used");
                     continue;
@@ -228,24 +158,12 @@ impl RouteVerifier {
                     config.key_sources()
                 );
             }
-            let keys: Keys = keys.into();
-            let tolerance = config.tolerance_secs;
-            schemes.push(match config.scheme.as_str() {
-                "fal-hmac" => Box::new(fal_hmac::FalHmac::new(keys, tolerance)),
-                "fal-ed25519" => Box::new(fal_ed25519::FalEd25519::new(
-                    jwks::KeyCache::new(jwks::JwksSettings::from_config(config, context.data_dir)),
-                    tolerance,
-                )),
-                "standard-webhooks" => Box::new(
-                    standard_webhooks::StandardWebhooks::new(&keys, tolerance)
-                        .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?,
-                ),
-                "github" => Box::new(github::GitHub::new(keys)),
-                "stripe" => Box::new(stripe::Stripe::new(keys, tolerance)),
-                other => bail!(
-                    "route {route:?}: unknown signature scheme {other:?} (known: fal-ed25519, fal-hmac, standard-webhooks, github, stripe)"
-                ),
+            let built = (entry.build)(&SchemeConfig {
+                keys: keys.into(),
+                config,
+                data_dir: context.data_dir,
             });
+            schemes.push(built.map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?);
         }
         if schemes.is_empty() {
             if !context.insecure_dev {
@@ -282,6 +200,7 @@ impl RouteVerifier {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use axum::http::HeaderMap;
 
     fn fal(secret_env: &str) -> Vec<VerifyConfig> {
         vec![VerifyConfig::new("fal-hmac").with_secret_env(secret_env)]

@@ -12,7 +12,9 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::{Keys, Rejection, Request, Scheme, Verified, check_timestamp, hmac_sha256, signature_matches};
+use super::scheme::{
+    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+};
 use anyhow::{Context, Result, bail};
 
 pub const ID: &str = "webhook-id";
@@ -113,6 +115,14 @@ impl Scheme for StandardWebhooks {
             Rejection::BadEncoding(SIGNATURE)
         })
     }
+}
+
+/// Builds the scheme for a route (see [`super::SCHEMES`]).
+pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    Ok(Box::new(StandardWebhooks::new(
+        &cx.keys,
+        cx.config.tolerance_secs,
+    )?))
 }
 
 #[cfg(test)]

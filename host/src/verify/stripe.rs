@@ -5,7 +5,9 @@
 //! may be present while Stripe rolls a secret. The delivery id is the event's
 //! `id` from the JSON body.
 
-use super::{Keys, Rejection, Request, Scheme, Verified, check_timestamp, hmac_sha256, signature_matches};
+use super::scheme::{
+    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+};
 
 pub const SIGNATURE: &str = "stripe-signature";
 
@@ -74,6 +76,11 @@ impl Scheme for Stripe {
             .and_then(|body| body.get("id").and_then(|id| id.as_str()).map(str::to_string));
         Ok(Verified { delivery_id })
     }
+}
+
+/// Builds the scheme for a route (see [`super::SCHEMES`]).
+pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    Ok(Box::new(Stripe::new(cx.keys.clone(), cx.config.tolerance_secs)))
 }
 
 #[cfg(test)]

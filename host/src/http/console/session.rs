@@ -14,7 +14,8 @@ use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
 use crate::config::Secret;
-use crate::http::{ApiError, AppState};
+use crate::http::error::ApiError;
+use crate::http::state::AppState;
 
 pub const COOKIE: &str = "webhook_console";
 /// How long a sign-in lasts.

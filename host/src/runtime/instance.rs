@@ -1,32 +1,69 @@
-//! What one `Store` holds: the WASI context (stdio only), the memory limiter,
-//! and each capability's per-instance state.
+//! What one instance's `Store` holds for one event attempt: the WASI
+//! context (stdio only, into the log), the memory limiter, and the
+//! instance's capabilities, each capability's own per-instance state.
 
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
-use wasmtime_wasi::{WasiCtx, WasiCtxView, WasiView};
+use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
+use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
 
 use super::output::GuestOutput;
-use crate::caps::{
-    blob::BlobState, config::ConfigState, db::DbState, http::HttpHooks, kv::KvState, log::LogState,
-};
-use wasmtime_wasi_http::{WasiHttpCtx, WasiHttpCtxView, WasiHttpView};
+use crate::caps::{HasCaps, InstanceCaps, PluginCaps, Services};
+use crate::db::tx::EventTx;
 
 /// The data of one plugin instance's `Store`; lives for one event attempt.
 pub struct State {
     pub wasi: WasiCtx,
     pub table: ResourceTable,
     pub limiter: MemoryLimiter,
-    pub db: DbState,
-    pub config: ConfigState,
-    pub log: LogState,
-    pub blob: BlobState,
-    pub kv: KvState,
+    pub caps: InstanceCaps,
     pub http: WasiHttpCtx,
-    pub http_hooks: HttpHooks,
     /// Set by the epoch callback when the call ran out of time.
     pub timed_out: bool,
     /// The guest's stderr as captured, for the message of a trap.
     pub stderr: GuestOutput,
+}
+
+impl State {
+    /// What one instance of plugin `name` gets: its capabilities (bound to
+    /// `tx` and what its grants prepared), output capture tagged `tag`, and
+    /// a memory limit of `memory_bytes`. The runtime puts it in a `Store`;
+    /// the native benchmark of the fal logic calls the same capabilities
+    /// without one.
+    pub fn new(
+        name: &str,
+        caps: &PluginCaps,
+        memory_bytes: usize,
+        services: &Services,
+        tag: &str,
+        tx: EventTx,
+    ) -> Self {
+        let (stdout, stderr) = GuestOutput::pair(name, tag);
+        State {
+            wasi: WasiCtxBuilder::new()
+                .stdout(stdout)
+                .stderr(stderr.clone())
+                .allow_tcp(false)
+                .allow_udp(false)
+                .allow_ip_name_lookup(false)
+                .build(),
+            table: ResourceTable::new(),
+            limiter: MemoryLimiter {
+                max_bytes: memory_bytes,
+                exceeded: None,
+            },
+            caps: InstanceCaps::new(caps, services, name, tag, tx),
+            http: WasiHttpCtx::new(),
+            timed_out: false,
+            stderr,
+        }
+    }
+}
+
+impl HasCaps for State {
+    fn caps(&mut self) -> &mut InstanceCaps {
+        &mut self.caps
+    }
 }
 
 impl WasiView for State {
@@ -43,7 +80,7 @@ impl WasiHttpView for State {
         WasiHttpCtxView {
             ctx: &mut self.http,
             table: &mut self.table,
-            hooks: &mut self.http_hooks,
+            hooks: &mut self.caps.http,
         }
     }
 }

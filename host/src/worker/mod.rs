@@ -1,5 +1,7 @@
-//! The worker loop: claims due events, runs each on its route's plugin, and
-//! records the outcome.
+//! The worker: claims due events, reserves each one's instance, runs it on
+//! its route's plugin, commits or records the failure with its backoff.
+//! It sits above the runtime and the inbox, and is the only room that
+//! drives both.
 //!
 //! On success the plugin's `db` statements and the event's move to `done`
 //! commit in one transaction. On any failure that transaction rolls back and
@@ -8,6 +10,9 @@
 //! run at a time; the loop wakes when intake stores an event, and polls as a
 //! backstop.
 
+pub mod backoff;
+pub mod threads;
+
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -15,47 +20,21 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
-use super::complete::Completer;
-use super::{Event, Finish, Inbox, Tx, backoff};
+use self::threads::EventThreads;
 use crate::config::WorkerSettings;
+use crate::db::tx::EventTx;
+use crate::inbox::Inbox;
+use crate::inbox::complete::Completer;
+use crate::inbox::event::{Event, Finish};
+use crate::manifest::short_version;
 use crate::now_ms;
 use crate::plugins::PluginSet;
 use crate::routes::RouteTable;
 use crate::runtime::{InstanceSlot, Runtime};
 use crate::telemetry;
 
-/// The threads events run on, apart from the HTTP threads.
-pub struct EventThreads(Option<tokio::runtime::Runtime>);
-
-impl EventThreads {
-    /// `threads` worker threads; 0 picks half the cores, at least one.
-    pub fn start(threads: usize) -> std::io::Result<Self> {
-        let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
-        let threads = if threads == 0 { (cores / 2).max(1) } else { threads };
-        let runtime = tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(threads)
-            .thread_name("events")
-            .enable_all()
-            .build()?;
-        Ok(Self(Some(runtime)))
-    }
-
-    fn handle(&self) -> &tokio::runtime::Handle {
-        self.0.as_ref().expect("present until dropped").handle()
-    }
-}
-
-impl Drop for EventThreads {
-    fn drop(&mut self) {
-        // Dropped from async code: a blocking shutdown would panic there.
-        if let Some(runtime) = self.0.take() {
-            runtime.shutdown_background();
-        }
-    }
-}
-
 pub struct Worker {
-    pub inbox: Arc<dyn Inbox>,
+    pub inbox: Inbox,
     pub runtime: Arc<Runtime>,
     pub plugins: Arc<PluginSet>,
     pub routes: Arc<RouteTable>,
@@ -129,18 +108,13 @@ impl Worker {
     /// Runs one claimed event to its next state, in an `event` span that
     /// every log line of the attempt (the plugin's own included) carries.
     async fn process(&self, event: Event, instance: InstanceSlot) {
-        let request_id = event
-            .headers
-            .iter()
-            .find(|(name, _)| name == crate::http::observe::HEADER)
-            .map(|(_, value)| value.clone());
         let span = tracing::info_span!(
             "event",
             event_id = %event.id,
             delivery_id = %event.delivery_id,
             route = %event.route,
             attempt = event.attempts,
-            request_id = request_id.as_deref().unwrap_or("-"),
+            request_id = event.request_id.as_deref().unwrap_or("-"),
             plugin = tracing::field::Empty,
             version = tracing::field::Empty,
         );
@@ -176,21 +150,14 @@ impl Worker {
         };
         let span = tracing::Span::current();
         span.record("plugin", plugin.name.as_str());
-        span.record("version", crate::plugins::short_version(&plugin.version));
+        span.record("version", short_version(&plugin.version));
         let finish = Finish {
             event_id: &event.id,
             owner: &self.owner,
             plugin: &plugin.name,
             plugin_version: Some(&plugin.version),
         };
-        let tx = match self.inbox.begin(plugin.grants.db_role()).await {
-            Ok(tx) => tx,
-            Err(e) => {
-                return self
-                    .record_failure(&event, route.max_attempts, finish, format!("{e:#}"), true)
-                    .await;
-            }
-        };
+        let tx = plugin.caps.db.begin(self.inbox.db());
         let dispatched = tokio::select! {
             dispatched = self.runtime.dispatch(&plugin, &event, tx, Some(instance)) => dispatched,
             never = self.keep_lease(&event.id) => match never {},
@@ -200,7 +167,7 @@ impl Worker {
             metrics::histogram!(
                 telemetry::EVENT_DURATION,
                 "plugin" => plugin.name.clone(),
-                "version" => crate::plugins::short_version(&plugin.version).to_owned(),
+                "version" => short_version(&plugin.version).to_owned(),
                 "outcome" => outcome,
             )
             .record(dispatched.elapsed);
@@ -250,7 +217,7 @@ impl Worker {
     /// Marks the event done: with the plugin's writes in its transaction,
     /// or, when the plugin never began one, in the next batch of such
     /// completions.
-    async fn commit(&self, tx: Tx, finish: Finish<'_>) -> anyhow::Result<bool> {
+    async fn commit(&self, tx: EventTx, finish: Finish<'_>) -> anyhow::Result<bool> {
         if tx.touched() {
             self.inbox.complete(tx, finish).await
         } else {

@@ -1,66 +1,18 @@
-//! Real object storage and Redis for the capability tests, started once per
-//! test process on loopback in temporary folders and stopped when it exits:
-//! Garage (an S3-compatible server the host talks to exactly as to MinIO:
-//! SigV4, path-style) and Debian's `redis-server`. Each test gets its own
-//! bucket or key space.
+//! Garage, an S3-compatible server the host talks to exactly as to MinIO
+//! (SigV4, path-style): one node shared by the test process, each test in a
+//! bucket of its own; a test that stops and resumes it starts its own.
 
-use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
-use std::sync::{Mutex, OnceLock};
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use crate::pg::free_port;
+use super::{free_port, keep, program, wait_for_port};
 
 /// Access key the harness imports into Garage (test value, loopback only).
 pub const S3_ACCESS_KEY: &str = "GK0123456789abcdef01234567";
 pub const S3_SECRET_KEY: &str = "0123456789abcdef0123456789abcdef0123456789abcdef0123456789abcdef";
 pub const S3_REGION: &str = "garage";
-
-/// Children to kill when the test process exits.
-static CHILDREN: Mutex<Vec<Child>> = Mutex::new(Vec::new());
-
-extern "C" fn stop_children() {
-    if let Ok(mut children) = CHILDREN.lock() {
-        for child in children.iter_mut() {
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-    }
-}
-
-fn keep(child: Child) {
-    let mut children = CHILDREN.lock().unwrap();
-    if children.is_empty() {
-        // SAFETY: registering a plain extern "C" function; it only runs at exit.
-        unsafe { libc::atexit(stop_children) };
-    }
-    children.push(child);
-}
-
-fn wait_for_port(port: u16, what: &str) {
-    let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
-        assert!(
-            started.elapsed() < Duration::from_secs(30),
-            "{what} did not start"
-        );
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
-
-/// Finds a program on PATH or in `~/.cargo/bin`.
-fn program(name: &str) -> PathBuf {
-    let cargo_bin = std::env::var("HOME")
-        .map(|h| Path::new(&h).join(".cargo/bin").join(name))
-        .ok();
-    std::env::var("PATH")
-        .unwrap_or_default()
-        .split(':')
-        .map(|dir| Path::new(dir).join(name))
-        .chain(cargo_bin)
-        .find(|p| p.is_file())
-        .unwrap_or_else(|| panic!("{name} is not installed (scripts/setup --tests installs it)"))
-}
 
 pub struct Garage {
     pub endpoint: String,
@@ -220,82 +172,4 @@ impl Garage {
 pub fn garage() -> &'static Garage {
     static SHARED: OnceLock<Garage> = OnceLock::new();
     SHARED.get_or_init(Garage::start)
-}
-
-pub struct Redis {
-    pub url: String,
-    _dir: tempfile::TempDir,
-}
-
-/// The process's Redis server (no persistence).
-pub fn redis() -> &'static Redis {
-    static SHARED: OnceLock<Redis> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = tempfile::Builder::new()
-            .prefix("webhook-host-redis-")
-            .tempdir()
-            .unwrap();
-        let port = free_port();
-        let child = Command::new(program("redis-server"))
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
-            .args(["--save", "", "--appendonly", "no", "--dir"])
-            .arg(dir.path())
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting redis-server");
-        keep(child);
-        wait_for_port(port, "redis-server");
-        Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
-            _dir: dir,
-        }
-    })
-}
-
-pub struct OciRegistry {
-    /// `127.0.0.1:<port>`, plain HTTP.
-    pub address: String,
-    _dir: tempfile::TempDir,
-}
-
-/// The process's OCI registry (Debian's `docker-registry`, filesystem storage).
-pub fn oci_registry() -> &'static OciRegistry {
-    static SHARED: OnceLock<OciRegistry> = OnceLock::new();
-    SHARED.get_or_init(|| {
-        let dir = tempfile::Builder::new().prefix("webhook-host-registry-").tempdir().unwrap();
-        let port = free_port();
-        let config = dir.path().join("config.yml");
-        std::fs::write(
-            &config,
-            format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
-            ),
-        )
-        .unwrap();
-        let child = Command::new(program("docker-registry"))
-            .arg("serve")
-            .arg(&config)
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .spawn()
-            .expect("starting docker-registry");
-        keep(child);
-        wait_for_port(port, "docker-registry");
-        OciRegistry {
-            address: format!("127.0.0.1:{port}"),
-            _dir: dir,
-        }
-    })
-}
-
-/// The environment of a production-shaped host: a fresh bucket on the shared
-/// Garage, the shared Redis, and `ADMIN_TOKEN`; with the bucket's name.
-pub fn production_env(admin_token: &str) -> (Vec<(String, String)>, String) {
-    let bucket = garage().bucket();
-    let mut env = garage().env(&bucket);
-    env.push(("REDIS_URL".into(), redis().url.clone()));
-    env.push(("ADMIN_TOKEN".into(), admin_token.into()));
-    (env, bucket)
 }

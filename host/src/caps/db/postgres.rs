@@ -8,12 +8,11 @@
 //! timestamps, numeric) to TEXT in the SQL.
 
 use sqlx::postgres::types::Oid;
-use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgRow, PgTypeInfo};
+use sqlx::postgres::{PgArgumentBuffer, PgArguments, PgConnection, PgRow, PgTypeInfo};
 use sqlx::{Column, Postgres, Row, TypeInfo, ValueRef};
 
-use super::db::collect_rows;
-use crate::inbox::PgEventTx;
-use crate::runtime::bindings::db::{Rows, Value};
+use super::rows::collect_rows;
+use crate::wit::db::{Rows, Value};
 
 /// A NULL whose type the server infers from the statement.
 struct UntypedNull;
@@ -69,28 +68,18 @@ fn bind(mut query: PgQuery<'_>, params: Vec<Value>) -> PgQuery<'_> {
     query
 }
 
-/// Runs one plugin statement (in its savepoint, see [`PgEventTx`]).
-pub async fn execute(tx: &mut PgEventTx, sql: &str, params: Vec<Value>) -> Result<u64, String> {
-    let done = bind(sqlx::query(sql), params)
-        .execute(&mut **tx.statement().await?)
+/// Runs one plugin statement on `conn`; the rows it changed.
+pub async fn execute(conn: &mut PgConnection, sql: &str, params: Vec<Value>) -> Result<u64, String> {
+    bind(sqlx::query(sql), params)
+        .execute(conn)
         .await
         .map(|d| d.rows_affected())
-        .map_err(|e| e.to_string());
-    tx.settle(done).await
+        .map_err(|e| e.to_string())
 }
 
-/// Runs one plugin query (in its savepoint, see [`PgEventTx`]).
-pub async fn query(tx: &mut PgEventTx, sql: &str, params: Vec<Value>) -> Result<Rows, String> {
-    let rows = collect(tx.statement().await?, sql, params).await;
-    tx.settle(rows).await
-}
-
-async fn collect(
-    tx: &mut sqlx::Transaction<'static, Postgres>,
-    sql: &str,
-    params: Vec<Value>,
-) -> Result<Rows, String> {
-    collect_rows(bind(sqlx::query(sql), params).fetch(&mut **tx), read_row).await
+/// Runs one plugin query on `conn`.
+pub async fn query(conn: &mut PgConnection, sql: &str, params: Vec<Value>) -> Result<Rows, String> {
+    collect_rows(bind(sqlx::query(sql), params).fetch(conn), read_row).await
 }
 
 fn read_row(row: &PgRow) -> Result<Vec<Value>, String> {

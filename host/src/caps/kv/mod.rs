@@ -5,84 +5,26 @@
 //! embedded trade-off). Every key a plugin names is stored as
 //! `whk:<plugin>:<key>`, so plugins never see each other's keys.
 
+pub mod service;
+
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, Result};
 use redis::AsyncCommands;
-use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 
-use crate::config::Secret;
-use crate::runtime::bindings::kv::Host;
+use self::service::Entry;
+pub use self::service::KvService;
+use crate::caps::capability::{Capability, InstanceContext};
+use crate::caps::services::Services;
+use crate::caps::trace::trace_call;
+use crate::manifest::{Grants, Limits, Manifest};
+use crate::wit::kv::Host;
 
 /// Longest key a plugin may use.
 const MAX_KEY_BYTES: usize = 512;
 /// Largest value a plugin may store.
 const MAX_VALUE_BYTES: usize = 1 << 20;
-
-/// The store behind every plugin's `kv`.
-#[derive(Clone)]
-pub enum KvService {
-    Redis(ConnectionManager),
-    Memory(Arc<Mutex<HashMap<String, Entry>>>),
-}
-
-#[derive(Clone)]
-pub struct Entry {
-    value: Vec<u8>,
-    expires: Option<Instant>,
-}
-
-impl Entry {
-    fn live(&self, now: Instant) -> bool {
-        self.expires.is_none_or(|t| t > now)
-    }
-}
-
-impl KvService {
-    /// Redis when a URL is configured (connected lazily, reconnecting by
-    /// itself), memory otherwise.
-    pub fn new(redis_url: Option<&Secret>) -> Result<Self> {
-        match redis_url {
-            Some(url) => {
-                let client =
-                    redis::Client::open(url.expose()).context("REDIS_URL is not a valid Redis URL")?;
-                let config = ConnectionManagerConfig::new()
-                    .set_connection_timeout(Some(Duration::from_secs(3)))
-                    .set_response_timeout(Some(Duration::from_secs(3)))
-                    .set_number_of_retries(2);
-                let manager = ConnectionManager::new_lazy_with_config(client, config)
-                    .context("setting up the Redis connection")?;
-                Ok(Self::Redis(manager))
-            }
-            None => Ok(Self::memory()),
-        }
-    }
-
-    pub fn memory() -> Self {
-        Self::Memory(Arc::default())
-    }
-
-    pub fn backend(&self) -> &'static str {
-        match self {
-            Self::Redis(_) => "redis",
-            Self::Memory(_) => "memory",
-        }
-    }
-
-    /// Answers whether the store is reachable (Redis `PING`).
-    pub async fn ping(&self) -> Result<()> {
-        if let Self::Redis(manager) = self {
-            let mut conn = manager.clone();
-            let _: String = redis::cmd("PING")
-                .query_async(&mut conn)
-                .await
-                .context("Redis PING")?;
-        }
-        Ok(())
-    }
-}
 
 /// One instance's view: the service and the plugin's prefix.
 pub struct KvState {
@@ -110,6 +52,23 @@ impl KvState {
     }
 }
 
+impl Capability for KvState {
+    /// Whether the manifest grants `kv`.
+    type Plugin = bool;
+
+    fn prepare(manifest: &Manifest, _: &Limits, _: &Services) -> anyhow::Result<bool> {
+        Ok(manifest.grants.kv)
+    }
+
+    fn instance(granted: &bool, cx: &mut InstanceContext<'_>) -> Self {
+        KvState::new(granted.then(|| cx.services.kv.clone()), cx.plugin)
+    }
+
+    fn missing_grant(grants: &Grants) -> Option<&'static str> {
+        (!grants.kv).then_some("kv = true")
+    }
+}
+
 fn check_value(value: &[u8]) -> Result<(), String> {
     if value.len() > MAX_VALUE_BYTES {
         return Err(format!("kv values are at most {MAX_VALUE_BYTES} bytes"));
@@ -131,7 +90,7 @@ fn expiry(ttl_ms: Option<u64>) -> Option<Instant> {
 
 impl Host for KvState {
     async fn get(&mut self, key: String) -> Result<Option<Vec<u8>>, String> {
-        crate::caps::trace_call!("kv.get {key}");
+        trace_call!("kv.get {key}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => conn.get(key).await.map_err(redis_error),
@@ -146,7 +105,7 @@ impl Host for KvState {
     }
 
     async fn set(&mut self, key: String, value: Vec<u8>, ttl_ms: Option<u64>) -> Result<(), String> {
-        crate::caps::trace_call!("kv.set {key} ttl={ttl_ms:?}");
+        trace_call!("kv.set {key} ttl={ttl_ms:?}");
         let (service, key) = self.key(&key)?;
         check_value(&value)?;
         match service {
@@ -172,7 +131,7 @@ impl Host for KvState {
         value: Vec<u8>,
         ttl_ms: Option<u64>,
     ) -> Result<bool, String> {
-        crate::caps::trace_call!("kv.set-if-absent {key} ttl={ttl_ms:?}");
+        trace_call!("kv.set-if-absent {key} ttl={ttl_ms:?}");
         let (service, key) = self.key(&key)?;
         check_value(&value)?;
         match service {
@@ -204,7 +163,7 @@ impl Host for KvState {
     }
 
     async fn increment(&mut self, key: String, delta: i64) -> Result<i64, String> {
-        crate::caps::trace_call!("kv.increment {key} by {delta}");
+        trace_call!("kv.increment {key} by {delta}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => conn.incr(key, delta).await.map_err(redis_error),
@@ -232,7 +191,7 @@ impl Host for KvState {
     }
 
     async fn delete(&mut self, key: String) -> Result<bool, String> {
-        crate::caps::trace_call!("kv.delete {key}");
+        trace_call!("kv.delete {key}");
         let (service, key) = self.key(&key)?;
         match service {
             KvService::Redis(mut conn) => {

@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use crate::pg::free_port;
+use super::free_port;
 use crate::workspace::workspace;
 
 /// What a test chooses of the nginx settings.

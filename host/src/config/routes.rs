@@ -1,0 +1,213 @@
+//! The route schema of the TOML file: a route's plugin, its signature
+//! schemes and their key references, its body kind, and where its
+//! de-duplication id comes from.
+
+use std::path::PathBuf;
+
+use anyhow::{Result, bail};
+use serde::Deserialize;
+
+use super::secret::{Secret, SecretRef};
+
+/// What a route's body must be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum BodyKind {
+    /// `Content-Type` must be JSON (else 415) and the body valid JSON (else 400).
+    #[default]
+    Json,
+    /// Any bytes.
+    Any,
+}
+
+/// One webhook route.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RouteConfig {
+    /// Route name: served at `/hooks/{name}` and recorded on each event.
+    pub name: String,
+    /// An extra fixed path serving this route (the FAL URL the bot registers).
+    #[serde(default)]
+    pub path: Option<String>,
+    /// The plugin that handles its events.
+    pub plugin: String,
+    /// Accepted signature schemes; any one verifying accepts. Empty only with
+    /// `--insecure-dev`.
+    #[serde(default)]
+    pub verify: Vec<VerifyConfig>,
+    #[serde(default)]
+    pub body: BodyKind,
+    /// Overrides `worker.max_attempts` for this route.
+    #[serde(default)]
+    pub max_attempts: Option<u32>,
+    /// Where the id that drops repeated deliveries comes from.
+    #[serde(default)]
+    pub delivery_id: DeliveryIdSource,
+}
+
+/// One signature scheme on a route. Keys are referenced, never inline: an
+/// environment variable (`secret_env`, or `env:NAME` in `secrets`) or a file
+/// (`secret_file`, or `file:/path` in `secrets`). Several keys may be given
+/// while a sender rotates them.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VerifyConfig {
+    /// Scheme name: `fal-ed25519`, `fal-hmac`, `standard-webhooks`, `github`, `stripe`.
+    pub scheme: String,
+    #[serde(default)]
+    pub secret_env: Option<String>,
+    #[serde(default)]
+    pub secret_file: Option<PathBuf>,
+    /// More key references: `env:NAME` or `file:/path`.
+    #[serde(default)]
+    pub secrets: Vec<String>,
+    /// Accepted clock skew for timestamped schemes.
+    #[serde(default = "default_tolerance")]
+    pub tolerance_secs: u64,
+    /// `fal-ed25519`: JWKS URLs (default FAL's current one); keys of all are accepted.
+    #[serde(default)]
+    pub jwks_urls: Vec<String>,
+    /// `fal-ed25519`: refresh cached keys on use once they are this old.
+    #[serde(default = "default_jwks_refresh")]
+    pub jwks_refresh_secs: u64,
+    /// `fal-ed25519`: at most one JWKS fetch attempt per this many seconds.
+    #[serde(default = "default_jwks_min_interval")]
+    pub jwks_min_fetch_interval_secs: u64,
+    /// Skip this scheme (instead of refusing to start) when its key is not set.
+    #[serde(default)]
+    pub optional: bool,
+}
+
+fn default_tolerance() -> u64 {
+    300
+}
+
+fn default_jwks_refresh() -> u64 {
+    3600
+}
+
+fn default_jwks_min_interval() -> u64 {
+    60
+}
+
+impl VerifyConfig {
+    pub fn new(scheme: &str) -> Self {
+        Self {
+            scheme: scheme.into(),
+            secret_env: None,
+            secret_file: None,
+            secrets: Vec::new(),
+            tolerance_secs: default_tolerance(),
+            jwks_urls: Vec::new(),
+            jwks_refresh_secs: default_jwks_refresh(),
+            jwks_min_fetch_interval_secs: default_jwks_min_interval(),
+            optional: false,
+        }
+    }
+
+    pub fn with_secret_env(mut self, name: &str) -> Self {
+        self.secret_env = Some(name.into());
+        self
+    }
+
+    /// Every key reference, in order.
+    pub fn secret_refs(&self) -> Result<Vec<SecretRef>> {
+        let mut refs: Vec<SecretRef> = self
+            .secret_env
+            .iter()
+            .map(|n| SecretRef::Env(n.clone()))
+            .collect();
+        refs.extend(self.secret_file.iter().map(|p| SecretRef::File(p.clone())));
+        for entry in &self.secrets {
+            match SecretRef::parse(entry) {
+                Some(reference) => refs.push(reference),
+                None => bail!(
+                    "scheme {:?}: secrets entry {entry:?} must be env:NAME or file:/path",
+                    self.scheme
+                ),
+            }
+        }
+        Ok(refs)
+    }
+
+    /// Reads every referenced key that is set. A named file that cannot be
+    /// read is an error; an unset variable is skipped.
+    pub fn resolve_keys(&self, env_secret: &dyn Fn(&str) -> Option<Secret>) -> Result<Vec<Secret>> {
+        let mut keys = Vec::new();
+        for reference in self.secret_refs()? {
+            match reference {
+                SecretRef::Env(name) => keys.extend(env_secret(&name)),
+                SecretRef::File(path) => keys.push(SecretRef::read_file(&path)?),
+            }
+        }
+        Ok(keys)
+    }
+
+    /// Where the keys were expected, for error messages (names, never values).
+    pub fn key_sources(&self) -> String {
+        let refs = self.secret_refs().unwrap_or_default();
+        if refs.is_empty() {
+            return "no secret_env, secret_file or secrets configured".into();
+        }
+        refs.iter()
+            .map(|r| match r {
+                SecretRef::Env(name) => format!("environment variable {name}"),
+                SecretRef::File(path) => format!("file {}", path.display()),
+            })
+            .collect::<Vec<_>>()
+            .join(", ")
+    }
+}
+
+/// Where a route's de-duplication id comes from.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Deserialize)]
+#[serde(try_from = "String")]
+pub enum DeliveryIdSource {
+    /// The id the signature scheme carries, else the body's sha256.
+    #[default]
+    Scheme,
+    /// Always the sha256 of the raw body.
+    Sha256,
+    /// A field of the JSON body (dot-separated path), else the scheme's id,
+    /// else the body's sha256.
+    JsonField(Vec<String>),
+}
+
+impl TryFrom<String> for DeliveryIdSource {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        match text.as_str() {
+            "scheme" => Ok(Self::Scheme),
+            "sha256" => Ok(Self::Sha256),
+            _ => match text.strip_prefix("json:") {
+                Some(path) if !path.is_empty() => {
+                    Ok(Self::JsonField(path.split('.').map(str::to_string).collect()))
+                }
+                _ => Err(format!(
+                    "delivery_id {text:?} must be \"scheme\", \"sha256\" or \"json:<field>\""
+                )),
+            },
+        }
+    }
+}
+
+/// The route served when the file names none: FAL's training-status webhook,
+/// verified by FAL's own Ed25519 signatures, or by `fal-hmac` when
+/// `FAL_WEBHOOK_SECRET` is set.
+pub fn default_routes() -> Vec<RouteConfig> {
+    vec![RouteConfig {
+        name: "fal-avatar-status".into(),
+        path: Some("/api/v1/avatar/status_update".into()),
+        plugin: "fal-avatar-status".into(),
+        verify: vec![
+            VerifyConfig::new("fal-ed25519"),
+            VerifyConfig {
+                optional: true,
+                ..VerifyConfig::new("fal-hmac").with_secret_env("FAL_WEBHOOK_SECRET")
+            },
+        ],
+        body: BodyKind::Json,
+        max_attempts: None,
+        delivery_id: DeliveryIdSource::Scheme,
+    }]
+}

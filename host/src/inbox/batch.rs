@@ -1,0 +1,175 @@
+//! The two writes whose SQL really differs between the backends, both made
+//! for batches: storing deliveries (intake's group commit) and marking
+//! events `done` whose plugins wrote nothing (the completion writer's).
+//!
+//! SQLite runs one statement per row inside one `BEGIN IMMEDIATE`
+//! transaction (one writer at a time, each statement cheap); PostgreSQL
+//! sends one statement over arrays (`UNNEST`) for the whole batch, its own
+//! transaction, with rows in a fixed lock order so that two instances'
+//! batches never wait on each other in a cycle.
+
+use std::collections::HashSet;
+
+use anyhow::{Context, Result};
+use sqlx::{PgPool, SqlitePool};
+
+use super::event::{Finish, Insert, NewEvent, new_event_id};
+use super::sql::{self, pairs_to_json};
+use crate::db::pool::bind_args;
+use crate::now_ms;
+
+const INSERT_ONE: &str = "INSERT INTO webhook_events \
+     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8) \
+     ON CONFLICT (route, delivery_id) DO NOTHING";
+
+const INSERT_MANY: &str = "INSERT INTO webhook_events \
+     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
+     SELECT id, route, delivery_id, received_at, headers, query, body, received_at, request_id \
+     FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
+                 $7::BYTEA[], $8::TEXT[]) \
+          AS batch(id, route, delivery_id, received_at, headers, query, body, request_id) \
+     ON CONFLICT (route, delivery_id) DO NOTHING \
+     RETURNING id";
+
+/// SQLite: every delivery in one transaction, in order.
+pub async fn insert_sqlite(pool: &SqlitePool, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("opening the intake transaction")?;
+    let mut results = Vec::with_capacity(events.len());
+    for event in events {
+        let id = new_event_id();
+        let inserted = sqlx::query(INSERT_ONE)
+            .bind(&id)
+            .bind(&event.route)
+            .bind(&event.delivery_id)
+            .bind(event.received_at_ms)
+            .bind(pairs_to_json(&event.headers))
+            .bind(pairs_to_json(&event.query))
+            .bind(&event.body)
+            .bind(&event.request_id)
+            .execute(&mut *tx)
+            .await
+            .context("storing the event")?;
+        if inserted.rows_affected() == 1 {
+            results.push(Insert::Accepted { event_id: id });
+            continue;
+        }
+        let existing: String = sqlx::query_scalar(sql::FIND_DUPLICATE)
+            .bind(&event.route)
+            .bind(&event.delivery_id)
+            .fetch_one(&mut *tx)
+            .await
+            .context("finding the stored duplicate")?;
+        results.push(Insert::Duplicate { event_id: existing });
+    }
+    tx.commit().await.context("committing the intake batch")?;
+    Ok(results)
+}
+
+/// PostgreSQL: one multi-row INSERT for the whole batch.
+///
+/// Rows go in (route, delivery id) order, so that concurrent batches
+/// holding the same deliveries lock them in the same order (no deadlock);
+/// the answers come back in the callers' order.
+pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+    let mut order: Vec<usize> = (0..events.len()).collect();
+    order.sort_by(|&a, &b| {
+        (&events[a].route, &events[a].delivery_id).cmp(&(&events[b].route, &events[b].delivery_id))
+    });
+    let ids: Vec<String> = events.iter().map(|_| new_event_id()).collect();
+    let sorted = |f: &dyn Fn(usize) -> String| order.iter().map(|&i| f(i)).collect::<Vec<String>>();
+    // A transaction of its own (committed when it returns: no BEGIN or
+    // COMMIT round trips); rows whose delivery is already stored (or
+    // earlier in this batch) are skipped.
+    let stored: Vec<String> = sqlx::query_scalar(INSERT_MANY)
+        .bind(sorted(&|i| ids[i].clone()))
+        .bind(sorted(&|i| events[i].route.clone()))
+        .bind(sorted(&|i| events[i].delivery_id.clone()))
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].received_at_ms)
+                .collect::<Vec<i64>>(),
+        )
+        .bind(sorted(&|i| pairs_to_json(&events[i].headers)))
+        .bind(sorted(&|i| pairs_to_json(&events[i].query)))
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].body.clone())
+                .collect::<Vec<Vec<u8>>>(),
+        )
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].request_id.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
+        .fetch_all(pool)
+        .await
+        .context("storing the events")?;
+    let stored: HashSet<String> = stored.into_iter().collect();
+    let mut results = Vec::with_capacity(events.len());
+    for (event, id) in events.iter().zip(ids) {
+        if stored.contains(&id) {
+            results.push(Insert::Accepted { event_id: id });
+            continue;
+        }
+        // Committed before this batch's statement ended, or by it.
+        let existing: String = sqlx::query_scalar(sql::FIND_DUPLICATE)
+            .bind(&event.route)
+            .bind(&event.delivery_id)
+            .fetch_one(pool)
+            .await
+            .context("finding the stored duplicate")?;
+        results.push(Insert::Duplicate { event_id: existing });
+    }
+    Ok(results)
+}
+
+/// SQLite: each finish in one transaction; false where the lease was lost.
+pub async fn complete_sqlite(pool: &SqlitePool, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
+    let mut tx = pool
+        .begin_with("BEGIN IMMEDIATE")
+        .await
+        .context("opening the completion transaction")?;
+    let now = now_ms();
+    let mut marked = Vec::with_capacity(finishes.len());
+    for &finish in finishes {
+        let done = bind_args!(sqlx::query(sql::MARK_DONE), &sql::mark_done_args(finish, now))
+            .execute(&mut *tx)
+            .await
+            .context("marking an event done")?;
+        marked.push(done.rows_affected() == 1);
+    }
+    tx.commit().await.context("committing the completions")?;
+    Ok(marked)
+}
+
+/// PostgreSQL: one `UPDATE … FROM UNNEST` for all, rows locked in id order.
+pub async fn complete_postgres(pool: &PgPool, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
+    let mut order: Vec<usize> = (0..finishes.len()).collect();
+    order.sort_by_key(|&i| finishes[i].event_id);
+    let (mut ids, mut owners, mut plugins, mut versions) = (vec![], vec![], vec![], vec![]);
+    for &i in &order {
+        ids.push(finishes[i].event_id);
+        owners.push(finishes[i].owner);
+        plugins.push(finishes[i].plugin);
+        versions.push(finishes[i].plugin_version);
+    }
+    let marked: Vec<String> = sqlx::query_scalar(sql::MARK_DONE_MANY_POSTGRES)
+        .bind(now_ms())
+        .bind(ids)
+        .bind(owners)
+        .bind(plugins)
+        .bind(versions)
+        .fetch_all(pool)
+        .await
+        .context("marking events done")?;
+    // An id listed twice is marked once: only its first finish counts.
+    let mut marked: HashSet<&str> = marked.iter().map(String::as_str).collect();
+    Ok(finishes.iter().map(|f| marked.remove(f.event_id)).collect())
+}

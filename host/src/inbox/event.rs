@@ -1,0 +1,140 @@
+//! What the inbox stores and answers: events, their statuses, and the
+//! small records its operations take. Plain data, a leaf.
+
+use serde::Serialize;
+
+/// Where an event is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Status {
+    Pending,
+    Processing,
+    Done,
+    Dead,
+}
+
+impl Status {
+    pub const ALL: [Status; 4] = [Status::Pending, Status::Processing, Status::Done, Status::Dead];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Status::Pending => "pending",
+            Status::Processing => "processing",
+            Status::Done => "done",
+            Status::Dead => "dead",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Self> {
+        Status::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+/// A verified delivery, about to be stored.
+#[derive(Debug, Clone)]
+pub struct NewEvent {
+    pub route: String,
+    pub delivery_id: String,
+    pub received_at_ms: i64,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// The request id the HTTP edge decided (nginx's `X-Request-ID` when
+    /// acceptable, else one it made): the worker's span carries it.
+    pub request_id: Option<String>,
+}
+
+/// What storing a delivery did.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Insert {
+    Accepted {
+        event_id: String,
+    },
+    /// The same delivery id was already stored on this route.
+    Duplicate {
+        event_id: String,
+    },
+}
+
+/// A stored event.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub id: String,
+    pub route: String,
+    pub delivery_id: String,
+    pub received_at_ms: i64,
+    pub headers: Vec<(String, String)>,
+    pub query: Vec<(String, String)>,
+    #[serde(skip)]
+    pub body: Vec<u8>,
+    pub status: Status,
+    /// Attempts started so far, this one included once claimed.
+    pub attempts: u32,
+    pub next_attempt_at_ms: i64,
+    pub lease_owner: Option<String>,
+    pub plugin: Option<String>,
+    pub plugin_version: Option<String>,
+    pub last_error: Option<String>,
+    pub finished_at_ms: Option<i64>,
+    /// The id of the request that brought it (see [`NewEvent::request_id`]).
+    pub request_id: Option<String>,
+}
+
+/// Who is finishing which event, with which plugin version.
+#[derive(Debug, Clone, Copy)]
+pub struct Finish<'a> {
+    pub event_id: &'a str,
+    /// The lease owner that claimed it; a finish from anyone else is ignored.
+    pub owner: &'a str,
+    pub plugin: &'a str,
+    pub plugin_version: Option<&'a str>,
+}
+
+/// Which events to list: each field narrows, none lists every event.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Filter<'a> {
+    pub status: Option<Status>,
+    pub route: Option<&'a str>,
+}
+
+/// The inbox at a glance.
+#[derive(Debug, Clone, Default, Serialize)]
+pub struct Stats {
+    /// Events per status (statuses with none left out).
+    pub by_status: Vec<(Status, i64)>,
+    /// Events received since the given time.
+    pub received_since: i64,
+    /// Events done since the given time.
+    pub done_since: i64,
+}
+
+impl Stats {
+    pub fn count(&self, status: Status) -> i64 {
+        self.by_status
+            .iter()
+            .find(|(s, _)| *s == status)
+            .map_or(0, |(_, n)| *n)
+    }
+}
+
+/// Whose lease on which schedule a scheduled run commits under.
+#[derive(Debug, Clone, Copy)]
+pub struct ScheduleGuard<'a> {
+    pub plugin: &'a str,
+    pub schedule: &'a str,
+    pub owner: &'a str,
+    /// The lease's new end.
+    pub lease_until_ms: i64,
+}
+
+/// Which events to replay.
+#[derive(Debug, Clone, Copy)]
+pub enum Replay<'a> {
+    One(&'a str),
+    Dead { route: Option<&'a str> },
+}
+
+/// A fresh event id: `evt_` and a time-ordered UUID.
+pub fn new_event_id() -> String {
+    format!("evt_{}", uuid::Uuid::now_v7().simple())
+}

@@ -1,0 +1,222 @@
+//! Running one attempt: a fresh `Store` with the plugin's limits and
+//! deadline, its capabilities bound to the event's transaction, the call,
+//! and the outcome classified, with the transaction handed back.
+
+use std::time::{Duration, Instant};
+
+use wasmtime::{Store, UpdateDeadline};
+
+use super::engine::{InstanceSlot, Runtime};
+use super::instance::State;
+use super::load::LoadedPlugin;
+use crate::db::tx::EventTx;
+use crate::inbox::event::Event;
+use crate::wit::types::HandlerError;
+use crate::wit::with_schedules::ScheduledHandler;
+use crate::wit::{self, Handler};
+
+/// Extra wall-clock time beyond a plugin's budget before the call is dropped,
+/// for guests that are waiting in a host call when the deadline passes.
+const HOST_CALL_GRACE: Duration = Duration::from_secs(2);
+
+/// Why one attempt of an event did not succeed.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum DispatchError {
+    /// The plugin says the event can never succeed: not retried.
+    #[error("invalid: {0}")]
+    Invalid(String),
+    #[error("retry: {0}")]
+    Retry(String),
+    #[error("fatal: {0}")]
+    Fatal(String),
+    #[error("trap: {0}")]
+    Trap(String),
+    #[error("timeout: the plugin ran longer than {0} ms")]
+    Timeout(u64),
+    #[error("memory limit: the plugin asked for {asked_mib} MiB, its limit is {limit_mib} MiB")]
+    MemoryLimit { asked_mib: usize, limit_mib: usize },
+}
+
+impl DispatchError {
+    /// Whether another attempt could succeed.
+    pub fn retryable(&self) -> bool {
+        !matches!(self, DispatchError::Invalid(_))
+    }
+
+    /// The metrics label: `invalid`, `retry`, `fatal`, `trap`, `timeout` or
+    /// `memory_limit`.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            DispatchError::Invalid(_) => "invalid",
+            DispatchError::Retry(_) => "retry",
+            DispatchError::Fatal(_) => "fatal",
+            DispatchError::Trap(_) => "trap",
+            DispatchError::Timeout(_) => "timeout",
+            DispatchError::MemoryLimit { .. } => "memory_limit",
+        }
+    }
+}
+
+/// The result of one attempt, with the event's transaction handed back.
+pub struct Dispatched {
+    pub result: Result<Option<Vec<u8>>, DispatchError>,
+    /// The transaction the plugin's statements ran in; commit it on success.
+    pub tx: Option<EventTx>,
+    pub elapsed: Duration,
+}
+
+impl Runtime {
+    /// Runs one attempt of `event` on `plugin` in `tx`, on `slot` when the caller reserved
+    /// one (the worker does, in claim order), else on the next free one.
+    pub async fn dispatch(
+        &self,
+        plugin: &LoadedPlugin,
+        event: &Event,
+        tx: EventTx,
+        slot: Option<InstanceSlot>,
+    ) -> Dispatched {
+        let wit_event = to_wit(event);
+        self.run(plugin, &event.id, tx, slot, async |store| {
+            let handler: Handler = plugin.pre.instantiate_async(&mut *store).await?;
+            handler.call_handle(&mut *store, &wit_event).await
+        })
+        .await
+    }
+
+    /// Runs schedule `schedule` of `plugin` once (`run_id` tags its log
+    /// lines and budgets), inside `tx`, with the plugin's limits.
+    pub async fn run_scheduled(
+        &self,
+        plugin: &LoadedPlugin,
+        schedule: &str,
+        run_id: &str,
+        tx: EventTx,
+    ) -> Dispatched {
+        let Some(scheduled) = &plugin.scheduled else {
+            return Dispatched {
+                result: Err(DispatchError::Fatal(format!(
+                    "plugin {} declares no schedules",
+                    plugin.name
+                ))),
+                tx: Some(tx),
+                elapsed: Duration::ZERO,
+            };
+        };
+        self.run(plugin, run_id, tx, None, async |store| {
+            let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
+            handler
+                .webhook_plugin_scheduled()
+                .call_run_scheduled(&mut *store, schedule)
+                .await
+                .map(|result| result.map(|()| None))
+        })
+        .await
+    }
+
+    /// What one instance of `plugin` gets (see [`State::new`]); the
+    /// native benchmark of the fal logic calls the same capabilities
+    /// without a `Store`.
+    pub fn state(&self, plugin: &LoadedPlugin, tag: &str, tx: EventTx) -> State {
+        State::new(
+            &plugin.name,
+            &plugin.caps,
+            plugin.limits.memory_bytes,
+            &self.services,
+            tag,
+            tx,
+        )
+    }
+
+    /// A fresh store for `plugin` (limits, deadline, capabilities bound to
+    /// `tx`), then `call` in it; the outcome classified and the transaction
+    /// handed back.
+    async fn run<F>(
+        &self,
+        plugin: &LoadedPlugin,
+        tag: &str,
+        tx: EventTx,
+        slot: Option<InstanceSlot>,
+        call: F,
+    ) -> Dispatched
+    where
+        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
+    {
+        // Waiting for a slot (in arrival order: the semaphore is fair) is
+        // not the plugin's time; its budget starts once it has an instance.
+        let _slot = match slot {
+            Some(slot) => slot,
+            None => self.reserve().await,
+        };
+        let started = Instant::now();
+        let state = self.state(plugin, tag, tx);
+        let mut store = Store::new(&self.engine, state);
+        store.limiter(|state| &mut state.limiter);
+        let deadline = started + plugin.limits.timeout;
+        store.set_epoch_deadline(1);
+        store.epoch_deadline_callback(move |mut ctx| {
+            if Instant::now() >= deadline {
+                ctx.data_mut().timed_out = true;
+                Ok(UpdateDeadline::Interrupt)
+            } else {
+                Ok(UpdateDeadline::Yield(1))
+            }
+        });
+
+        let outcome = tokio::time::timeout(plugin.limits.timeout + HOST_CALL_GRACE, call(&mut store)).await;
+        let timeout_ms = plugin.limits.timeout.as_millis() as u64;
+        let result = match outcome {
+            Err(_) => Err(DispatchError::Timeout(timeout_ms)),
+            Ok(Ok(Ok(body))) => Ok(body),
+            Ok(Ok(Err(HandlerError::Invalid(m)))) => Err(DispatchError::Invalid(m)),
+            Ok(Ok(Err(HandlerError::Retry(m)))) => Err(DispatchError::Retry(m)),
+            Ok(Ok(Err(HandlerError::Fatal(m)))) => Err(DispatchError::Fatal(m)),
+            Ok(Err(trap)) => {
+                let state = store.data();
+                Err(if state.timed_out {
+                    DispatchError::Timeout(timeout_ms)
+                } else if let Some(asked) = state.limiter.exceeded {
+                    DispatchError::MemoryLimit {
+                        asked_mib: asked >> 20,
+                        limit_mib: plugin.limits.memory_bytes >> 20,
+                    }
+                } else {
+                    let mut message = match trap.downcast_ref::<wasmtime::Trap>() {
+                        Some(code) => code.to_string(),
+                        None => trap.root_cause().to_string(),
+                    };
+                    if let Some(said) = state.stderr.recent_lines() {
+                        message = format!("{message} (guest stderr: {said})");
+                    }
+                    DispatchError::Trap(message)
+                })
+            }
+        };
+        let tx = store.data_mut().caps.db.take_tx();
+        Dispatched {
+            result,
+            tx,
+            elapsed: started.elapsed(),
+        }
+    }
+}
+
+/// The WIT record of `event`, as a plugin receives it.
+pub fn to_wit(event: &Event) -> wit::types::Event {
+    wit::types::Event {
+        id: event.id.clone(),
+        route: event.route.clone(),
+        delivery_id: event.delivery_id.clone(),
+        received_at_ms: event.received_at_ms.max(0) as u64,
+        attempt: event.attempts,
+        headers: event
+            .headers
+            .iter()
+            .map(|(name, value)| wit::types::Header {
+                name: name.clone(),
+                value: value.clone(),
+            })
+            .collect(),
+        query: event.query.clone(),
+        body: event.body.clone(),
+    }
+}
