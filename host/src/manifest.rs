@@ -16,7 +16,7 @@ use crate::caps::blob::grant::BlobGrant;
 use crate::caps::db::grant::DbGrant;
 use crate::caps::http::grant::HttpGrant;
 use crate::config::RuntimeSettings;
-use crate::config::routes::{BodyKind, DeliveryIdSource, VerifyConfig};
+use crate::config::routes::RouteConfig;
 use crate::config::secret::SecretRef;
 
 /// A plugin manifest (`<name>.toml`).
@@ -43,7 +43,7 @@ pub struct Manifest {
     /// config gives it. A name the config or another plugin already serves
     /// is refused at deploy.
     #[serde(default)]
-    pub routes: Vec<ManifestRoute>,
+    pub routes: Vec<RouteConfig>,
     /// Work the host runs on a timer through the plugin's `scheduled`
     /// export, on one instance at a time.
     #[serde(default)]
@@ -100,21 +100,6 @@ pub struct ManifestSchedule {
     pub every_secs: u64,
 }
 
-/// A route declared by a plugin's manifest.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct ManifestRoute {
-    pub name: String,
-    #[serde(default)]
-    pub verify: Vec<VerifyConfig>,
-    #[serde(default)]
-    pub body: BodyKind,
-    #[serde(default)]
-    pub max_attempts: Option<u32>,
-    #[serde(default)]
-    pub delivery_id: DeliveryIdSource,
-}
-
 /// Limits a manifest may set; unset ones take the host's defaults.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -163,6 +148,12 @@ impl Manifest {
             }
             if !seen.insert(route.name.as_str()) {
                 bail!("route {:?} is declared twice", route.name);
+            }
+            if route.path.is_some() || !route.plugin.is_empty() {
+                bail!(
+                    "route {:?}: a plugin's routes are its own, at /hooks/<name>; `path` and `plugin` belong in the host's config",
+                    route.name
+                );
             }
         }
         let mut seen = BTreeSet::new();
@@ -236,5 +227,17 @@ mod tests {
         let m = Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"fal_avatar_status\" }\n").unwrap();
         assert_eq!(m.grants.db_role(), Some("fal_avatar_status"));
         assert!(Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"x; DROP\" }\n").is_err());
+    }
+
+    #[test]
+    fn a_plugins_routes_are_its_own_at_hooks() {
+        let m = Manifest::parse("name = \"gh\"\n[[routes]]\nname = \"github\"\nbody = \"any\"\n").unwrap();
+        assert_eq!(m.routes[0].name, "github");
+        for foreign in ["path = \"/x\"", "plugin = \"other\""] {
+            let text = format!("name = \"gh\"\n[[routes]]\nname = \"github\"\n{foreign}\n");
+            let err = Manifest::parse(&text).unwrap_err().to_string();
+            assert!(err.contains("belong in the host's config"), "{err}");
+        }
+        assert!(Manifest::parse("name = \"gh\"\n[[routes]]\nname = \"github\"\ncolour = 1\n").is_err());
     }
 }

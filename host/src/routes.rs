@@ -11,8 +11,8 @@ use std::sync::Arc;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 
+use crate::config::RouteConfig;
 use crate::config::{BodyKind, DeliveryIdSource, Settings};
-use crate::manifest::ManifestRoute;
 use crate::verify::{BuildContext, RouteVerifier};
 
 /// One configured route, ready to serve.
@@ -103,7 +103,7 @@ impl RouteTable {
 
     /// Builds a route a plugin's manifest declares (served at `/hooks/{name}`;
     /// keys from the process environment or files).
-    pub fn build_declared(&self, plugin: &str, declared: &ManifestRoute) -> Result<Route> {
+    pub fn build_declared(&self, plugin: &str, declared: &RouteConfig) -> Result<Route> {
         let env_secret = |name: &str| {
             std::env::var(name)
                 .ok()

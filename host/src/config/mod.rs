@@ -165,6 +165,12 @@ impl Settings {
             if !names.insert(&route.name) {
                 bail!("route {:?} is configured twice", route.name);
             }
+            if route.plugin.is_empty() {
+                bail!(
+                    "route {:?}: name the plugin that handles it (plugin = \"…\")",
+                    route.name
+                );
+            }
             let shadows =
                 |p: &str| !p.starts_with('/') || p.starts_with("/hooks/") || p.starts_with("/health");
             if let Some(path) = route.path.as_deref().filter(|p| shadows(p)) {

@@ -20,7 +20,8 @@ pub enum BodyKind {
     Any,
 }
 
-/// One webhook route.
+/// One webhook route: of the host's config, or declared by a plugin's
+/// manifest (which may set neither `path` nor `plugin`).
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RouteConfig {
@@ -29,7 +30,9 @@ pub struct RouteConfig {
     /// An extra fixed path serving this route (the FAL URL the bot registers).
     #[serde(default)]
     pub path: Option<String>,
-    /// The plugin that handles its events.
+    /// The plugin that handles its events (required in the host's config;
+    /// a plugin's own routes leave it out: they are its own).
+    #[serde(default)]
     pub plugin: String,
     /// Accepted signature schemes; any one verifying accepts. Empty only with
     /// `--insecure-dev`.

@@ -72,6 +72,15 @@ impl<'a> Request<'a> {
         }
     }
 
+    /// The request as of `now_unix` (tests and replays of recorded requests).
+    pub fn at(headers: &'a HeaderMap, body: &'a [u8], now_unix: i64) -> Self {
+        Self {
+            headers,
+            body,
+            now_unix,
+        }
+    }
+
     /// A header's value, or the rejection naming it.
     pub fn header(&self, name: &'static str) -> Result<&'a str, Rejection> {
         let value = self.headers.get(name).ok_or(Rejection::MissingHeader(name))?;

@@ -150,13 +150,7 @@ mod tests {
         let keys: Keys = keys.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>().into();
         let scheme = StandardWebhooks::new(&keys, 300).unwrap();
         let headers = headers(signature);
-        scheme
-            .verify(&Request {
-                headers: &headers,
-                body: BODY,
-                now_unix: now,
-            })
-            .await
+        scheme.verify(&Request::at(&headers, BODY, now)).await
     }
 
     /// The specification's published vector.

@@ -97,13 +97,7 @@ mod tests {
         let mut headers = HeaderMap::new();
         headers.insert(SIGNATURE, HeaderValue::from_str(header).unwrap());
         let scheme = Stripe::new(vec![Secret::new(SECRET)].into(), 300);
-        scheme
-            .verify(&Request {
-                headers: &headers,
-                body: BODY,
-                now_unix: now,
-            })
-            .await
+        scheme.verify(&Request::at(&headers, BODY, now)).await
     }
 
     #[tokio::test]

@@ -9,6 +9,7 @@ use maud::{DOCTYPE, html};
 use serde::Deserialize;
 use subtle::ConstantTimeEq;
 
+use super::page::head;
 use super::session;
 use crate::http::error::ApiError;
 use crate::http::state::AppState;
@@ -24,12 +25,7 @@ fn login_page(status: StatusCode, problem: Option<&str>) -> Response {
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { "Sign in · webhook-host" }
-                link rel="stylesheet" href="/admin/assets/console.css";
-            }
+            (head("Sign in", false))
             body class="login" {
                 main {
                     h1 { "webhook-host" }

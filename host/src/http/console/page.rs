@@ -16,6 +16,22 @@ pub enum Section {
     Plugins,
 }
 
+/// A page's `<head>`: its title, the console's stylesheet and, for pages
+/// behind sign-in, its script.
+pub fn head(title: &str, script: bool) -> Markup {
+    html! {
+        head {
+            meta charset="utf-8";
+            meta name="viewport" content="width=device-width, initial-scale=1";
+            title { (title) " · webhook-host" }
+            link rel="stylesheet" href="/admin/assets/console.css";
+            @if script {
+                script src="/admin/assets/console.js" defer {}
+            }
+        }
+    }
+}
+
 /// A whole page: head, navigation, an optional notice, the body.
 pub fn layout(title: &str, section: Section, notice: Option<&str>, body: Markup) -> Html<String> {
     let link = |href: &str, label: &str, this: Section| {
@@ -24,13 +40,7 @@ pub fn layout(title: &str, section: Section, notice: Option<&str>, body: Markup)
     let page = html! {
         (DOCTYPE)
         html lang="en" {
-            head {
-                meta charset="utf-8";
-                meta name="viewport" content="width=device-width, initial-scale=1";
-                title { (title) " · webhook-host" }
-                link rel="stylesheet" href="/admin/assets/console.css";
-                script src="/admin/assets/console.js" defer {}
-            }
+            (head(title, true))
             body {
                 header {
                     strong { "webhook-host" }
