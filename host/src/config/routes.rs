@@ -52,8 +52,11 @@ pub struct RouteConfig {
 /// environment variable (`secret_env`, or `env:NAME` in `secrets`) or a file
 /// (`secret_file`, or `file:/path` in `secrets`). Several keys may be given
 /// while a sender rotates them.
+///
+/// Keys besides the common ones below are the scheme's own options (for
+/// `fal-ed25519`, its JWKS): each scheme reads and checks its own when the
+/// route is built, refusing any it does not know.
 #[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
 pub struct VerifyConfig {
     /// Scheme name: `fal-ed25519`, `fal-hmac`, `standard-webhooks`, `github`, `stripe`.
     pub scheme: String,
@@ -67,30 +70,16 @@ pub struct VerifyConfig {
     /// Accepted clock skew for timestamped schemes.
     #[serde(default = "default_tolerance")]
     pub tolerance_secs: u64,
-    /// `fal-ed25519`: JWKS URLs (default FAL's current one); keys of all are accepted.
-    #[serde(default)]
-    pub jwks_urls: Vec<String>,
-    /// `fal-ed25519`: refresh cached keys on use once they are this old.
-    #[serde(default = "default_jwks_refresh")]
-    pub jwks_refresh_secs: u64,
-    /// `fal-ed25519`: at most one JWKS fetch attempt per this many seconds.
-    #[serde(default = "default_jwks_min_interval")]
-    pub jwks_min_fetch_interval_secs: u64,
     /// Skip this scheme (instead of refusing to start) when its key is not set.
     #[serde(default)]
     pub optional: bool,
+    /// The scheme's own options, as written.
+    #[serde(flatten)]
+    pub options: toml::Table,
 }
 
 fn default_tolerance() -> u64 {
     300
-}
-
-fn default_jwks_refresh() -> u64 {
-    3600
-}
-
-fn default_jwks_min_interval() -> u64 {
-    60
 }
 
 impl VerifyConfig {
@@ -101,10 +90,8 @@ impl VerifyConfig {
             secret_file: None,
             secrets: Vec::new(),
             tolerance_secs: default_tolerance(),
-            jwks_urls: Vec::new(),
-            jwks_refresh_secs: default_jwks_refresh(),
-            jwks_min_fetch_interval_secs: default_jwks_min_interval(),
             optional: false,
+            options: toml::Table::new(),
         }
     }
 

@@ -4,8 +4,8 @@
 //! accepts. Keys come from [`KeyCache`].
 
 use super::fal_hmac::FalHeaders;
-use super::jwks::JwksSettings;
 use super::jwks::KeyCache;
+use super::jwks::{JwksOptions, JwksSettings};
 use super::scheme::{Rejection, Request, Scheme, SchemeConfig, Verified};
 use ed25519_dalek::Signature;
 
@@ -65,7 +65,8 @@ impl Scheme for FalEd25519 {
 /// Builds the scheme for a route (see [`super::SCHEMES`]): keys from the
 /// route's JWKS URLs, cached under the data folder.
 pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    let keys = KeyCache::new(JwksSettings::from_config(cx.config, cx.data_dir));
+    let options: JwksOptions = cx.options()?;
+    let keys = KeyCache::new(JwksSettings::from_options(&options, cx.data_dir));
     Ok(Box::new(FalEd25519::new(keys, cx.config.tolerance_secs)))
 }
 

@@ -11,7 +11,8 @@
 use sha2::{Digest, Sha256};
 
 use super::scheme::{
-    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
+    signature_matches,
 };
 
 pub const REQUEST_ID: &str = "x-fal-webhook-request-id";
@@ -105,6 +106,7 @@ impl Scheme for FalHmac {
 
 /// Builds the scheme for a route (see [`super::SCHEMES`]).
 pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    cx.options::<NoOptions>()?;
     Ok(Box::new(FalHmac::new(cx.keys.clone(), cx.config.tolerance_secs)))
 }
 

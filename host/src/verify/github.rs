@@ -4,7 +4,7 @@
 //! `X-GitHub-Delivery`, which is the delivery id.
 
 use super::scheme::{
-    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, hmac_sha256, signature_matches,
+    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, hmac_sha256, signature_matches,
 };
 
 pub const SIGNATURE: &str = "x-hub-signature-256";
@@ -51,6 +51,7 @@ impl Scheme for GitHub {
 
 /// Builds the scheme for a route (see [`super::SCHEMES`]).
 pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    cx.options::<NoOptions>()?;
     Ok(Box::new(GitHub::new(cx.keys.clone())))
 }
 

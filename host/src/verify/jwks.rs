@@ -26,7 +26,6 @@ use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
 use super::scheme::unix_now;
-use crate::config::VerifyConfig;
 
 /// FAL's current JWKS URL, used when a route names none.
 pub const DEFAULT_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
@@ -42,20 +41,42 @@ pub struct JwksSettings {
     pub fetch_timeout: Duration,
 }
 
+/// A JWKS scheme's options on its route entry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct JwksOptions {
+    /// JWKS URLs (default FAL's current one); keys of all are accepted.
+    pub jwks_urls: Vec<String>,
+    /// Refresh cached keys on use once they are this old.
+    pub jwks_refresh_secs: u64,
+    /// At most one JWKS fetch attempt per this many seconds.
+    pub jwks_min_fetch_interval_secs: u64,
+}
+
+impl Default for JwksOptions {
+    fn default() -> Self {
+        Self {
+            jwks_urls: Vec::new(),
+            jwks_refresh_secs: 3600,
+            jwks_min_fetch_interval_secs: 60,
+        }
+    }
+}
+
 impl JwksSettings {
-    pub fn from_config(config: &VerifyConfig, data_dir: &std::path::Path) -> Self {
-        let urls = if config.jwks_urls.is_empty() {
+    pub fn from_options(options: &JwksOptions, data_dir: &std::path::Path) -> Self {
+        let urls = if options.jwks_urls.is_empty() {
             vec![DEFAULT_JWKS_URL.to_string()]
         } else {
-            config.jwks_urls.clone()
+            options.jwks_urls.clone()
         };
         let name = hex::encode(&Sha256::digest(urls.join("\n").as_bytes())[..8]);
         Self {
             cache_file: data_dir.join("jwks").join(format!("{name}.json")),
             urls,
             max_age: Duration::from_secs(24 * 3600),
-            refresh_after: Duration::from_secs(config.jwks_refresh_secs),
-            min_fetch_interval: Duration::from_secs(config.jwks_min_fetch_interval_secs),
+            refresh_after: Duration::from_secs(options.jwks_refresh_secs),
+            min_fetch_interval: Duration::from_secs(options.jwks_min_fetch_interval_secs),
             fetch_timeout: Duration::from_secs(5),
         }
     }

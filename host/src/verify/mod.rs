@@ -143,7 +143,16 @@ impl RouteVerifier {
                 );
             };
             let keys = config.resolve_keys(context.env_secret)?;
-            if entry.needs_keys && keys.is_empty() {
+            let missing_keys = entry.needs_keys && keys.is_empty();
+            // Built first, so that its options are checked even when its
+            // keys turn out to be missing.
+            let built = (entry.build)(&SchemeConfig {
+                keys: keys.into(),
+                config,
+                data_dir: context.data_dir,
+            })
+            .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+            if missing_keys {
                 if config.optional {
                     tracing::info!(route, scheme = %config.scheme, "optional scheme has no key; not used");
                     continue;
@@ -158,12 +167,7 @@ impl RouteVerifier {
                     config.key_sources()
                 );
             }
-            let built = (entry.build)(&SchemeConfig {
-                keys: keys.into(),
-                config,
-                data_dir: context.data_dir,
-            });
-            schemes.push(built.map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?);
+            schemes.push(built);
         }
         if schemes.is_empty() {
             if !context.insecure_dev {
@@ -247,6 +251,31 @@ mod tests {
             .unwrap();
         assert!(err.to_string().contains("rot13"));
         assert!(RouteVerifier::build("r", &[], &context(&|_| None, false)).is_err());
+    }
+
+    #[test]
+    fn each_scheme_reads_its_own_options_and_refuses_others() {
+        let parse = |entry: &str| -> VerifyConfig { toml::from_str(entry).unwrap() };
+        let key = |_: &str| Some(Secret::new("k"));
+        let jwks = parse(
+            "scheme = \"fal-ed25519\"\njwks_urls = [\"https://keys.test/jwks.json\"]\njwks_min_fetch_interval_secs = 5\n",
+        );
+        assert!(RouteVerifier::build("fal", &[jwks], &context(&key, false)).is_ok());
+        for (entry, named) in [
+            // An option of another scheme.
+            (
+                "scheme = \"github\"\nsecret_env = \"S\"\njwks_urls = [\"https://x\"]\n",
+                "jwks_urls",
+            ),
+            // A misspelt one.
+            ("scheme = \"fal-ed25519\"\njwks_url = \"https://x\"\n", "jwks_url"),
+            ("scheme = \"fal-hmac\"\nsecret_envv = \"S\"\n", "secret_envv"),
+        ] {
+            let err = RouteVerifier::build("r", &[parse(entry)], &context(&key, false))
+                .err()
+                .unwrap_or_else(|| panic!("{entry} was accepted"));
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
     }
 
     #[tokio::test]

@@ -150,5 +150,20 @@ pub struct SchemeConfig<'a> {
     pub data_dir: &'a Path,
 }
 
+impl SchemeConfig<'_> {
+    /// The scheme's own options from its route entry, read as `T` (which
+    /// denies unknown fields, so a misspelt or foreign option is refused by
+    /// name); none given reads as `T`'s defaults.
+    pub fn options<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
+        T::deserialize(toml::Value::Table(self.config.options.clone()))
+            .map_err(|e| anyhow::anyhow!("scheme {:?}: {e}", self.config.scheme))
+    }
+}
+
+/// The options of a scheme that has none.
+#[derive(Debug, Default, serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NoOptions {}
+
 /// Builds a scheme from a route's entry, or says why it cannot.
 pub type Build = fn(&SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>>;

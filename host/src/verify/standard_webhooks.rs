@@ -13,7 +13,8 @@ use base64::engine::general_purpose::STANDARD;
 use ed25519_dalek::{Signature, VerifyingKey};
 
 use super::scheme::{
-    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
+    signature_matches,
 };
 use anyhow::{Context, Result, bail};
 
@@ -119,6 +120,7 @@ impl Scheme for StandardWebhooks {
 
 /// Builds the scheme for a route (see [`super::SCHEMES`]).
 pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    cx.options::<NoOptions>()?;
     Ok(Box::new(StandardWebhooks::new(
         &cx.keys,
         cx.config.tolerance_secs,

@@ -6,7 +6,8 @@
 //! `id` from the JSON body.
 
 use super::scheme::{
-    Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256, signature_matches,
+    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
+    signature_matches,
 };
 
 pub const SIGNATURE: &str = "stripe-signature";
@@ -80,6 +81,7 @@ impl Scheme for Stripe {
 
 /// Builds the scheme for a route (see [`super::SCHEMES`]).
 pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
+    cx.options::<NoOptions>()?;
     Ok(Box::new(Stripe::new(cx.keys.clone(), cx.config.tolerance_secs)))
 }
 
