@@ -134,3 +134,50 @@ fn describe() {
     describe_gauge!(BUILD_INFO, "Always 1, labelled with the host's version");
     metrics::gauge!(BUILD_INFO, "version" => crate::VERSION).set(1.0);
 }
+
+/// A metrics recorder for unit tests that keeps every counter increment as
+/// `name{label=value,…} +n`, so a test can assert what was counted.
+#[cfg(test)]
+pub mod counted {
+    /// Records counter increments with their labels.
+    #[derive(Default)]
+    pub struct Recorded(pub std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    struct Increment(metrics::Key, std::sync::Arc<std::sync::Mutex<Vec<String>>>);
+
+    impl metrics::CounterFn for Increment {
+        fn increment(&self, value: u64) {
+            let labels: Vec<String> = self
+                .0
+                .labels()
+                .map(|l| format!("{}={}", l.key(), l.value()))
+                .collect();
+            self.1
+                .lock()
+                .unwrap()
+                .push(format!("{}{{{}}} +{value}", self.0.name(), labels.join(",")));
+        }
+        fn absolute(&self, _: u64) {}
+    }
+
+    impl metrics::Recorder for Recorded {
+        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
+        fn describe_histogram(
+            &self,
+            _: metrics::KeyName,
+            _: Option<metrics::Unit>,
+            _: metrics::SharedString,
+        ) {
+        }
+        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
+            metrics::Counter::from_arc(std::sync::Arc::new(Increment(key.clone(), self.0.clone())))
+        }
+        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
+            metrics::Gauge::noop()
+        }
+        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
+            metrics::Histogram::noop()
+        }
+    }
+}

@@ -271,51 +271,9 @@ mod tests {
         }
     }
 
-    /// Records counter increments with their labels.
-    #[derive(Default)]
-    struct Recorded(Arc<std::sync::Mutex<Vec<String>>>);
-
-    struct Increment(metrics::Key, Arc<std::sync::Mutex<Vec<String>>>);
-
-    impl metrics::CounterFn for Increment {
-        fn increment(&self, value: u64) {
-            let labels: Vec<String> = self
-                .0
-                .labels()
-                .map(|l| format!("{}={}", l.key(), l.value()))
-                .collect();
-            self.1
-                .lock()
-                .unwrap()
-                .push(format!("{}{{{}}} +{value}", self.0.name(), labels.join(",")));
-        }
-        fn absolute(&self, _: u64) {}
-    }
-
-    impl metrics::Recorder for Recorded {
-        fn describe_counter(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_gauge(&self, _: metrics::KeyName, _: Option<metrics::Unit>, _: metrics::SharedString) {}
-        fn describe_histogram(
-            &self,
-            _: metrics::KeyName,
-            _: Option<metrics::Unit>,
-            _: metrics::SharedString,
-        ) {
-        }
-        fn register_counter(&self, key: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Counter {
-            metrics::Counter::from_arc(Arc::new(Increment(key.clone(), self.0.clone())))
-        }
-        fn register_gauge(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Gauge {
-            metrics::Gauge::noop()
-        }
-        fn register_histogram(&self, _: &metrics::Key, _: &metrics::Metadata<'_>) -> metrics::Histogram {
-            metrics::Histogram::noop()
-        }
-    }
-
     #[test]
     fn every_rejection_is_counted_by_route_and_reason() {
-        let recorder = Recorded::default();
+        let recorder = crate::telemetry::counted::Recorded::default();
         let seen = recorder.0.clone();
         metrics::with_local_recorder(&recorder, || {
             record_rejection("fal", &HeaderMap::new(), &verify::Rejection::NoMatchingSignature);

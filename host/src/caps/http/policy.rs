@@ -284,6 +284,36 @@ mod tests {
     }
 
     #[test]
+    fn every_refusal_of_the_gate_is_counted_by_plugin_and_reason() {
+        let grant = HttpGrant {
+            allow: vec!["https://example.com".into()],
+            max_requests_per_event: Some(2),
+            ..HttpGrant::default()
+        };
+        let policy = Arc::new(HttpPolicy::new(Some(&grant), &OutboundSettings::default()).unwrap());
+        let recorder = crate::telemetry::counted::Recorded::default();
+        let seen = recorder.0.clone();
+        metrics::with_local_recorder(&recorder, || {
+            let gate = Outbound::new(policy, "fetcher", "evt_1");
+            let allowed = reqwest::Url::parse("https://example.com/a").unwrap();
+            let foreign = reqwest::Url::parse("https://elsewhere.test/a").unwrap();
+            assert!(gate.admit(&allowed).is_ok());
+            assert!(gate.admit(&foreign).is_err());
+            assert!(
+                gate.admit(&allowed).is_err(),
+                "the third request is over the budget"
+            );
+        });
+        assert_eq!(
+            *seen.lock().unwrap(),
+            [
+                "webhook_outbound_refused_total{plugin=fetcher,reason=denied} +1",
+                "webhook_outbound_refused_total{plugin=fetcher,reason=limit} +1",
+            ]
+        );
+    }
+
+    #[test]
     fn bad_entries_are_named() {
         for entry in [
             "api.telegram.org",
