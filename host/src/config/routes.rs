@@ -58,8 +58,13 @@ pub struct RouteConfig {
 /// route is built, refusing any it does not know.
 #[derive(Debug, Clone, Deserialize)]
 pub struct VerifyConfig {
-    /// Scheme name: `fal-ed25519`, `fal-hmac`, `standard-webhooks`, `github`, `stripe`.
+    /// Scheme name: `fal-ed25519`, `fal-hmac`, `standard-webhooks`, `github`,
+    /// `stripe`; or empty when the entry names a `provider`.
+    #[serde(default)]
     pub scheme: String,
+    /// A provider preset's name (`host/providers/`), instead of a scheme.
+    #[serde(default)]
+    pub provider: Option<String>,
     #[serde(default)]
     pub secret_env: Option<String>,
     #[serde(default)]
@@ -86,6 +91,7 @@ impl VerifyConfig {
     pub fn new(scheme: &str) -> Self {
         Self {
             scheme: scheme.into(),
+            provider: None,
             secret_env: None,
             secret_file: None,
             secrets: Vec::new(),
@@ -93,6 +99,11 @@ impl VerifyConfig {
             optional: false,
             options: toml::Table::new(),
         }
+    }
+
+    /// What the entry verifies with, for messages: its provider or scheme.
+    pub fn label(&self) -> &str {
+        self.provider.as_deref().unwrap_or(&self.scheme)
     }
 
     pub fn with_secret_env(mut self, name: &str) -> Self {
@@ -113,7 +124,7 @@ impl VerifyConfig {
                 Some(reference) => refs.push(reference),
                 None => bail!(
                     "scheme {:?}: secrets entry {entry:?} must be env:NAME or file:/path",
-                    self.scheme
+                    self.label()
                 ),
             }
         }

@@ -15,10 +15,13 @@
 //! | `github` | `X-Hub-Signature-256` | shared secret |
 //! | `stripe` | `Stripe-Signature` | `whsec_…` as bytes |
 
+pub mod catalogue;
+pub mod declarative;
 pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
 pub mod jwks;
+pub mod preset;
 pub mod scheme;
 pub mod sign;
 pub mod standard_webhooks;
@@ -28,6 +31,7 @@ use std::path::Path;
 
 use anyhow::{Result, bail};
 
+use self::declarative::Declarative;
 pub use self::scheme::{
     Build, Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
     signature_matches, unix_now,
@@ -112,6 +116,22 @@ pub fn every_scheme(
     ]
 }
 
+/// A provider preset's scheme for a route entry (`provider = "…"`): the
+/// preset from the catalogue with the entry's keys. Presets take no options.
+fn provider_scheme(provider: &str, config: &VerifyConfig, keys: &[Secret]) -> Result<Box<dyn Scheme>> {
+    if !config.scheme.is_empty() {
+        bail!(
+            "a verify entry names a scheme or a provider, not both ({:?} and {provider:?})",
+            config.scheme
+        );
+    }
+    if let Some(option) = config.options.keys().next() {
+        bail!("provider {provider:?}: unknown option `{option}`");
+    }
+    let preset = catalogue::builtin(provider)?;
+    Ok(Box::new(Declarative::new(preset, keys, config.tolerance_secs)?))
+}
+
 /// What building a route's schemes needs from the host.
 pub struct BuildContext<'a> {
     /// Looks up an environment secret by variable name (resolved at start).
@@ -134,36 +154,43 @@ impl RouteVerifier {
     pub fn build(route: &str, configs: &[VerifyConfig], context: &BuildContext<'_>) -> Result<Self> {
         let mut schemes: Vec<Box<dyn Scheme>> = Vec::new();
         for config in configs {
-            let Some(entry) = SCHEMES.iter().find(|s| s.name == config.scheme) else {
-                let known: Vec<&str> = SCHEMES.iter().map(|s| s.name).collect();
-                bail!(
-                    "route {route:?}: unknown signature scheme {:?} (known: {})",
-                    config.scheme,
-                    known.join(", ")
-                );
-            };
             let keys = config.resolve_keys(context.env_secret)?;
-            let missing_keys = entry.needs_keys && keys.is_empty();
+            let no_keys = keys.is_empty();
             // Built first, so that its options are checked even when its
             // keys turn out to be missing.
-            let built = (entry.build)(&SchemeConfig {
-                keys: keys.into(),
-                config,
-                data_dir: context.data_dir,
-            })
-            .map_err(|e| anyhow::anyhow!("route {route:?}: {e}"))?;
+            let (needs_keys, built) = match &config.provider {
+                Some(provider) => (true, provider_scheme(provider, config, &keys)),
+                None => {
+                    let Some(entry) = SCHEMES.iter().find(|s| s.name == config.scheme) else {
+                        let known: Vec<&str> = SCHEMES.iter().map(|s| s.name).collect();
+                        bail!(
+                            "route {route:?}: unknown signature scheme {:?} (known: {})",
+                            config.scheme,
+                            known.join(", ")
+                        );
+                    };
+                    let built = (entry.build)(&SchemeConfig {
+                        keys: keys.into(),
+                        config,
+                        data_dir: context.data_dir,
+                    });
+                    (entry.needs_keys, built)
+                }
+            };
+            let built = built.map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?;
+            let missing_keys = needs_keys && no_keys;
             if missing_keys {
                 if config.optional {
-                    tracing::info!(route, scheme = %config.scheme, "optional scheme has no key; not used");
+                    tracing::info!(route, scheme = %config.label(), "optional scheme has no key; not used");
                     continue;
                 }
                 if context.insecure_dev {
-                    tracing::warn!(route, scheme = %config.scheme, "no key configured: scheme skipped (--insecure-dev)");
+                    tracing::warn!(route, scheme = %config.label(), "no key configured: scheme skipped (--insecure-dev)");
                     continue;
                 }
                 bail!(
                     "route {route:?}: scheme {:?} needs a key ({}); set it, or start with --insecure-dev to accept unverified webhooks",
-                    config.scheme,
+                    config.label(),
                     config.key_sources()
                 );
             }
@@ -276,6 +303,58 @@ mod tests {
                 .unwrap_or_else(|| panic!("{entry} was accepted"));
             assert!(format!("{err:#}").contains(named), "{err:#}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_route_verifies_with_a_provider_preset_by_name() {
+        let parse = |entry: &str| -> VerifyConfig { toml::from_str(entry).unwrap() };
+        let slack = parse("provider = \"slack\"\nsecret_env = \"SLACK_SIGNING_SECRET\"\n");
+        let key = |name: &str| {
+            (name == "SLACK_SIGNING_SECRET").then(|| Secret::new("8f742231b10e8888abcd99yyyzzz85a5"))
+        };
+        let verifier = RouteVerifier::build("slack", &[slack], &context(&key, false)).unwrap();
+        let mut headers = HeaderMap::new();
+        headers.insert("x-slack-request-timestamp", "1531420618".parse().unwrap());
+        headers.insert(
+            "x-slack-signature",
+            "v0=a2114d57b48eac39b9ad189dd8316235a7b4a8d21a10bd27519666489c69b503"
+                .parse()
+                .unwrap(),
+        );
+        let body = crate::verify::declarative::tests::SLACK_BODY.as_bytes();
+        assert!(
+            verifier
+                .verify(&Request::at(&headers, body, 1_531_420_618))
+                .await
+                .is_ok()
+        );
+        assert!(
+            verifier
+                .verify(&Request::at(&headers, b"{}", 1_531_420_618))
+                .await
+                .is_err()
+        );
+        for (entry, named) in [
+            ("provider = \"slak\"\nsecret_env = \"S\"\n", "slak"),
+            (
+                "provider = \"slack\"\nscheme = \"github\"\nsecret_env = \"S\"\n",
+                "not both",
+            ),
+            (
+                "provider = \"slack\"\nsecret_env = \"S\"\njwks_urls = []\n",
+                "jwks_urls",
+            ),
+        ] {
+            let err = RouteVerifier::build("r", &[parse(entry)], &context(&key, false))
+                .err()
+                .unwrap_or_else(|| panic!("{entry} was accepted"));
+            assert!(format!("{err:#}").contains(named), "{err:#}");
+        }
+        let unkeyed = parse("provider = \"slack\"\nsecret_env = \"UNSET\"\n");
+        let err = RouteVerifier::build("r", &[unkeyed], &context(&key, false))
+            .err()
+            .unwrap();
+        assert!(err.to_string().contains("UNSET"), "{err}");
     }
 
     #[tokio::test]
