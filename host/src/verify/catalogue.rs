@@ -9,10 +9,15 @@ use super::preset::Preset;
 
 /// The shipped presets' files.
 const BUILTIN: &[&str] = &[
+    include_str!("../../providers/bitbucket.toml"),
+    include_str!("../../providers/coinbase-commerce.toml"),
+    include_str!("../../providers/dropbox.toml"),
     include_str!("../../providers/github.toml"),
     include_str!("../../providers/gitlab.toml"),
     include_str!("../../providers/shopify.toml"),
     include_str!("../../providers/slack.toml"),
+    include_str!("../../providers/typeform.toml"),
+    include_str!("../../providers/zoom.toml"),
 ];
 
 fn builtins() -> &'static [Arc<Preset>] {

@@ -280,4 +280,84 @@ pub(crate) mod tests {
             Err(Rejection::NoMatchingSignature)
         );
     }
+
+    /// Coinbase Commerce's example from its official SDKs' tests, exactly.
+    const COINBASE_PAYLOAD: &str = r#"{"id":1,"scheduled_for":"2017-01-31T20:50:02Z","attempt_number":1,"event":{"id":"24934862-d980-46cb-9402-43c81b0cdba6","type":"charge:created","api_version":"2018-03-22","created_at":"2017-01-31T20:49:02Z","data":{"code":"66BEOV2A","name":"The Sovereign Individual","description":"Mastering the Transition to the Information Age","hosted_url":"https://commerce.coinbase.com/charges/66BEOV2A","created_at":"2017-01-31T20:49:02Z","expires_at":"2017-01-31T21:04:02Z","timeline":[{"time":"2017-01-31T20:49:02Z","status":"NEW"}],"metadata":{},"pricing_type":"no_price","payments":[],"addresses":{"bitcoin":"0000000000000000000000000000000000","ethereum":"0x0000000000000000000000000000000000000000","litecoin":"3000000000000000000000000000000000","bitcoincash":"bitcoincash:000000000000000000000000000000000000000000"}}}}"#;
+
+    #[tokio::test]
+    async fn coinbase_commerces_published_example_verifies() {
+        let coinbase = scheme("coinbase-commerce", "30291a20-0bd1-4267-9b0f-e6e7b123c0bf");
+        let sent = headers(&[(
+            "x-cc-webhook-signature",
+            "8be7742c7d372f08a6a3224edadf18a22b65fa9e28f3f2de97376cdaa092590d",
+        )]);
+        let body = COINBASE_PAYLOAD.as_bytes();
+        assert!(coinbase.verify(&Request::at(&sent, body, 0)).await.is_ok());
+        let changed = COINBASE_PAYLOAD.replace("NEW", "PAID");
+        assert_eq!(
+            coinbase.verify(&Request::at(&sent, changed.as_bytes(), 0)).await,
+            Err(Rejection::NoMatchingSignature)
+        );
+    }
+
+    /// Presets without a published example: deliveries signed independently
+    /// (Python's hmac) with fixed keys; each accepted, and refused once its
+    /// body changes.
+    #[tokio::test]
+    async fn presets_accept_independently_signed_deliveries_and_refuse_changed_ones() {
+        let body = br#"{"event":"test","n":1}"#;
+        for (provider, key, sent) in [
+            (
+                "dropbox",
+                "dropbox-app-secret",
+                headers(&[(
+                    "x-dropbox-signature",
+                    "4733eaf2524fd0a41f7c3fd578e12a543402ddfb7621ae1d0568ab368ce2b513",
+                )]),
+            ),
+            (
+                "typeform",
+                "typeform-secret",
+                headers(&[(
+                    "typeform-signature",
+                    "sha256=ztDjqZV3CGVQa5QxkOewvSRLOMXpbwARFvrEOoR+wWg=",
+                )]),
+            ),
+            (
+                "bitbucket",
+                "bitbucket-secret",
+                headers(&[
+                    (
+                        "x-hub-signature",
+                        "sha256=d805895a829bf801e69519bb3899c734c4f5c62ed483d39c3201e0512cbfe7b0",
+                    ),
+                    ("x-request-uuid", "5d2b1f0e-bitbucket"),
+                ]),
+            ),
+            (
+                "zoom",
+                "zoom-secret-token",
+                headers(&[
+                    (
+                        "x-zm-signature",
+                        "v0=5b1ed38c7acf7980c18ea388288a9fde75b5656a45253b0251b6bb10bfd81cea",
+                    ),
+                    ("x-zm-request-timestamp", "1700000000"),
+                ]),
+            ),
+        ] {
+            let preset = scheme(provider, key);
+            assert!(
+                preset.verify(&Request::at(&sent, body, 0)).await.is_ok(),
+                "{provider}"
+            );
+            assert_eq!(
+                preset
+                    .verify(&Request::at(&sent, br#"{"event":"test","n":2}"#, 0))
+                    .await,
+                Err(Rejection::NoMatchingSignature),
+                "{provider}"
+            );
+        }
+    }
 }
