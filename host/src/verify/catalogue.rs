@@ -10,10 +10,13 @@ use super::preset::Preset;
 /// The shipped presets' files.
 const BUILTIN: &[&str] = &[
     include_str!("../../providers/bitbucket.toml"),
+    include_str!("../../providers/calendly.toml"),
     include_str!("../../providers/coinbase-commerce.toml"),
     include_str!("../../providers/dropbox.toml"),
     include_str!("../../providers/github.toml"),
     include_str!("../../providers/gitlab.toml"),
+    include_str!("../../providers/mux.toml"),
+    include_str!("../../providers/paddle.toml"),
     include_str!("../../providers/shopify.toml"),
     include_str!("../../providers/slack.toml"),
     include_str!("../../providers/typeform.toml"),

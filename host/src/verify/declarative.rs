@@ -31,6 +31,7 @@ pub struct Declarative {
 /// A message part as the engine uses it.
 enum Built {
     Body,
+    Timestamp,
     Literal(Vec<u8>),
     Header(&'static str),
 }
@@ -55,6 +56,7 @@ impl Declarative {
             .iter()
             .map(|part| match part {
                 Part::Body => Built::Body,
+                Part::Timestamp => Built::Timestamp,
                 Part::Literal(text) => Built::Literal(text.as_bytes().to_vec()),
                 Part::Header(name) => Built::Header(leak(name)),
             })
@@ -69,12 +71,16 @@ impl Declarative {
         })
     }
 
-    /// The message the preset signs, from `request`.
-    fn message(&self, request: &Request<'_>) -> Result<Vec<u8>, Rejection> {
+    /// The message the preset signs, from `request` (and the timestamp as sent).
+    fn message(&self, request: &Request<'_>, timestamp: Option<&str>) -> Result<Vec<u8>, Rejection> {
         let mut message = Vec::with_capacity(request.body.len() + 64);
         for part in &self.parts {
             match part {
                 Built::Body => message.extend_from_slice(request.body),
+                Built::Timestamp => {
+                    let timestamp = timestamp.ok_or(Rejection::BadEncoding(self.signature_header))?;
+                    message.extend_from_slice(timestamp.as_bytes());
+                }
                 Built::Literal(bytes) => message.extend_from_slice(bytes),
                 Built::Header(name) => {
                     let value = request.headers.get(*name).ok_or(Rejection::MissingHeader(name))?;
@@ -118,33 +124,67 @@ impl Scheme for Declarative {
 
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let header = self.signature_header;
-        let written = request.header(header)?;
-        if let Some(timestamp) = self.timestamp_header {
-            check_timestamp(
-                request.header(timestamp)?,
-                timestamp,
-                request.now_unix,
-                self.tolerance_secs,
-            )?;
-        }
+        let written = request.header(header)?.trim();
         let signature = &self.preset.signature;
-        let encoded = written
-            .trim()
-            .strip_prefix(signature.prefix.as_str())
-            .ok_or(Rejection::BadEncoding(header))?;
-        let given = match (signature.algorithm, signature.encoding) {
-            (Algorithm::Token, _) => encoded.as_bytes().to_vec(),
-            (_, Encoding::Hex) => hex::decode(encoded).map_err(|_| Rejection::BadEncoding(header))?,
-            (_, Encoding::Base64) => STANDARD
-                .decode(encoded)
-                .map_err(|_| Rejection::BadEncoding(header))?,
+        // The signatures as written, and the timestamp as sent.
+        let (encoded, timestamp): (Vec<&str>, Option<&str>) = match &signature.list {
+            None => {
+                let one = written
+                    .strip_prefix(signature.prefix.as_str())
+                    .ok_or(Rejection::BadEncoding(header))?;
+                let timestamp = match self.timestamp_header {
+                    Some(name) => Some(request.header(name)?),
+                    None => None,
+                };
+                (vec![one], timestamp)
+            }
+            Some(list) => {
+                let entries: Vec<(&str, &str)> = written
+                    .split(list.separator.as_str())
+                    .filter_map(|entry| entry.split_once('='))
+                    .map(|(key, value)| (key.trim(), value.trim()))
+                    .collect();
+                let signatures: Vec<&str> = entries
+                    .iter()
+                    .filter(|(key, _)| *key == list.signature)
+                    .map(|(_, value)| *value)
+                    .collect();
+                if signatures.is_empty() {
+                    return Err(Rejection::BadEncoding(header));
+                }
+                let timestamp = match &list.timestamp {
+                    Some(key) => Some(
+                        entries
+                            .iter()
+                            .find(|(k, _)| k == key)
+                            .map(|(_, value)| *value)
+                            .ok_or(Rejection::BadEncoding(header))?,
+                    ),
+                    None => None,
+                };
+                (signatures, timestamp)
+            }
         };
-        let message = self.message(request)?;
-        if !self
-            .keys
-            .iter()
-            .any(|key| signature_matches(&self.mac(key, &message), &given))
-        {
+        if let Some(sent) = timestamp {
+            let source = self.timestamp_header.unwrap_or(header);
+            check_timestamp(sent, source, request.now_unix, self.tolerance_secs)?;
+        }
+        let mut given = Vec::with_capacity(encoded.len());
+        for text in encoded {
+            given.push(match (signature.algorithm, signature.encoding) {
+                (Algorithm::Token, _) => text.as_bytes().to_vec(),
+                (_, Encoding::Hex) => hex::decode(text).map_err(|_| Rejection::BadEncoding(header))?,
+                (_, Encoding::Base64) => STANDARD
+                    .decode(text)
+                    .map_err(|_| Rejection::BadEncoding(header))?,
+            });
+        }
+        let message = self.message(request, timestamp)?;
+        let matches = self.keys.iter().any(|key| {
+            let expected = self.mac(key, &message);
+            given.iter().any(|g| signature_matches(&expected, g))
+        });
+        if !matches {
             return Err(Rejection::NoMatchingSignature);
         }
         let delivery_id = self
@@ -357,6 +397,84 @@ pub(crate) mod tests {
                     .await,
                 Err(Rejection::NoMatchingSignature),
                 "{provider}"
+            );
+        }
+    }
+
+    /// Mux's example from its official Elixir SDK (`Mux.Webhooks.TestUtils`),
+    /// exactly; then the list's rules: any v1 entry may match, the
+    /// timestamp is checked, an entry list without a signature is refused.
+    #[tokio::test]
+    async fn muxs_published_example_verifies_as_a_list() {
+        let mux = scheme("mux", "SuperSecret123");
+        let signed = "t=1591664030,v1=e43496b6aae982c4c2fd6f8e92935f1d90216f1f64d56024e72390acfb988272";
+        let sent = headers(&[("mux-signature", signed)]);
+        assert!(
+            mux.verify(&Request::at(&sent, b"payload", 1_591_664_030))
+                .await
+                .is_ok()
+        );
+        let rotated = headers(&[(
+            "mux-signature",
+            "t=1591664030, v1=00ff, v1=e43496b6aae982c4c2fd6f8e92935f1d90216f1f64d56024e72390acfb988272",
+        )]);
+        assert!(
+            mux.verify(&Request::at(&rotated, b"payload", 1_591_664_030))
+                .await
+                .is_ok()
+        );
+        assert_eq!(
+            mux.verify(&Request::at(&sent, b"payload", 1_591_664_030 + 301))
+                .await,
+            Err(Rejection::TimestampOutOfRange { tolerance_secs: 300 })
+        );
+        assert_eq!(
+            mux.verify(&Request::at(&sent, b"payloaf", 1_591_664_030)).await,
+            Err(Rejection::NoMatchingSignature)
+        );
+        for broken in ["t=1591664030", "v1=e43496b6", "t=1591664030,v1=zz"] {
+            let sent = headers(&[("mux-signature", broken)]);
+            assert_eq!(
+                mux.verify(&Request::at(&sent, b"payload", 1_591_664_030)).await,
+                Err(Rejection::BadEncoding("mux-signature")),
+                "{broken}"
+            );
+        }
+    }
+
+    /// Lists with other separators and keys, signed independently.
+    #[tokio::test]
+    async fn calendly_and_paddle_sign_their_listed_timestamp() {
+        let body = br#"{"event":"test","n":1}"#;
+        for (provider, key, header, value) in [
+            (
+                "calendly",
+                "calendly-signing-key",
+                "calendly-webhook-signature",
+                "t=1700000000,v1=b4d965b3b27099f692dbb455077e132679ce0afdab398e8b992465e4280b2f85",
+            ),
+            (
+                "paddle",
+                "pdl_ntfset_test_key",
+                "paddle-signature",
+                "ts=1700000000;h1=ec907a9dcbdb887e1f81c0cde973d4f0c85b5cca4746310931f8e7a046f12480",
+            ),
+        ] {
+            let preset = scheme(provider, key);
+            let sent = headers(&[(header, value)]);
+            assert!(
+                preset
+                    .verify(&Request::at(&sent, body, 1_700_000_000))
+                    .await
+                    .is_ok(),
+                "{provider}"
+            );
+            let replayed = value.replace("1700000000", "1700000001");
+            let replayed = headers(&[(header, replayed.as_str())]);
+            assert_eq!(
+                preset.verify(&Request::at(&replayed, body, 1_700_000_000)).await,
+                Err(Rejection::NoMatchingSignature),
+                "{provider}: the timestamp is signed"
             );
         }
     }

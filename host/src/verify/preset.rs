@@ -53,6 +53,10 @@ pub struct SignatureSpec {
     pub prefix: String,
     #[serde(default)]
     pub encoding: Encoding,
+    /// When the header is a list of `key=value` entries (`t=…,v1=…`): which
+    /// keys hold the signatures and the timestamp. The prefix is unused then.
+    #[serde(default)]
+    pub list: Option<ListSpec>,
     /// The signed message, part after part; the raw body by default.
     #[serde(default = "body_only")]
     pub message: Vec<Part>,
@@ -96,6 +100,8 @@ pub enum Encoding {
 pub enum Part {
     /// The raw body bytes.
     Body,
+    /// The timestamp as sent (from the list or the timestamp header).
+    Timestamp,
     /// A header's value, as received.
     Header(String),
     Literal(String),
@@ -116,13 +122,28 @@ impl TryFrom<PartSpec> for Part {
     fn try_from(spec: PartSpec) -> Result<Self, String> {
         match spec {
             PartSpec::Word(word) if word == "body" => Ok(Part::Body),
+            PartSpec::Word(word) if word == "timestamp" => Ok(Part::Timestamp),
             PartSpec::Word(word) => Err(format!(
-                "message part {word:?}: write \"body\", {{ header = \"…\" }} or {{ literal = \"…\" }}"
+                "message part {word:?}: write \"body\", \"timestamp\", {{ header = \"…\" }} or {{ literal = \"…\" }}"
             )),
             PartSpec::Header { header } => Ok(Part::Header(header)),
             PartSpec::Literal { literal } => Ok(Part::Literal(literal)),
         }
     }
+}
+
+/// A signature header written as a list: `t=1591664030,v1=<hex>,v1=<hex>`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ListSpec {
+    /// Between entries: `,` (Stripe, Mux, Calendly) or `;` (Paddle).
+    pub separator: String,
+    /// The key of each signature entry (several are accepted: rotation).
+    pub signature: String,
+    /// The key of the timestamp entry (Unix seconds), checked against the
+    /// route's tolerance and usable as the `"timestamp"` message part.
+    #[serde(default)]
+    pub timestamp: Option<String>,
 }
 
 /// Where the signed timestamp is (Unix seconds), checked against the route's tolerance.
@@ -166,6 +187,37 @@ impl Preset {
                 bail!("provider {}: {header:?} is not a header name", preset.name);
             }
         }
+        let listed_timestamp = preset
+            .signature
+            .list
+            .as_ref()
+            .is_some_and(|l| l.timestamp.is_some());
+        if listed_timestamp && preset.timestamp.is_some() {
+            bail!(
+                "provider {}: the timestamp comes from the list or from a header, not both",
+                preset.name
+            );
+        }
+        if preset.signature.message.contains(&Part::Timestamp)
+            && !listed_timestamp
+            && preset.timestamp.is_none()
+        {
+            bail!(
+                "provider {}: the message signs a timestamp the preset does not locate",
+                preset.name
+            );
+        }
+        if preset
+            .signature
+            .list
+            .as_ref()
+            .is_some_and(|l| l.separator.is_empty() || l.signature.is_empty())
+        {
+            bail!(
+                "provider {}: a list needs a separator and a signature key",
+                preset.name
+            );
+        }
         if preset.signature.algorithm == Algorithm::Token && preset.signature.message != body_only() {
             bail!(
                 "provider {}: a token is compared as sent; it signs no message",
@@ -193,6 +245,12 @@ mod tests {
                 Part::Body
             ]
         );
+        let listed = ok.replace(
+            "header = \"X-Sig\"",
+            "header = \"X-Sig\"\nlist = { separator = \",\", signature = \"v1\" }",
+        );
+        let err = Preset::parse(&listed.replace("\"body\"", "\"timestamp\"")).unwrap_err();
+        assert!(err.to_string().contains("does not locate"), "{err}");
         for (bad, named) in [
             (ok.replace("\"body\"", "\"bdy\""), "bdy"),
             (ok.replace("hmac-sha256", "rot13"), "rot13"),
