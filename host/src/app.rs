@@ -131,10 +131,8 @@ impl Application {
             body_timeout: std::time::Duration::from_millis(settings.http.body_timeout_ms),
             json_max_depth: settings.http.json_max_depth,
             admin_token: settings.admin_token.clone(),
-            db: db.clone(),
         });
         let scheduler = Arc::new(Scheduler::new(
-            db.clone(),
             inbox.clone(),
             runtime.clone(),
             plugin_set.clone(),

@@ -37,7 +37,7 @@ const KEEP_RUNS: i64 = 200;
 pub const RUNS: &str = "webhook_schedule_runs_total";
 
 pub struct Scheduler {
-    pub db: Db,
+    /// Its database holds the schedule leases and runs too.
     pub inbox: Inbox,
     pub runtime: Arc<Runtime>,
     pub plugins: Arc<PluginSet>,
@@ -74,9 +74,8 @@ pub struct Run {
 }
 
 impl Scheduler {
-    pub fn new(db: Db, inbox: Inbox, runtime: Arc<Runtime>, plugins: Arc<PluginSet>, owner: String) -> Self {
+    pub fn new(inbox: Inbox, runtime: Arc<Runtime>, plugins: Arc<PluginSet>, owner: String) -> Self {
         Self {
-            db,
             inbox,
             runtime,
             plugins,
@@ -135,7 +134,7 @@ impl Scheduler {
         // A schedule seen for the first time is added already claimed (its
         // first run is due now); an existing one is claimed only when due
         // and not held.
-        let claimed: Option<(i64,)> = on_pool!(&self.db, |pool| sqlx::query_as(
+        let claimed: Option<(i64,)> = on_pool!(self.inbox.db(), |pool| sqlx::query_as(
             "INSERT INTO schedule_leases (plugin, schedule, owner, lease_until, next_run_at) \
              VALUES ($1, $2, $3, $4, $5) \
              ON CONFLICT (plugin, schedule) DO UPDATE SET owner = $3, lease_until = $4 \
@@ -154,7 +153,7 @@ impl Scheduler {
         if claimed.is_some() {
             // Holding the lease, any run still marked running was left by
             // an instance that died.
-            on_pool!(&self.db, |pool| sqlx::query(
+            on_pool!(self.inbox.db(), |pool| sqlx::query(
                 "UPDATE schedule_runs SET outcome = 'abandoned', finished_at = $1 \
                  WHERE plugin = $2 AND schedule = $3 AND outcome = 'running'"
             )
@@ -254,7 +253,7 @@ impl Scheduler {
         every.tick().await;
         loop {
             every.tick().await;
-            let renewed = on_pool!(&self.db, |pool| {
+            let renewed = on_pool!(self.inbox.db(), |pool| {
                 sqlx::query(
                 "UPDATE schedule_leases SET lease_until = $1 WHERE plugin = $2 AND schedule = $3 AND owner = $4"
             )
@@ -281,7 +280,7 @@ impl Scheduler {
         schedule: &ManifestSchedule,
         started: i64,
     ) -> Result<()> {
-        on_pool!(&self.db, |pool| sqlx::query(
+        on_pool!(self.inbox.db(), |pool| sqlx::query(
             "INSERT INTO schedule_runs (id, plugin, schedule, version, instance, started_at, outcome) \
              VALUES ($1, $2, $3, $4, $5, $6, 'running')"
         )
@@ -309,7 +308,7 @@ impl Scheduler {
         next_run_at: i64,
         failures: i64,
     ) -> Result<()> {
-        on_pool!(&self.db, |pool| sqlx::query(
+        on_pool!(self.inbox.db(), |pool| sqlx::query(
             "UPDATE schedule_runs SET finished_at = $1, outcome = $2, error = $3 WHERE id = $4"
         )
         .bind(finished)
@@ -319,7 +318,7 @@ impl Scheduler {
         .execute(pool)
         .await
         .map(|r| r.rows_affected())?);
-        on_pool!(&self.db, |pool| sqlx::query(
+        on_pool!(self.inbox.db(), |pool| sqlx::query(
             "UPDATE schedule_leases SET owner = NULL, lease_until = NULL, next_run_at = $1, failures = $2 \
              WHERE plugin = $3 AND schedule = $4 AND owner = $5"
         )
@@ -332,7 +331,7 @@ impl Scheduler {
         .await
         .map(|r| r.rows_affected())?);
         // Keep the run list short: the newest runs of this schedule.
-        on_pool!(&self.db, |pool| sqlx::query(
+        on_pool!(self.inbox.db(), |pool| sqlx::query(
             "DELETE FROM schedule_runs WHERE plugin = $1 AND schedule = $2 AND id NOT IN \
              (SELECT id FROM schedule_runs WHERE plugin = $1 AND schedule = $2 \
               ORDER BY started_at DESC LIMIT $3)"

@@ -130,18 +130,13 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<()> {
         if name == "types" {
             return Ok(());
         }
-        return match REGISTERED.iter().find(|(registered, _)| *registered == name) {
-            Some((_, needs)) => match needs(grants) {
-                Some(grant) => missing(grant),
-                None => Ok(()),
-            },
-            None => bail!("the component imports {import}, which this host does not provide"),
-        };
-    }
-    if interface.starts_with("wasi:http/") && grants.http.is_none() {
-        return missing("http = { allow = [\"https://<host>\"] }");
-    }
-    if interface.starts_with("wasi:") {
+        if let Some((_, needs)) = REGISTERED.iter().find(|(registered, _)| *registered == name) {
+            return needs(grants).map_or(Ok(()), missing);
+        }
+    } else if interface.starts_with("wasi:") {
+        if interface.starts_with("wasi:http/") && grants.http.is_none() {
+            return missing("http = { allow = [\"https://<host>\"] }");
+        }
         return Ok(());
     }
     bail!("the component imports {import}, which this host does not provide")

@@ -189,7 +189,7 @@ impl EventTx {
     pub async fn statement(&mut self, sql: &str) -> Result<Statement<'_>, String> {
         match &mut self.backend {
             Backend::Sqlite { pool, tables, tx } => {
-                let mut conn = match tx {
+                let conn = match tx {
                     None if is_plain_select(sql) => {
                         SqliteConn::Read(pool.acquire().await.map_err(|e| e.to_string())?)
                     }
@@ -204,12 +204,9 @@ impl EventTx {
                         SqliteConn::Write(tx.as_mut().expect("just opened"))
                     }
                 };
-                let raw: &mut SqliteConnection = match &mut conn {
-                    SqliteConn::Read(c) => c,
-                    SqliteConn::Write(t) => t,
-                };
-                restrict(raw, tables).await?;
-                Ok(Statement::Sqlite(SqliteStatement { conn }))
+                let mut statement = SqliteStatement { conn };
+                restrict(statement.conn(), tables).await?;
+                Ok(Statement::Sqlite(statement))
             }
             Backend::Postgres {
                 pool,

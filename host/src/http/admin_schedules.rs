@@ -23,7 +23,7 @@ pub fn router() -> Router<Arc<AppState>> {
 }
 
 async fn list(_: Admin, State(state): State<Arc<AppState>>) -> Result<Json<Value>, ApiError> {
-    let states = schedule::states(&state.db)
+    let states = schedule::states(state.inbox.db())
         .await
         .map_err(|e| ApiError::unavailable("reading the schedules failed", &e))?;
     let loaded = state.plugins.snapshot();
@@ -58,7 +58,7 @@ async fn runs(
     State(state): State<Arc<AppState>>,
     Query(q): Query<RunsQuery>,
 ) -> Result<Json<Value>, ApiError> {
-    let runs = schedule::runs(&state.db, q.plugin.as_deref(), q.limit.min(1000))
+    let runs = schedule::runs(state.inbox.db(), q.plugin.as_deref(), q.limit.min(1000))
         .await
         .map_err(|e| ApiError::unavailable("reading the runs failed", &e))?;
     Ok(Json(json!({ "runs": runs })))

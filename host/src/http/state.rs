@@ -3,7 +3,6 @@
 use std::sync::Arc;
 
 use crate::config::Secret;
-use crate::db::Db;
 use crate::inbox::intake::IntakeWriter;
 use crate::inbox::{Inbox, Replay};
 use crate::plugins::PluginSet;
@@ -31,8 +30,6 @@ pub struct AppState {
     pub json_max_depth: usize,
     /// How long a request body may take to arrive.
     pub body_timeout: std::time::Duration,
-    /// The host's own tables (plugin store, schedules), for the admin API.
-    pub db: Db,
     /// The admin API's token; none leaves the API unmounted.
     pub admin_token: Option<Secret>,
 }

@@ -109,11 +109,6 @@ impl Runtime {
     pub fn compile_stats(&self) -> (u64, u64) {
         self.cache.stats()
     }
-
-    /// The backends the capabilities share.
-    pub fn services(&self) -> &Services {
-        &self.services
-    }
 }
 
 impl Drop for Runtime {

@@ -39,10 +39,7 @@ pub fn builtin(name: &str) -> Result<Arc<Preset>> {
         .iter()
         .find(|p| p.name == name)
         .cloned()
-        .ok_or_else(|| {
-            let known: Vec<&str> = builtins().iter().map(|p| p.name.as_str()).collect();
-            anyhow!("unknown provider {name:?} (known: {})", known.join(", "))
-        })
+        .ok_or_else(|| anyhow!("unknown provider {name:?} (known: {})", names().join(", ")))
 }
 
 /// Every shipped preset's name, sorted.

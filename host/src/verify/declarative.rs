@@ -91,19 +91,16 @@ impl Declarative {
         Ok(message)
     }
 
+    /// The HMAC of `message` under `key`, by the preset's hash.
     fn mac(&self, key: &[u8], message: &[u8]) -> Vec<u8> {
-        match self.preset.signature.algorithm {
-            Algorithm::HmacSha256 => {
-                let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
-            }
-            Algorithm::HmacSha512 => {
-                let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes keys of any length");
-                mac.update(message);
-                mac.finalize().into_bytes().to_vec()
-            }
-            Algorithm::Token => key.to_vec(),
+        if self.preset.signature.algorithm == Algorithm::HmacSha512 {
+            let mut mac = Hmac::<Sha512>::new_from_slice(key).expect("HMAC takes keys of any length");
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
+        } else {
+            let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
+            mac.update(message);
+            mac.finalize().into_bytes().to_vec()
         }
     }
 }
@@ -179,11 +176,20 @@ impl Scheme for Declarative {
                     .map_err(|_| Rejection::BadEncoding(header))?,
             });
         }
-        let message = self.message(request, timestamp)?;
-        let matches = self.keys.iter().any(|key| {
-            let expected = self.mac(key, &message);
-            given.iter().any(|g| signature_matches(&expected, g))
-        });
+        let matches = match signature.algorithm {
+            // A token is compared as sent: no message is signed.
+            Algorithm::Token => self
+                .keys
+                .iter()
+                .any(|key| given.iter().any(|g| signature_matches(key, g))),
+            Algorithm::HmacSha256 | Algorithm::HmacSha512 => {
+                let message = self.message(request, timestamp)?;
+                self.keys.iter().any(|key| {
+                    let expected = self.mac(key, &message);
+                    given.iter().any(|g| signature_matches(&expected, g))
+                })
+            }
+        };
         if !matches {
             return Err(Rejection::NoMatchingSignature);
         }
