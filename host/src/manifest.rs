@@ -18,6 +18,7 @@ use crate::caps::http::grant::HttpGrant;
 use crate::config::RuntimeSettings;
 use crate::config::routes::RouteConfig;
 use crate::config::secret::SecretRef;
+use crate::verify::preset::Preset;
 
 /// A plugin manifest (`<name>.toml`).
 #[derive(Debug, Clone, Deserialize)]
@@ -48,6 +49,11 @@ pub struct Manifest {
     /// export, on one instance at a time.
     #[serde(default)]
     pub schedules: Vec<ManifestSchedule>,
+    /// Provider presets its routes may name (`[[providers]]`, the schema of
+    /// `host/providers/*.toml`): deployed, activated and rolled back with
+    /// the plugin on every instance, and seen by this manifest's routes only.
+    #[serde(default)]
+    pub providers: Vec<Preset>,
 }
 
 /// What a plugin's manifest grants it: one field per capability that is
@@ -141,6 +147,11 @@ impl Manifest {
         }
         manifest.grants.validate()?;
         manifest.secret_refs()?;
+        for preset in &manifest.providers {
+            preset
+                .check()
+                .map_err(|e| anyhow::anyhow!("provider {}: {e}", preset.name))?;
+        }
         let mut seen = BTreeSet::new();
         for route in &manifest.routes {
             if !well_formed(&route.name, route_or_schedule_char) {

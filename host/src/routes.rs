@@ -13,6 +13,8 @@ use arc_swap::ArcSwap;
 
 use crate::config::RouteConfig;
 use crate::config::{BodyKind, DeliveryIdSource, Settings};
+use crate::verify::catalogue::Lookup;
+use crate::verify::preset::Preset;
 use crate::verify::{BuildContext, RouteVerifier};
 
 /// One configured route, ready to serve.
@@ -34,6 +36,7 @@ pub struct RouteTable {
     configured: HashMap<String, Arc<Route>>,
     from_plugins: ArcSwap<HashMap<String, Arc<Route>>>,
     data_dir: PathBuf,
+    providers_dir: Option<PathBuf>,
     insecure_dev: bool,
     default_max_attempts: u32,
 }
@@ -47,8 +50,17 @@ impl RouteTable {
             env_secret: &env_secret,
             data_dir: &settings.data_dir,
             insecure_dev: settings.insecure_dev,
+            public_url: None,
+            providers: Lookup {
+                declared: &[],
+                dir: settings.providers_dir.as_deref(),
+            },
         };
         for config in &settings.routes {
+            let context = BuildContext {
+                public_url: config.public_url.as_deref(),
+                ..context
+            };
             let verifier = RouteVerifier::build(&config.name, &config.verify, &context)?;
             let route = Route {
                 name: config.name.clone(),
@@ -65,6 +77,7 @@ impl RouteTable {
             configured,
             from_plugins: ArcSwap::default(),
             data_dir: settings.data_dir.clone(),
+            providers_dir: settings.providers_dir.clone(),
             insecure_dev: settings.insecure_dev,
             default_max_attempts: settings.worker.max_attempts,
         })
@@ -103,7 +116,7 @@ impl RouteTable {
 
     /// Builds a route a plugin's manifest declares (served at `/hooks/{name}`;
     /// keys from the process environment or files).
-    pub fn build_declared(&self, plugin: &str, declared: &RouteConfig) -> Result<Route> {
+    pub fn build_declared(&self, plugin: &str, declared: &RouteConfig, presets: &[Preset]) -> Result<Route> {
         let env_secret = |name: &str| {
             std::env::var(name)
                 .ok()
@@ -114,6 +127,11 @@ impl RouteTable {
             env_secret: &env_secret,
             data_dir: &self.data_dir,
             insecure_dev: self.insecure_dev,
+            public_url: declared.public_url.as_deref(),
+            providers: Lookup {
+                declared: presets,
+                dir: self.providers_dir.as_deref(),
+            },
         };
         Ok(Route {
             name: declared.name.clone(),

@@ -35,6 +35,9 @@ pub struct Settings {
     pub data_dir: PathBuf,
     /// Folder of `<name>.wasm` + `<name>.toml` plugins (`PLUGINS_DIR`).
     pub plugins_dir: PathBuf,
+    /// Folder of provider presets (`<name>.toml`) besides the built-in ones
+    /// (`PROVIDERS_DIR`), read whenever routes are built.
+    pub providers_dir: Option<PathBuf>,
     /// Production database (`DATABASE_URL`); none means embedded SQLite.
     pub database_url: Option<Secret>,
     /// Names this process in leases, logs and `/health` (`INSTANCE_ID`).
@@ -66,6 +69,7 @@ struct FileConfig {
     port: Option<u16>,
     data_dir: Option<PathBuf>,
     plugins_dir: Option<PathBuf>,
+    providers_dir: Option<PathBuf>,
     http: HttpSettings,
     worker: WorkerSettings,
     runtime: RuntimeSettings,
@@ -136,6 +140,10 @@ impl Settings {
                 .map(PathBuf::from)
                 .or(file.plugins_dir)
                 .unwrap_or_else(|| "plugins-dist".into()),
+            providers_dir: env("PROVIDERS_DIR")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+                .or(file.providers_dir),
             database_url: env("DATABASE_URL").filter(|v| !v.is_empty()).map(Secret::new),
             instance_id: env("INSTANCE_ID").unwrap_or_else(default_instance_id),
             insecure_dev,

@@ -46,6 +46,11 @@ pub struct RouteConfig {
     /// Where the id that drops repeated deliveries comes from.
     #[serde(default)]
     pub delivery_id: DeliveryIdSource,
+    /// The URL the provider is given for this route, for presets that sign
+    /// it (Twilio, Square, HubSpot): behind a TLS proxy the host sees
+    /// another scheme and host than the provider signed.
+    #[serde(default)]
+    pub public_url: Option<String>,
 }
 
 /// One signature scheme on a route. Keys are referenced, never inline: an
@@ -210,5 +215,6 @@ pub fn default_routes() -> Vec<RouteConfig> {
         body: BodyKind::Json,
         max_attempts: None,
         delivery_id: DeliveryIdSource::Scheme,
+        public_url: None,
     }]
 }

@@ -130,7 +130,7 @@ impl PluginSync {
                 );
             }
             self.routes
-                .build_declared(&manifest.name, declared)
+                .build_declared(&manifest.name, declared, &manifest.providers)
                 .with_context(|| format!("plugin {}: route {:?}", manifest.name, declared.name))?;
         }
         self.compile(manifest.clone(), version_of(bytes, text), bytes.to_vec())
@@ -249,7 +249,7 @@ impl PluginSync {
                     tracing::error!(plugin = %name, route = %declared.name, "route already served; not declared again");
                     continue;
                 }
-                match self.routes.build_declared(name, declared) {
+                match self.routes.build_declared(name, declared, &manifest.providers) {
                     Ok(route) => {
                         routes.insert(declared.name.clone(), Arc::new(route));
                     }

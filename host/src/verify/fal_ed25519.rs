@@ -111,11 +111,7 @@ mod tests {
         let other = SigningKey::from_bytes(&[7u8; 32]);
         let scheme = scheme(vec![other.verifying_key(), fal.verifying_key()]);
         let headers = signed(&fal, b"{\"status\":\"OK\"}");
-        let request = Request {
-            headers: &headers,
-            body: b"{\"status\":\"OK\"}",
-            now_unix: NOW,
-        };
+        let request = Request::at(&headers, b"{\"status\":\"OK\"}", NOW);
         assert_eq!(
             scheme.verify(&request).await.unwrap().delivery_id.as_deref(),
             Some("req-9")
@@ -135,11 +131,7 @@ mod tests {
         let fal = SigningKey::from_bytes(&[42u8; 32]);
         let scheme = scheme(vec![SigningKey::from_bytes(&[1u8; 32]).verifying_key()]);
         let headers = signed(&fal, b"{}");
-        let request = Request {
-            headers: &headers,
-            body: b"{}",
-            now_unix: NOW,
-        };
+        let request = Request::at(&headers, b"{}", NOW);
         assert_eq!(scheme.verify(&request).await, Err(Rejection::NoMatchingSignature));
         let mut truncated = headers.clone();
         let sig = headers[SIGNATURE].to_str().unwrap()[..64].to_string();

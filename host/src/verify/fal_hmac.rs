@@ -131,13 +131,7 @@ mod tests {
 
     async fn check(h: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
         let scheme = FalHmac::new(vec![Secret::new("previous"), Secret::new("s3cret")].into(), 300);
-        scheme
-            .verify(&Request {
-                headers: h,
-                body,
-                now_unix: NOW,
-            })
-            .await
+        scheme.verify(&Request::at(h, body, NOW)).await
     }
 
     #[test]

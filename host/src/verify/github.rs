@@ -73,11 +73,7 @@ mod tests {
             HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
         );
         let scheme = GitHub::new(vec![Secret::new("old"), Secret::new("It's a Secret to Everybody")].into());
-        let request = Request {
-            headers: &headers,
-            body: b"Hello, World!",
-            now_unix: 0,
-        };
+        let request = Request::at(&headers, b"Hello, World!", 0);
         let verified = scheme.verify(&request).await.unwrap();
         assert_eq!(
             verified.delivery_id.as_deref(),
@@ -99,11 +95,7 @@ mod tests {
         for value in ["757107ea", "sha1=abcd", "sha256=zz"] {
             let mut headers = HeaderMap::new();
             headers.insert(SIGNATURE, HeaderValue::from_static(value));
-            let request = Request {
-                headers: &headers,
-                body: b"",
-                now_unix: 0,
-            };
+            let request = Request::at(&headers, b"", 0);
             assert_eq!(
                 scheme.verify(&request).await,
                 Err(Rejection::BadEncoding(SIGNATURE)),

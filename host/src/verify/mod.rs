@@ -21,11 +21,14 @@ pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
 pub mod jwks;
+pub mod keys;
 pub mod preset;
+pub mod preset_sign;
 pub mod scheme;
 pub mod sign;
 pub mod standard_webhooks;
 pub mod stripe;
+pub mod template;
 
 use std::path::Path;
 
@@ -118,7 +121,13 @@ pub fn every_scheme(
 
 /// A provider preset's scheme for a route entry (`provider = "…"`): the
 /// preset from the catalogue with the entry's keys. Presets take no options.
-fn provider_scheme(provider: &str, config: &VerifyConfig, keys: &[Secret]) -> Result<Box<dyn Scheme>> {
+fn provider_scheme(
+    provider: &str,
+    config: &VerifyConfig,
+    keys: &[Secret],
+    public_url: Option<&str>,
+    lookup: &catalogue::Lookup<'_>,
+) -> Result<Box<dyn Scheme>> {
     if !config.scheme.is_empty() {
         bail!(
             "a verify entry names a scheme or a provider, not both ({:?} and {provider:?})",
@@ -128,11 +137,17 @@ fn provider_scheme(provider: &str, config: &VerifyConfig, keys: &[Secret]) -> Re
     if let Some(option) = config.options.keys().next() {
         bail!("provider {provider:?}: unknown option `{option}`");
     }
-    let preset = catalogue::builtin(provider)?;
-    Ok(Box::new(Declarative::new(preset, keys, config.tolerance_secs)?))
+    let preset = lookup.find(provider)?;
+    Ok(Box::new(Declarative::new(
+        preset,
+        keys,
+        config.tolerance_secs,
+        public_url,
+    )?))
 }
 
 /// What building a route's schemes needs from the host.
+#[derive(Clone, Copy)]
 pub struct BuildContext<'a> {
     /// Looks up an environment secret by variable name (resolved at start).
     pub env_secret: &'a dyn Fn(&str) -> Option<Secret>,
@@ -140,6 +155,10 @@ pub struct BuildContext<'a> {
     pub data_dir: &'a Path,
     /// Lets a route whose keys are missing run unverified.
     pub insecure_dev: bool,
+    /// The route's public URL, for presets that sign it.
+    pub public_url: Option<&'a str>,
+    /// Where the route's provider presets are found.
+    pub providers: catalogue::Lookup<'a>,
 }
 
 /// The schemes one route accepts.
@@ -159,7 +178,10 @@ impl RouteVerifier {
             // Built first, so that its options are checked even when its
             // keys turn out to be missing.
             let (needs_keys, built) = match &config.provider {
-                Some(provider) => (true, provider_scheme(provider, config, &keys)),
+                Some(provider) => (
+                    true,
+                    provider_scheme(provider, config, &keys, context.public_url, &context.providers),
+                ),
                 None => {
                     let Some(entry) = SCHEMES.iter().find(|s| s.name == config.scheme) else {
                         let known: Vec<&str> = SCHEMES.iter().map(|s| s.name).collect();
@@ -242,6 +264,8 @@ mod tests {
             env_secret: secret,
             data_dir: Path::new("/nonexistent"),
             insecure_dev,
+            public_url: None,
+            providers: Default::default(),
         }
     }
 
@@ -377,3 +401,5 @@ mod tests {
 
 #[cfg(test)]
 mod props;
+#[cfg(test)]
+mod vectors;

@@ -5,21 +5,25 @@
 //! name = "slack"
 //! docs = "https://api.slack.com/authentication/verifying-requests-from-slack"
 //! [signature]
-//! algorithm = "hmac-sha256"      # hmac-sha256 | hmac-sha512 | token
-//! key = "raw"                    # how a route's secret becomes key bytes: raw | hex | base64
-//! header = "X-Slack-Signature"
+//! algorithm = "hmac-sha256"      # see Algorithm
+//! key = "raw"                    # how a route's secret becomes the key: see KeyEncoding
+//! header = "X-Slack-Signature"   # or json = "/pointer" (in the body), or query = "name"
 //! prefix = "v0="                 # written before the signature
-//! encoding = "hex"               # hex | base64
-//! message = [{ literal = "v0:" }, { header = "X-Slack-Request-Timestamp" }, { literal = ":" }, "body"]
+//! encoding = "hex"               # hex | base64 | base64url
+//! message = [{ literal = "v0:" }, "timestamp", { literal = ":" }, "body"]
 //! [timestamp]
-//! header = "X-Slack-Request-Timestamp"   # Unix seconds, within the route's tolerance
+//! header = "X-Slack-Request-Timestamp"   # or json / query, or `list.timestamp`
+//! unit = "seconds"                       # seconds | milliseconds | rfc3339
 //! [delivery_id]
-//! header = "X-Slack-Retry-Num"           # optional: the sender's id for de-duplication
+//! header = "X-Slack-Retry-Num"           # or json, or parts = [...]; sha256 = true hashes it
 //! ```
 //!
-//! A `token` preset compares the header's value with the route's secret
-//! (constant-time) and signs nothing. Parsing checks every part, so a broken
-//! preset is refused by name before any request meets it.
+//! Message parts: `"body"`, `"timestamp"` (as sent), `"url"` (the route's
+//! public URL and the request's query), `"method"`, `"form-sorted"` (form
+//! fields sorted by name, each name then value), `{ header = … }`,
+//! `{ json = "/pointer" }` (a body field), `{ query = … }`, `{ literal = … }`.
+//! Parsing checks every part, so a broken preset is refused by name before
+//! any request meets it.
 
 use anyhow::{Result, bail};
 use serde::Deserialize;
@@ -37,6 +41,10 @@ pub struct Preset {
     pub timestamp: Option<TimestampSpec>,
     #[serde(default)]
     pub delivery_id: Option<DeliveryIdSpec>,
+    /// A hash of the body the sender puts in a query parameter (Twilio's
+    /// `bodySHA256`), checked when present.
+    #[serde(default)]
+    pub body_hash: Option<BodyHashSpec>,
 }
 
 /// How the signature is made and where it is written.
@@ -46,15 +54,20 @@ pub struct SignatureSpec {
     pub algorithm: Algorithm,
     #[serde(default)]
     pub key: KeyEncoding,
-    /// The header carrying the signature (or the token).
-    pub header: String,
+    /// Where the signature (or the token) is: one of header, json, query.
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
     /// Written before the encoded signature, e.g. `sha256=`.
     #[serde(default)]
     pub prefix: String,
     #[serde(default)]
     pub encoding: Encoding,
-    /// When the header is a list of `key=value` entries (`t=…,v1=…`): which
-    /// keys hold the signatures and the timestamp. The prefix is unused then.
+    /// When the value is a list of entries (`t=…,v1=…`, `v1,<sig> v1,<sig>`):
+    /// which entries hold the signatures and the timestamp.
     #[serde(default)]
     pub list: Option<ListSpec>,
     /// The signed message, part after part; the raw body by default.
@@ -66,16 +79,90 @@ fn body_only() -> Vec<Part> {
     vec![Part::Body]
 }
 
+/// A spec saying where a value is in the request: `header = "…"`,
+/// `json = "/pointer"` (a JSON pointer into the body) or `query = "…"`;
+/// exactly one.
+pub trait Located {
+    fn places(&self) -> (&Option<String>, &Option<String>, &Option<String>);
+
+    /// The one place given, or why not.
+    fn source(&self, what: &str) -> Result<Source> {
+        match self.places() {
+            (Some(h), None, None) => {
+                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
+                    bail!("{what}: {h:?} is not a header name");
+                }
+                Ok(Source::Header(h.clone()))
+            }
+            (None, Some(j), None) => {
+                if !(j.is_empty() || j.starts_with('/')) {
+                    bail!("{what}: the JSON pointer {j:?} must start with '/'");
+                }
+                Ok(Source::Json(j.clone()))
+            }
+            (None, None, Some(q)) => Ok(Source::Query(q.clone())),
+            _ => bail!("{what}: say where it is with exactly one of header, json or query"),
+        }
+    }
+}
+
+macro_rules! located {
+    ($($spec:ty),*) => {$(
+        impl Located for $spec {
+            fn places(&self) -> (&Option<String>, &Option<String>, &Option<String>) {
+                (&self.header, &self.json, &self.query)
+            }
+        }
+    )*};
+}
+located!(SignatureSpec, TimestampSpec, DeliveryIdSpec);
+
+/// A located value, once checked.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Source {
+    Header(String),
+    Json(String),
+    Query(String),
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
+    HmacSha1,
     HmacSha256,
     HmacSha512,
-    /// The header holds the route's secret itself.
+    /// Ed25519 with the sender's public key.
+    Ed25519,
+    /// ECDSA over P-256 with SHA-256, the signature DER-encoded.
+    EcdsaP256Sha256,
+    /// RSA PKCS#1 v1.5 with the sender's public key.
+    RsaSha256,
+    RsaSha1,
+    /// The value is the route's secret itself, compared in constant time.
     Token,
+    /// HTTP Basic credentials: the route's secret is `user:password`.
+    Basic,
 }
 
-/// How a route's secret becomes the key's bytes.
+impl Algorithm {
+    pub fn is_hmac(self) -> bool {
+        matches!(self, Self::HmacSha1 | Self::HmacSha256 | Self::HmacSha512)
+    }
+
+    pub fn is_public_key(self) -> bool {
+        matches!(
+            self,
+            Self::Ed25519 | Self::EcdsaP256Sha256 | Self::RsaSha256 | Self::RsaSha1
+        )
+    }
+
+    /// Whether a message is signed (a token or Basic credentials are compared as sent).
+    pub fn signs(self) -> bool {
+        !matches!(self, Self::Token | Self::Basic)
+    }
+}
+
+/// How a route's secret (or public key) becomes the key's bytes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum KeyEncoding {
@@ -84,6 +171,10 @@ pub enum KeyEncoding {
     Raw,
     Hex,
     Base64,
+    /// `whsec_<base64>` (the prefix optional), as Standard Webhooks and Svix write it.
+    Whsec,
+    /// A PEM public key (`BEGIN PUBLIC KEY`).
+    Pem,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -92,27 +183,41 @@ pub enum Encoding {
     #[default]
     Hex,
     Base64,
+    /// URL-safe base64, padded or not.
+    Base64url,
 }
 
-/// One part of the signed message.
+/// One part of a signed message (or of a delivery id).
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
 #[serde(try_from = "PartSpec")]
 pub enum Part {
     /// The raw body bytes.
     Body,
-    /// The timestamp as sent (from the list or the timestamp header).
+    /// The timestamp as sent.
     Timestamp,
+    /// The route's public URL, with the request's query string.
+    Url,
+    /// The request's method.
+    Method,
+    /// Form fields sorted by name, each name then its value (Twilio).
+    FormSorted,
     /// A header's value, as received.
     Header(String),
+    /// A body field (JSON pointer): a string as is, another value as JSON text.
+    Json(String),
+    /// A query parameter's value, decoded.
+    Query(String),
     Literal(String),
 }
 
-/// How a part is written in TOML: `"body"`, `{ header = "…" }`, `{ literal = "…" }`.
+/// How a part is written in TOML.
 #[derive(Deserialize)]
 #[serde(untagged, deny_unknown_fields)]
 enum PartSpec {
     Word(String),
     Header { header: String },
+    Json { json: String },
+    Query { query: String },
     Literal { literal: String },
 }
 
@@ -120,111 +225,207 @@ impl TryFrom<PartSpec> for Part {
     type Error = String;
 
     fn try_from(spec: PartSpec) -> Result<Self, String> {
-        match spec {
-            PartSpec::Word(word) if word == "body" => Ok(Part::Body),
-            PartSpec::Word(word) if word == "timestamp" => Ok(Part::Timestamp),
-            PartSpec::Word(word) => Err(format!(
-                "message part {word:?}: write \"body\", \"timestamp\", {{ header = \"…\" }} or {{ literal = \"…\" }}"
-            )),
-            PartSpec::Header { header } => Ok(Part::Header(header)),
-            PartSpec::Literal { literal } => Ok(Part::Literal(literal)),
-        }
+        Ok(match spec {
+            PartSpec::Word(word) => match word.as_str() {
+                "body" => Part::Body,
+                "timestamp" => Part::Timestamp,
+                "url" => Part::Url,
+                "method" => Part::Method,
+                "form-sorted" => Part::FormSorted,
+                _ => {
+                    return Err(format!(
+                        "message part {word:?}: write \"body\", \"timestamp\", \"url\", \"method\", \
+                         \"form-sorted\", {{ header = … }}, {{ json = … }}, {{ query = … }} or {{ literal = … }}"
+                    ));
+                }
+            },
+            PartSpec::Header { header } => Part::Header(header),
+            PartSpec::Json { json } => Part::Json(json),
+            PartSpec::Query { query } => Part::Query(query),
+            PartSpec::Literal { literal } => Part::Literal(literal),
+        })
     }
 }
 
-/// A signature header written as a list: `t=1591664030,v1=<hex>,v1=<hex>`.
+/// A signature value written as a list of entries.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct ListSpec {
-    /// Between entries: `,` (Stripe, Mux, Calendly) or `;` (Paddle).
+    /// Between entries: `,` (Stripe, Mux), `;` (Paddle), `" "` (Standard Webhooks).
     pub separator: String,
-    /// The key of each signature entry (several are accepted: rotation).
+    /// Between an entry's name and its value: `=` by default, `,` for Standard Webhooks.
+    #[serde(default = "equals")]
+    pub assign: String,
+    /// The name of each signature entry (several are accepted: rotation).
     pub signature: String,
-    /// The key of the timestamp entry (Unix seconds), checked against the
-    /// route's tolerance and usable as the `"timestamp"` message part.
+    /// The name of the timestamp entry, if the list carries it.
     #[serde(default)]
     pub timestamp: Option<String>,
 }
 
-/// Where the signed timestamp is (Unix seconds), checked against the route's tolerance.
+fn equals() -> String {
+    "=".into()
+}
+
+/// Where the signed timestamp is, and how it is written.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct TimestampSpec {
-    pub header: String,
+    /// Header, body field or query parameter (none: the list's timestamp entry).
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub unit: TimeUnit,
+    /// Checked against the route's tolerance (false: signed, but the
+    /// provider documents no window).
+    #[serde(default = "yes")]
+    pub checked: bool,
 }
 
-/// Where the sender's delivery id is.
+fn yes() -> bool {
+    true
+}
+
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TimeUnit {
+    #[default]
+    Seconds,
+    Milliseconds,
+    /// `2023-04-11T10:11:12.123Z`.
+    Rfc3339,
+}
+
+/// Where the sender's delivery id is: a located value, or parts joined.
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DeliveryIdSpec {
-    pub header: String,
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Several parts joined instead of one located value.
+    #[serde(default)]
+    pub parts: Vec<Part>,
+    /// The id is the hex SHA-256 of the value (long or composite ids).
+    #[serde(default)]
+    pub sha256: bool,
+}
+
+/// A query parameter holding the body's hex SHA-256.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BodyHashSpec {
+    pub query: String,
 }
 
 impl Preset {
     /// Reads and checks a preset file's text.
     pub fn parse(text: &str) -> Result<Self> {
         let preset: Preset = toml::from_str(text)?;
-        let name_ok = !preset.name.is_empty()
-            && preset
+        preset
+            .check()
+            .map_err(|e| anyhow::anyhow!("provider {}: {e}", preset.name))?;
+        Ok(preset)
+    }
+
+    /// Where the signature is.
+    pub fn signature_source(&self) -> Source {
+        self.signature.source("signature").expect("checked at parse")
+    }
+
+    /// Where the timestamp is, when not in the list.
+    pub fn timestamp_source(&self) -> Option<Source> {
+        let spec = self.timestamp.as_ref()?;
+        spec.source("timestamp").ok()
+    }
+
+    /// Whether the timestamp is an entry of the signature's list.
+    pub fn listed_timestamp(&self) -> bool {
+        self.signature
+            .list
+            .as_ref()
+            .is_some_and(|l| l.timestamp.is_some())
+    }
+
+    /// Checks what serde cannot (a preset read as part of a manifest is checked here too).
+    pub fn check(&self) -> Result<()> {
+        let name_ok = !self.name.is_empty()
+            && self
                 .name
                 .chars()
                 .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
         if !name_ok {
-            bail!(
-                "provider name {:?} must be lowercase letters, digits or '-'",
-                preset.name
-            );
+            bail!("the name must be lowercase letters, digits or '-'");
         }
-        let headers = std::iter::once(&preset.signature.header)
-            .chain(preset.signature.message.iter().filter_map(|p| match p {
-                Part::Header(h) => Some(h),
-                _ => None,
-            }))
-            .chain(preset.timestamp.iter().map(|t| &t.header))
-            .chain(preset.delivery_id.iter().map(|d| &d.header));
-        for header in headers {
-            if http::HeaderName::from_bytes(header.as_bytes()).is_err() {
-                bail!("provider {}: {header:?} is not a header name", preset.name);
+        let signature = &self.signature;
+        signature.source("signature")?;
+        let mut parts: Vec<&Part> = signature.message.iter().collect();
+        if let Some(id) = &self.delivery_id {
+            if id.parts.is_empty() {
+                id.source("delivery_id")?;
+            } else if id.source("delivery_id").is_ok() {
+                bail!("delivery_id: give parts or one place, not both");
+            }
+            parts.extend(&id.parts);
+        }
+        for part in parts {
+            match part {
+                Part::Header(h) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
+                    bail!("{h:?} is not a header name")
+                }
+                Part::Json(j) if !(j.is_empty() || j.starts_with('/')) => {
+                    bail!("the JSON pointer {j:?} must start with '/'")
+                }
+                _ => {}
             }
         }
-        let listed_timestamp = preset
-            .signature
-            .list
-            .as_ref()
-            .is_some_and(|l| l.timestamp.is_some());
-        if listed_timestamp && preset.timestamp.is_some() {
-            bail!(
-                "provider {}: the timestamp comes from the list or from a header, not both",
-                preset.name
-            );
+        let listed = self.listed_timestamp();
+        match &self.timestamp {
+            Some(spec) if listed && spec.source("timestamp").is_ok() => {
+                bail!("the timestamp comes from the list or from one place, not both");
+            }
+            Some(spec) if !listed => {
+                spec.source("timestamp")?;
+            }
+            _ => {}
         }
-        if preset.signature.message.contains(&Part::Timestamp)
-            && !listed_timestamp
-            && preset.timestamp.is_none()
+        if signature.message.contains(&Part::Timestamp) && !listed && self.timestamp.is_none() {
+            bail!("the message signs a timestamp the preset does not locate");
+        }
+        if let Some(list) = &signature.list
+            && (list.separator.is_empty() || list.assign.is_empty() || list.signature.is_empty())
         {
+            bail!("a list needs a separator, an assign and a signature entry name");
+        }
+        if !signature.algorithm.signs() && signature.message != body_only() {
+            bail!("a token or Basic credentials are compared as sent; they sign no message");
+        }
+        let key_fits = match signature.key {
+            KeyEncoding::Pem => signature.algorithm.is_public_key(),
+            KeyEncoding::Whsec => signature.algorithm.is_hmac(),
+            KeyEncoding::Raw => !signature.algorithm.is_public_key(),
+            KeyEncoding::Hex | KeyEncoding::Base64 => signature.algorithm.signs(),
+        };
+        if !key_fits {
             bail!(
-                "provider {}: the message signs a timestamp the preset does not locate",
-                preset.name
+                "key encoding {:?} does not fit algorithm {:?}",
+                signature.key,
+                signature.algorithm
             );
         }
-        if preset
-            .signature
-            .list
-            .as_ref()
-            .is_some_and(|l| l.separator.is_empty() || l.signature.is_empty())
-        {
-            bail!(
-                "provider {}: a list needs a separator and a signature key",
-                preset.name
-            );
-        }
-        if preset.signature.algorithm == Algorithm::Token && preset.signature.message != body_only() {
-            bail!(
-                "provider {}: a token is compared as sent; it signs no message",
-                preset.name
-            );
-        }
-        Ok(preset)
+        Ok(())
+    }
+
+    /// Whether any part of the message needs the route's public URL.
+    pub fn signs_url(&self) -> bool {
+        self.signature.message.contains(&Part::Url)
     }
 }
 
@@ -235,16 +436,19 @@ mod tests {
     #[test]
     fn parts_and_broken_presets_are_named() {
         let ok = "name = \"p\"\ndocs = \"https://x\"\n[signature]\nalgorithm = \"hmac-sha256\"\nheader = \"X-Sig\"\n\
-                  message = [{ literal = \"v0:\" }, { header = \"X-Ts\" }, \"body\"]\n";
+                  message = [{ literal = \"v0:\" }, { header = \"X-Ts\" }, \"url\", { json = \"/a/0\" }, \"body\"]\n";
         let preset = Preset::parse(ok).unwrap();
         assert_eq!(
             preset.signature.message,
             [
                 Part::Literal("v0:".into()),
                 Part::Header("X-Ts".into()),
+                Part::Url,
+                Part::Json("/a/0".into()),
                 Part::Body
             ]
         );
+        assert_eq!(preset.signature_source(), Source::Header("X-Sig".into()));
         let listed = ok.replace(
             "header = \"X-Sig\"",
             "header = \"X-Sig\"\nlist = { separator = \",\", signature = \"v1\" }",
@@ -255,11 +459,25 @@ mod tests {
             (ok.replace("\"body\"", "\"bdy\""), "bdy"),
             (ok.replace("hmac-sha256", "rot13"), "rot13"),
             (ok.replace("X-Sig", "X Sig"), "X Sig"),
-            (ok.replace("name = \"p\"", "name = \"P!\""), "P!"),
+            (ok.replace("name = \"p\"", "name = \"P!\""), "lowercase"),
             (ok.replace("[signature]", "colour = 1\n[signature]"), "colour"),
+            (ok.replace("\"/a/0\"", "\"a/0\""), "must start with '/'"),
+            (
+                ok.replace("header = \"X-Sig\"", "header = \"X-Sig\"\njson = \"/sig\""),
+                "exactly one",
+            ),
+            (ok.replace("header = \"X-Sig\"", ""), "exactly one"),
+            (
+                ok.replace("algorithm = \"hmac-sha256\"", "algorithm = \"ed25519\""),
+                "does not fit",
+            ),
+            (
+                ok.replace("algorithm = \"hmac-sha256\"", "algorithm = \"token\""),
+                "sign no message",
+            ),
         ] {
             let err = format!("{:#}", Preset::parse(&bad).unwrap_err());
-            assert!(err.contains(named), "{err}");
+            assert!(err.contains(named), "{named}: {err}");
         }
     }
 }

@@ -31,6 +31,8 @@ pub struct Verified {
 pub enum Rejection {
     #[error("required header {0} is missing")]
     MissingHeader(&'static str),
+    #[error("required field {0} is missing")]
+    MissingField(&'static str),
     #[error("header {0} is not in the expected format")]
     BadEncoding(&'static str),
     #[error("the signed timestamp is more than {tolerance_secs} s away from now")]
@@ -46,6 +48,7 @@ impl Rejection {
     pub fn code(&self) -> &'static str {
         match self {
             Rejection::MissingHeader(_) => "missing_header",
+            Rejection::MissingField(_) => "missing_field",
             Rejection::BadEncoding(_) => "bad_encoding",
             Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
             Rejection::NoMatchingSignature => "no_matching_signature",
@@ -61,15 +64,15 @@ pub struct Request<'a> {
     pub body: &'a [u8],
     /// Current time, seconds since the Unix epoch (a parameter, for tests).
     pub now_unix: i64,
+    /// The request's method and its query string (without `?`), for
+    /// schemes that sign them.
+    pub method: &'a str,
+    pub query: &'a str,
 }
 
 impl<'a> Request<'a> {
     pub fn new(headers: &'a HeaderMap, body: &'a [u8]) -> Self {
-        Self {
-            headers,
-            body,
-            now_unix: unix_now(),
-        }
+        Self::at(headers, body, unix_now())
     }
 
     /// The request as of `now_unix` (tests and replays of recorded requests).
@@ -78,6 +81,17 @@ impl<'a> Request<'a> {
             headers,
             body,
             now_unix,
+            method: "POST",
+            query: "",
+        }
+    }
+
+    /// The same request with its method and query string.
+    pub fn with_target(self, method: &'a str, query: &'a str) -> Self {
+        Self {
+            method,
+            query,
+            ..self
         }
     }
 
@@ -125,6 +139,12 @@ pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
         mac.update(part);
     }
     mac.finalize().into_bytes().into()
+}
+
+/// The hex SHA-256 of `bytes`.
+pub fn sha256_hex(bytes: &[u8]) -> String {
+    use sha2::Digest as _;
+    hex::encode(Sha256::digest(bytes))
 }
 
 /// Constant-time equality of an expected and a given signature.

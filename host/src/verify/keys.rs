@@ -1,0 +1,212 @@
+//! A preset's keys, decoded once when a route is built, and the
+//! cryptography the declarative engine runs with them: HMAC (SHA-1, -256,
+//! -512), Ed25519, ECDSA P-256, RSA PKCS#1 v1.5 (SHA-256, SHA-1), and the
+//! secrets compared as sent (tokens, Basic credentials). Every comparison
+//! of a secret or MAC is constant-time.
+
+use anyhow::{Context, Result, bail};
+use aws_lc_rs::{hmac, signature};
+use base64::Engine as _;
+use base64::engine::general_purpose::STANDARD;
+
+use super::preset::{Algorithm, KeyEncoding};
+use super::scheme::signature_matches;
+
+/// The keys of one route for one preset (several while a sender rotates them).
+pub enum KeySet {
+    Hmac(Vec<hmac::Key>),
+    Public(Vec<signature::ParsedPublicKey>),
+    /// Tokens and Basic credentials, compared with what the sender wrote.
+    Secret(Vec<Vec<u8>>),
+}
+
+impl KeySet {
+    /// Decodes `keys` as `encoding` says, for `algorithm`.
+    pub fn new<'k>(
+        algorithm: Algorithm,
+        encoding: KeyEncoding,
+        keys: impl IntoIterator<Item = &'k str>,
+    ) -> Result<Self> {
+        let bytes = keys
+            .into_iter()
+            .map(|key| decode(encoding, key))
+            .collect::<Result<Vec<_>>>()?;
+        Ok(match algorithm {
+            a if a.is_hmac() => KeySet::Hmac(
+                bytes
+                    .iter()
+                    .map(|key| hmac::Key::new(hmac_algorithm(a), key))
+                    .collect(),
+            ),
+            a if a.is_public_key() => KeySet::Public(
+                bytes
+                    .iter()
+                    .map(|key| {
+                        signature::ParsedPublicKey::new(verification(a), key)
+                            .map_err(|e| anyhow::anyhow!("not a {a:?} public key: {e}"))
+                    })
+                    .collect::<Result<_>>()?,
+            ),
+            _ => KeySet::Secret(bytes),
+        })
+    }
+
+    /// Whether any key signed `message` with any of the `given` signatures
+    /// (or, for secrets, whether any given value is a key).
+    pub fn matches(&self, message: &[u8], given: &[Vec<u8>]) -> bool {
+        match self {
+            KeySet::Hmac(keys) => keys.iter().any(|key| {
+                let tag = hmac::sign(key, message);
+                given.iter().any(|g| signature_matches(tag.as_ref(), g))
+            }),
+            KeySet::Public(keys) => keys
+                .iter()
+                .any(|key| given.iter().any(|g| key.verify_sig(message, g).is_ok())),
+            KeySet::Secret(keys) => keys
+                .iter()
+                .any(|key| given.iter().any(|g| signature_matches(key, g))),
+        }
+    }
+}
+
+pub fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
+    match algorithm {
+        Algorithm::HmacSha1 => hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY,
+        Algorithm::HmacSha512 => hmac::HMAC_SHA512,
+        _ => hmac::HMAC_SHA256,
+    }
+}
+
+fn verification(algorithm: Algorithm) -> &'static dyn signature::VerificationAlgorithm {
+    match algorithm {
+        Algorithm::Ed25519 => &signature::ED25519,
+        Algorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
+        Algorithm::RsaSha1 => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
+        _ => &signature::RSA_PKCS1_2048_8192_SHA256,
+    }
+}
+
+/// A key's bytes from its text.
+pub fn decode(encoding: KeyEncoding, text: &str) -> Result<Vec<u8>> {
+    let trimmed = text.trim();
+    let bytes = match encoding {
+        KeyEncoding::Raw => text.as_bytes().to_vec(),
+        KeyEncoding::Hex => hex::decode(trimmed).context("the key is not hex")?,
+        KeyEncoding::Base64 => STANDARD.decode(trimmed).context("the key is not base64")?,
+        KeyEncoding::Whsec => STANDARD
+            .decode(trimmed.strip_prefix("whsec_").unwrap_or(trimmed))
+            .context("the key is not whsec_<base64>")?,
+        KeyEncoding::Pem => pem_body(trimmed)?,
+    };
+    if bytes.is_empty() {
+        bail!("the key is empty");
+    }
+    Ok(bytes)
+}
+
+/// The DER inside a PEM block (`-----BEGIN …-----`); the first block.
+pub fn pem_body(text: &str) -> Result<Vec<u8>> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN "));
+    lines.next().context("the key is not PEM (no BEGIN line)")?;
+    let body: String = lines.take_while(|l| !l.starts_with("-----END ")).collect();
+    STANDARD.decode(body).context("the PEM block is not base64")
+}
+
+/// What signs for a preset when a delivery is made (`send --provider`,
+/// tests): an HMAC key, a private key, or the secret itself.
+pub enum SigningKey {
+    Hmac(Box<hmac::Key>),
+    Ed25519(signature::Ed25519KeyPair),
+    Ecdsa(signature::EcdsaKeyPair),
+    Rsa(signature::RsaKeyPair),
+    Secret(Vec<u8>),
+}
+
+impl SigningKey {
+    /// From the key's text: for HMAC and secrets as the preset encodes
+    /// them; a private key as PKCS#8 (PEM, or DER in base64), or an
+    /// Ed25519 seed of 32 bytes in hex or base64.
+    pub fn new(algorithm: Algorithm, encoding: KeyEncoding, text: &str) -> Result<Self> {
+        if algorithm.is_hmac() {
+            return Ok(SigningKey::Hmac(Box::new(hmac::Key::new(
+                hmac_algorithm(algorithm),
+                &decode(encoding, text)?,
+            ))));
+        }
+        if !algorithm.is_public_key() {
+            return Ok(SigningKey::Secret(decode(encoding, text)?));
+        }
+        let trimmed = text.trim();
+        let der = if trimmed.starts_with("-----BEGIN") {
+            pem_body(trimmed)?
+        } else {
+            hex::decode(trimmed)
+                .or_else(|_| STANDARD.decode(trimmed))
+                .context("a private key is PEM, or DER / a seed in hex or base64")?
+        };
+        let rejected =
+            |e: aws_lc_rs::error::KeyRejected| anyhow::anyhow!("not a {algorithm:?} private key: {e}");
+        Ok(match algorithm {
+            Algorithm::Ed25519 if der.len() == 32 => {
+                SigningKey::Ed25519(signature::Ed25519KeyPair::from_seed_unchecked(&der).map_err(rejected)?)
+            }
+            Algorithm::Ed25519 => SigningKey::Ed25519(
+                signature::Ed25519KeyPair::from_pkcs8_maybe_unchecked(&der).map_err(rejected)?,
+            ),
+            Algorithm::EcdsaP256Sha256 => SigningKey::Ecdsa(
+                signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der)
+                    .map_err(rejected)?,
+            ),
+            // The library signs SHA-1 with RSA no more (it still verifies it).
+            Algorithm::RsaSha1 => bail!("signing with RSA-SHA1 is not supported; sign with rsa-sha256"),
+            _ => SigningKey::Rsa(signature::RsaKeyPair::from_pkcs8(&der).map_err(rejected)?),
+        })
+    }
+
+    /// The signature of `message` (a secret signs nothing: it is itself).
+    pub fn sign(&self, message: &[u8]) -> Result<Vec<u8>> {
+        let rng = aws_lc_rs::rand::SystemRandom::new();
+        Ok(match self {
+            SigningKey::Hmac(key) => hmac::sign(key, message).as_ref().to_vec(),
+            SigningKey::Ed25519(pair) => pair.sign(message).as_ref().to_vec(),
+            SigningKey::Ecdsa(pair) => pair
+                .sign(&rng, message)
+                .map_err(|_| anyhow::anyhow!("ECDSA signing failed"))?
+                .as_ref()
+                .to_vec(),
+            SigningKey::Rsa(pair) => {
+                let mut out = vec![0; pair.public_modulus_len()];
+                pair.sign(&signature::RSA_PKCS1_SHA256, &rng, message, &mut out)
+                    .map_err(|_| anyhow::anyhow!("RSA signing failed"))?;
+                out
+            }
+            SigningKey::Secret(secret) => secret.clone(),
+        })
+    }
+
+    /// The public key a route configures to verify what this key signs
+    /// (base64 SPKI DER, or hex for Ed25519); none for shared secrets.
+    pub fn public_key(&self) -> Option<String> {
+        use aws_lc_rs::encoding::AsDer as _;
+        use signature::KeyPair as _;
+        match self {
+            SigningKey::Ed25519(pair) => Some(hex::encode(pair.public_key().as_ref())),
+            SigningKey::Ecdsa(pair) => Some(STANDARD.encode(spki_of_ec_point(pair.public_key().as_ref()))),
+            SigningKey::Rsa(pair) => Some(STANDARD.encode(pair.public_key().as_der().ok()?.as_ref())),
+            _ => None,
+        }
+    }
+}
+
+/// The SubjectPublicKeyInfo DER of an uncompressed P-256 point.
+fn spki_of_ec_point(point: &[u8]) -> Vec<u8> {
+    // SEQUENCE { SEQUENCE { id-ecPublicKey, prime256v1 }, BIT STRING point }
+    const PREFIX: [u8; 26] = [
+        0x30, 0x59, 0x30, 0x13, 0x06, 0x07, 0x2a, 0x86, 0x48, 0xce, 0x3d, 0x02, 0x01, 0x06, 0x08, 0x2a, 0x86,
+        0x48, 0xce, 0x3d, 0x03, 0x01, 0x07, 0x03, 0x42, 0x00,
+    ];
+    [&PREFIX[..], point].concat()
+}

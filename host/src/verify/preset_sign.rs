@@ -1,0 +1,239 @@
+//! Signing a delivery as a preset's provider would (`send --provider`,
+//! tests, plugin authors): the timestamp, the delivery id and the signature
+//! written where the preset reads them, over the message its parts make.
+
+use anyhow::{Context, Result, bail};
+use axum::http::{HeaderMap, HeaderName, HeaderValue};
+use base64::Engine as _;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use serde_json::Value;
+
+use super::keys::SigningKey;
+use super::preset::{Algorithm, Encoding, KeyEncoding, Located as _, Part, Preset, Source};
+use super::scheme::{Request, sha256_hex};
+use super::template::{Built, Reader, write_time};
+
+/// A signed delivery: its headers, its (possibly amended) body, and the
+/// query string to call the route's URL with.
+#[derive(Debug, Clone)]
+pub struct Signed {
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+    pub query: String,
+}
+
+/// What is being signed.
+pub struct Delivery<'a> {
+    pub body: &'a [u8],
+    /// `content-type` of the body (form presets sign form fields).
+    pub content_type: &'a str,
+    /// The URL the provider calls (presets that sign the URL).
+    pub url: Option<&'a str>,
+    pub delivery_id: &'a str,
+    pub now_unix: i64,
+}
+
+/// The delivery signed for `preset` with `key` (a shared secret as the
+/// preset encodes it, or a private key for the public-key algorithms).
+pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signed> {
+    let signature = &preset.signature;
+    let signer = SigningKey::new(signature.algorithm, signature.key, key)?;
+    let mut out = Draft {
+        headers: HeaderMap::new(),
+        json: None,
+        query: Vec::new(),
+        body: delivery.body.to_vec(),
+    };
+    out.headers.insert(
+        http::header::CONTENT_TYPE,
+        HeaderValue::from_str(delivery.content_type).context("content type")?,
+    );
+    let timestamp = (preset.timestamp.is_some() || preset.listed_timestamp()).then(|| {
+        let unit = preset.timestamp.as_ref().map(|t| t.unit).unwrap_or_default();
+        write_time(delivery.now_unix, unit)
+    });
+    if let (Some(text), Some(source)) = (&timestamp, preset.timestamp_source()) {
+        out.put(&source, text)?;
+    }
+    if let Some(spec) = &preset.delivery_id
+        && let Ok(source) = spec.source("delivery_id")
+    {
+        out.fill(&source, delivery.delivery_id)?;
+    }
+    // Every other value the message or the id reads: the delivery's id.
+    let parts = signature
+        .message
+        .iter()
+        .chain(preset.delivery_id.iter().flat_map(|d| &d.parts));
+    for part in parts {
+        let source = match part {
+            Part::Header(h) => Source::Header(h.clone()),
+            Part::Json(j) => Source::Json(j.clone()),
+            Part::Query(q) => Source::Query(q.clone()),
+            _ => continue,
+        };
+        out.fill(&source, delivery.delivery_id)?;
+    }
+    if let Some(hash) = &preset.body_hash
+        && !delivery
+            .content_type
+            .starts_with("application/x-www-form-urlencoded")
+    {
+        out.flush_json()?;
+        out.query.push((hash.query.clone(), sha256_hex(&out.body)));
+    }
+    out.flush_json()?;
+    let query: String = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&out.query)
+        .finish();
+    let request = Request::at(&out.headers, &out.body, delivery.now_unix).with_target("POST", &query);
+    let built: Vec<Built> = signature.message.iter().map(Built::new).collect();
+    let message = if signature.algorithm.signs() {
+        Reader::new(&request)
+            .message(&built, timestamp.as_deref(), delivery.url)
+            .map_err(|e| anyhow::anyhow!("cannot sign: {e}"))?
+    } else {
+        Vec::new()
+    };
+    let raw = signer.sign(&message)?;
+    let encoded = match (signature.algorithm, signature.encoding) {
+        (Algorithm::Token, _) => String::from_utf8(raw).context("a token is text")?,
+        (Algorithm::Basic, _) | (_, Encoding::Base64) => STANDARD.encode(raw),
+        (_, Encoding::Hex) => hex::encode(raw),
+        (_, Encoding::Base64url) => URL_SAFE_NO_PAD.encode(raw),
+    };
+    let written = match &signature.list {
+        None => format!("{}{encoded}", signature.prefix),
+        Some(list) => {
+            let mut entries = Vec::new();
+            if let (Some(name), Some(text)) = (&list.timestamp, &timestamp) {
+                entries.push(format!("{name}{}{text}", list.assign));
+            }
+            entries.push(format!("{}{}{encoded}", list.signature, list.assign));
+            entries.join(&list.separator)
+        }
+    };
+    out.put(&preset.signature_source(), &written)?;
+    out.flush_json()?;
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&out.query)
+        .finish();
+    Ok(Signed {
+        headers: out.headers,
+        body: out.body,
+        query,
+    })
+}
+
+/// A delivery being written.
+struct Draft {
+    headers: HeaderMap,
+    /// The body as JSON while fields are being set in it.
+    json: Option<Value>,
+    query: Vec<(String, String)>,
+    body: Vec<u8>,
+}
+
+impl Draft {
+    /// Sets the value at `source`.
+    fn put(&mut self, source: &Source, value: &str) -> Result<()> {
+        match source {
+            Source::Header(name) => {
+                self.headers.insert(
+                    HeaderName::from_bytes(name.as_bytes())?,
+                    HeaderValue::from_str(value).context("a header value")?,
+                );
+            }
+            Source::Query(name) => {
+                self.query.retain(|(k, _)| k != name);
+                self.query.push((name.clone(), value.to_string()));
+            }
+            Source::Json(pointer) => {
+                if self.json.is_none() {
+                    self.json = Some(
+                        serde_json::from_slice(&self.body)
+                            .context("the preset reads body fields: the body must be JSON")?,
+                    );
+                }
+                set_pointer(self.json.as_mut().expect("just set"), pointer, value)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Sets the value at `source` unless the delivery has one already.
+    fn fill(&mut self, source: &Source, value: &str) -> Result<()> {
+        let present = match source {
+            Source::Header(name) => self.headers.contains_key(name.as_str()),
+            Source::Query(name) => self.query.iter().any(|(k, _)| k == name),
+            Source::Json(pointer) => {
+                self.flush_json()?;
+                serde_json::from_slice::<Value>(&self.body)
+                    .ok()
+                    .is_some_and(|v| v.pointer(pointer).is_some_and(|v| !v.is_null()))
+            }
+        };
+        if present { Ok(()) } else { self.put(source, value) }
+    }
+
+    /// Writes the JSON being edited back into the body.
+    fn flush_json(&mut self) -> Result<()> {
+        if let Some(json) = self.json.take() {
+            self.body = serde_json::to_vec(&json)?;
+        }
+        Ok(())
+    }
+}
+
+/// Sets the string at a JSON pointer, making objects on the way.
+fn set_pointer(root: &mut Value, pointer: &str, value: &str) -> Result<()> {
+    let mut at = root;
+    for token in pointer.split('/').skip(1) {
+        let token = token.replace("~1", "/").replace("~0", "~");
+        at = match at {
+            Value::Array(items) => {
+                let index: usize = token.parse().context("an array index")?;
+                items.get_mut(index).context("the array is too short")?
+            }
+            Value::Object(map) => map
+                .entry(token)
+                .or_insert_with(|| Value::Object(Default::default())),
+            _ => bail!("{pointer}: the body has no object there"),
+        };
+    }
+    *at = Value::String(value.to_string());
+    Ok(())
+}
+
+/// A P-256 key made for tests (PKCS#8 DER, base64): signs deliveries
+/// for ECDSA presets, whose routes take its public key.
+pub const TEST_P256_PKCS8: &str = "MIGHAgEAMBMGByqGSM49AgEGCCqGSM49AwEHBG0wawIBAQQgswjgHufCjbs1u+974Jrd+rMSkiYZrDSfGW4LZjqPcuShRANCAATDQm/c4ycPwAcxgKV5PmsQAWV1lOgrXb7kpdfKN4bFSpGrXaBCYCBvHsYGpUCk2uWDf3GQZzRAAvdHqWOfxohj";
+/// An Ed25519 seed for tests (hex): the secret key of RFC 8032's first test vector.
+pub const TEST_ED25519_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b326919703bac031cae7f60";
+
+/// Fixed keys for tests and benchmarks of `preset`: what signs, and what
+/// its route is given.
+#[doc(hidden)]
+pub fn fixed_test_keys(preset: &Preset) -> (String, String) {
+    let signature = &preset.signature;
+    if signature.algorithm.is_public_key() {
+        let private = match signature.algorithm {
+            Algorithm::Ed25519 => TEST_ED25519_SEED,
+            _ => TEST_P256_PKCS8,
+        };
+        let public = SigningKey::new(signature.algorithm, signature.key, private)
+            .unwrap()
+            .public_key()
+            .unwrap();
+        return (private.to_string(), public);
+    }
+    let secret = b"fixed test secret of a route";
+    let text = match signature.key {
+        KeyEncoding::Hex => hex::encode(secret),
+        KeyEncoding::Base64 => STANDARD.encode(secret),
+        KeyEncoding::Whsec => format!("whsec_{}", STANDARD.encode(secret)),
+        _ if signature.algorithm == Algorithm::Basic => "hook-user:fixed test password".into(),
+        _ => String::from_utf8(secret.to_vec()).unwrap(),
+    };
+    (text.clone(), text)
+}
