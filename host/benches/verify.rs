@@ -115,6 +115,7 @@ fn presets(c: &mut Criterion) {
                 body: &body,
                 content_type: "application/json",
                 url: Some(url),
+                query: "",
                 delivery_id: "6a0e2b52",
                 now_unix: NOW,
             },

@@ -16,6 +16,7 @@ mod observability;
 mod operations;
 mod postgres;
 mod processing;
+mod providers;
 mod remote;
 mod schedules;
 mod services;

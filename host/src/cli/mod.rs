@@ -4,6 +4,7 @@ mod db;
 mod events;
 mod plugin;
 mod plugin_kit;
+mod providers;
 mod schedules;
 mod send;
 
@@ -62,6 +63,11 @@ enum Command {
         #[command(subcommand)]
         command: schedules::Command,
     },
+    /// The provider presets routes can name (built in, and in PROVIDERS_DIR).
+    #[command(subcommand)]
+    Providers(providers::Command),
+    /// Say why a captured request does or does not verify: `verify --explain FILE`.
+    Verify(providers::VerifyArgs),
     /// Deploy and manage plugin versions on a running host (admin API).
     Plugin {
         #[command(flatten)]
@@ -120,6 +126,8 @@ async fn run(cli: Cli) -> Result<()> {
         Command::Healthcheck { url } => healthcheck(url).await,
         Command::Schedules { server, command } => schedules::run(server, command).await,
         Command::Plugin { server, command } => plugin::run(server, command).await,
+        Command::Providers(command) => providers::run(&Settings::from_env(config, true)?, command),
+        Command::Verify(args) => providers::verify(&Settings::from_env(config, true)?, args).await,
     }
 }
 

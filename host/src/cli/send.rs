@@ -38,6 +38,18 @@ pub struct Args {
     /// Signature scheme: fal-hmac, fal-ed25519, standard-webhooks, github, stripe.
     #[arg(long, default_value = "fal-hmac")]
     scheme: String,
+    /// Sign as this provider preset instead (`providers list`; presets in
+    /// PROVIDERS_DIR too). The key (WEBHOOK_SECRET by default) is the shared
+    /// secret, or for public-key presets the private key (PKCS#8 PEM or
+    /// base64 DER, or an Ed25519 seed in hex).
+    #[arg(long, conflicts_with = "scheme")]
+    provider: Option<String>,
+    /// The body's content type (form presets sign form fields).
+    #[arg(long, default_value = "application/json")]
+    content_type: String,
+    /// The URL the provider is given, for presets that sign it (default: --url without its query).
+    #[arg(long)]
+    public_url: Option<String>,
     /// The delivery id (FAL request id: the avatar's `fal_request_id`).
     #[arg(long, default_value = "demo-request-1")]
     request_id: String,
@@ -129,6 +141,7 @@ pub fn sample_body(sample: Sample, request_id: &str) -> serde_json::Value {
 pub async fn run(args: Args) -> Result<()> {
     let secret_env = args.secret_env.clone().unwrap_or_else(|| {
         match args.scheme.as_str() {
+            _ if args.provider.is_some() => "WEBHOOK_SECRET",
             "fal-hmac" => "FAL_WEBHOOK_SECRET",
             "fal-ed25519" => "FAL_SIGNING_KEY",
             _ => "WEBHOOK_SECRET",
@@ -163,24 +176,24 @@ pub async fn run(args: Args) -> Result<()> {
             (body.into_bytes(), args.request_id.clone())
         }
     };
-    let headers = sign::headers(
-        &args.scheme,
-        &key,
-        &delivery_id,
-        &body,
-        unix_now() + args.skew_secs,
-    )?;
-    let mut request = reqwest::Client::new()
-        .post(&args.url)
-        .header("content-type", "application/json");
-    for (name, value) in headers {
-        request = request.header(name, value);
-    }
+    let now = unix_now() + args.skew_secs;
+    let (url, headers, body) = match &args.provider {
+        Some(provider) => signed_as_provider(&args, provider, &key, &delivery_id, body, now)?,
+        None => {
+            let mut headers = reqwest::header::HeaderMap::new();
+            headers.insert("content-type", "application/json".parse()?);
+            for (name, value) in sign::headers(&args.scheme, &key, &delivery_id, &body, now)? {
+                headers.insert(name, value.parse()?);
+            }
+            (args.url.clone(), headers, body)
+        }
+    };
+    let request = reqwest::Client::new().post(&url).headers(headers);
     let response = request
         .body(body)
         .send()
         .await
-        .with_context(|| format!("posting to {}", args.url))?;
+        .with_context(|| format!("posting to {url}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     println!("HTTP {}", status.as_u16());
@@ -194,4 +207,45 @@ pub async fn run(args: Args) -> Result<()> {
         demo.wait_for(2).await;
     }
     Ok(())
+}
+
+/// The URL to post to, the headers and the body of a delivery signed as
+/// `provider`'s preset.
+fn signed_as_provider(
+    args: &Args,
+    provider: &str,
+    key: &str,
+    delivery_id: &str,
+    body: Vec<u8>,
+    now_unix: i64,
+) -> Result<(String, reqwest::header::HeaderMap, Vec<u8>)> {
+    use crate::verify::catalogue::Lookup;
+    use crate::verify::preset_sign::{Delivery, sign};
+    let dir = std::env::var_os("PROVIDERS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    let preset = Lookup {
+        declared: &[],
+        dir: dir.as_deref(),
+    }
+    .find(provider)?;
+    let (base, query) = args.url.split_once('?').unwrap_or((&args.url, ""));
+    let public_url = args.public_url.clone().unwrap_or_else(|| base.to_string());
+    let signed = sign(
+        &preset,
+        key,
+        &Delivery {
+            body: &body,
+            content_type: &args.content_type,
+            url: Some(&public_url),
+            query,
+            delivery_id,
+            now_unix,
+        },
+    )?;
+    let url = match signed.query.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", signed.query),
+    };
+    Ok((url, signed.headers, signed.body))
 }

@@ -72,10 +72,11 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
 const CLAIMED_IDS: [&str; 3] = ["x-fal-webhook-request-id", "webhook-id", "x-github-delivery"];
 
 /// Counts and logs (once, at warn) a request that did not verify.
-fn record_rejection(route: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
+fn record_rejection(route: &str, provider: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
     metrics::counter!(
         crate::telemetry::VERIFY_FAILURES,
         "route" => route.to_string(),
+        "provider" => provider.to_string(),
         "reason" => rejection.code(),
     )
     .increment(1);
@@ -84,6 +85,7 @@ fn record_rejection(route: &str, headers: &HeaderMap, rejection: &verify::Reject
         .find_map(|name| headers.get(*name).and_then(|v| v.to_str().ok()));
     tracing::warn!(
         route,
+        provider,
         reason = rejection.code(),
         delivery_id = %claimed.unwrap_or("-"),
         "webhook not verified: {rejection}"
@@ -113,12 +115,15 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
     let body = read_body(body, &parts.headers, state.body_limit, state.body_timeout).await?;
     let verified = match route
         .verifier
-        .verify(&verify::Request::new(&parts.headers, &body))
+        .verify(
+            &verify::Request::new(&parts.headers, &body)
+                .with_target(parts.method.as_str(), parts.uri.query().unwrap_or("")),
+        )
         .await
     {
         Ok(verified) => verified,
         Err(rejection) => {
-            record_rejection(&route.name, &parts.headers, &rejection);
+            record_rejection(&route.name, route.verifier.label(), &parts.headers, &rejection);
             return Err(ApiError::unverified(&rejection));
         }
     };
@@ -276,9 +281,15 @@ mod tests {
         let recorder = crate::telemetry::counted::Recorded::default();
         let seen = recorder.0.clone();
         metrics::with_local_recorder(&recorder, || {
-            record_rejection("fal", &HeaderMap::new(), &verify::Rejection::NoMatchingSignature);
+            record_rejection(
+                "fal",
+                "fal-ed25519+fal-hmac",
+                &HeaderMap::new(),
+                &verify::Rejection::NoMatchingSignature,
+            );
             record_rejection(
                 "gh",
+                "github",
                 &HeaderMap::new(),
                 &verify::Rejection::MissingHeader("x-hub-signature-256"),
             );
@@ -286,8 +297,8 @@ mod tests {
         assert_eq!(
             *seen.lock().unwrap(),
             [
-                "webhook_verification_failures_total{route=fal,reason=no_matching_signature} +1",
-                "webhook_verification_failures_total{route=gh,reason=missing_header} +1",
+                "webhook_verification_failures_total{route=fal,provider=fal-ed25519+fal-hmac,reason=no_matching_signature} +1",
+                "webhook_verification_failures_total{route=gh,provider=github,reason=missing_header} +1",
             ]
         );
     }

@@ -311,6 +311,7 @@ async fn every_preset_accepts_its_signed_delivery_and_refuses_changed_ones() {
             body,
             content_type: "application/json",
             url: Some(&url),
+            query: "",
             delivery_id: "dlv-1",
             now_unix,
         };

@@ -17,6 +17,8 @@
 
 pub mod catalogue;
 pub mod declarative;
+mod describe;
+pub mod explain;
 pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
@@ -164,6 +166,8 @@ pub struct BuildContext<'a> {
 /// The schemes one route accepts.
 pub struct RouteVerifier {
     schemes: Vec<Box<dyn Scheme>>,
+    /// The schemes' and providers' names, `+`-joined: the metrics' `provider` label.
+    label: String,
 }
 
 impl RouteVerifier {
@@ -172,6 +176,7 @@ impl RouteVerifier {
     /// with no scheme at all is then open (and logged as such).
     pub fn build(route: &str, configs: &[VerifyConfig], context: &BuildContext<'_>) -> Result<Self> {
         let mut schemes: Vec<Box<dyn Scheme>> = Vec::new();
+        let mut labels: Vec<&str> = Vec::new();
         for config in configs {
             let keys = config.resolve_keys(context.env_secret)?;
             let no_keys = keys.is_empty();
@@ -217,6 +222,7 @@ impl RouteVerifier {
                 );
             }
             schemes.push(built);
+            labels.push(config.label());
         }
         if schemes.is_empty() {
             if !context.insecure_dev {
@@ -224,7 +230,17 @@ impl RouteVerifier {
             }
             tracing::warn!(route, "route runs UNVERIFIED (--insecure-dev)");
         }
-        Ok(Self { schemes })
+        let label = if labels.is_empty() {
+            "none".to_string()
+        } else {
+            labels.join("+")
+        };
+        Ok(Self { schemes, label })
+    }
+
+    /// The route's schemes and providers, `+`-joined (`none` when open).
+    pub fn label(&self) -> &str {
+        &self.label
     }
 
     /// True when requests on this route are accepted without verification.

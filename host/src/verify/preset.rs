@@ -145,6 +145,21 @@ pub enum Algorithm {
 }
 
 impl Algorithm {
+    /// The name presets write.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::HmacSha1 => "hmac-sha1",
+            Self::HmacSha256 => "hmac-sha256",
+            Self::HmacSha512 => "hmac-sha512",
+            Self::Ed25519 => "ed25519",
+            Self::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            Self::RsaSha256 => "rsa-sha256",
+            Self::RsaSha1 => "rsa-sha1",
+            Self::Token => "token",
+            Self::Basic => "basic",
+        }
+    }
+
     pub fn is_hmac(self) -> bool {
         matches!(self, Self::HmacSha1 | Self::HmacSha256 | Self::HmacSha512)
     }

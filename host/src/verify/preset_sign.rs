@@ -27,8 +27,10 @@ pub struct Delivery<'a> {
     pub body: &'a [u8],
     /// `content-type` of the body (form presets sign form fields).
     pub content_type: &'a str,
-    /// The URL the provider calls (presets that sign the URL).
+    /// The URL the provider calls (presets that sign the URL), without its query.
     pub url: Option<&'a str>,
+    /// The query string the URL is called with (without `?`), kept first.
+    pub query: &'a str,
     pub delivery_id: &'a str,
     pub now_unix: i64,
 }
@@ -41,7 +43,9 @@ pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signe
     let mut out = Draft {
         headers: HeaderMap::new(),
         json: None,
-        query: Vec::new(),
+        query: url::form_urlencoded::parse(delivery.query.as_bytes())
+            .map(|(k, v)| (k.into_owned(), v.into_owned()))
+            .collect(),
         body: delivery.body.to_vec(),
     };
     out.headers.insert(
