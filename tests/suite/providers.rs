@@ -61,13 +61,22 @@ async fn every_preset_accepts_its_provider_and_refuses_changed_deliveries() {
     assert!(presets.len() >= 40, "{} presets", presets.len());
     let mut routes = String::new();
     let mut keys = Vec::new();
+    // JWKS presets fetch their keys: from a JWKS server on loopback, serving the test key.
+    let seed: [u8; 32] = hex::decode(webhook_host::verify::preset_sign::TEST_ED25519_SEED)
+        .unwrap()
+        .try_into()
+        .unwrap();
+    let jwks = crate::verification::JwksServer::start(vec![ed25519_dalek::SigningKey::from_bytes(&seed)]);
     for preset in presets {
         let name = &preset.name;
         let (signing, verifying) = fixed_test_keys(preset);
+        let keys_from = match preset.signature.key {
+            webhook_host::verify::preset::KeyEncoding::Jwks => format!("jwks_urls = [\"{}\"]", jwks.url),
+            _ => format!("secret_env = \"{}\"", env_name(name)),
+        };
         routes.push_str(&format!(
             "[[routes]]\nname = \"p-{name}\"\nplugin = \"test-misbehave\"\npublic_url = \"https://hooks.example.com/hooks/p-{name}\"\n\
-             verify = [{{ provider = \"{name}\", secret_env = \"{}\" }}]\n\n",
-            env_name(name)
+             verify = [{{ provider = \"{name}\", {keys_from} }}]\n\n"
         ));
         keys.push((env_name(name), verifying, signing));
     }

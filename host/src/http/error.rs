@@ -38,6 +38,11 @@ impl ApiError {
                 "verification_unavailable",
                 Some(30),
             ),
+            crate::verify::Rejection::KeysRefreshing { retry_after_secs } => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "verification_unavailable",
+                Some(u32::try_from(*retry_after_secs).unwrap_or(u32::MAX)),
+            ),
             _ => (StatusCode::UNAUTHORIZED, "invalid_signature", None),
         };
         Self {

@@ -28,6 +28,8 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "coinbase-commerce",
     "discord",
     "dropbox",
+    "fal",
+    "fal-hmac",
     "github",
     "gitlab",
     "hubspot",

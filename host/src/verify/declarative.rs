@@ -1,16 +1,24 @@
 //! The engine that runs a [`Preset`]: the signature (or token) read where
 //! the preset says, the signed message assembled from its parts, checked
-//! with each of the route's keys; the timestamp and the delivery id where
-//! the preset names them.
+//! with each of the route's keys (or the keys fetched from JWKS URLs); the
+//! timestamp and the delivery id where the preset names them.
+//!
+//! A single signature is read after the timestamp is checked; a list is
+//! parsed whole first: entries that do not decode are skipped (an unknown
+//! version, a truncated value), and a list with no usable signature, or
+//! with the timestamp twice, is malformed.
 
+use std::borrow::Cow;
 use std::sync::Arc;
 
 use anyhow::{Context, Result, bail};
 use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use ed25519_dalek::VerifyingKey;
 
-use super::keys::KeySet;
-use super::preset::{Algorithm, Encoding, Located as _, Preset, TimeUnit};
+use super::jwks::KeyCache;
+use super::keys::{KeySet, ed25519_verifies, signature_len, split_whpk};
+use super::preset::{Algorithm, Encoding, KeyEncoding, Located as _, Preset, TimeUnit};
 use super::scheme::{Rejection, Request, Scheme, Verified, sha256_hex, signature_matches};
 use super::template::{Built, Place, Reader, leak, unix_seconds};
 use crate::config::Secret;
@@ -18,7 +26,11 @@ use crate::config::Secret;
 /// A preset with a route's keys.
 pub struct Declarative {
     preset: Arc<Preset>,
+    /// The preset's name, for [`Scheme::name`].
+    name: &'static str,
     keys: KeySet,
+    /// `whpk_` keys for the list's Ed25519 entries.
+    ed25519_keys: Vec<VerifyingKey>,
     /// The signed message's parts, names ready for rejections.
     parts: Vec<Built>,
     signature_at: Place,
@@ -37,6 +49,14 @@ enum DeliveryId {
     Parts(Vec<Built>),
 }
 
+/// What the request says: signatures (and Ed25519 list entries), decoded,
+/// and the timestamp as sent with its Unix seconds.
+struct Written<'v> {
+    signatures: Vec<Vec<u8>>,
+    ed25519: Vec<Vec<u8>>,
+    timestamp: Option<(Cow<'v, str>, i64)>,
+}
+
 impl Declarative {
     /// The preset with `keys`, checking timestamps against
     /// `tolerance_secs`; `public_url` is the URL the provider is given,
@@ -48,12 +68,31 @@ impl Declarative {
         public_url: Option<&str>,
     ) -> Result<Self> {
         let signature = &preset.signature;
-        let keys = KeySet::new(
-            signature.algorithm,
-            signature.key,
-            keys.iter().map(Secret::expose),
-        )
-        .with_context(|| format!("provider {}", preset.name))?;
+        let texts = keys.iter().map(Secret::expose);
+        let (texts, ed25519_keys) = match signature.list.as_ref().and_then(|l| l.ed25519.as_ref()) {
+            Some(_) => split_whpk(texts)?,
+            None => (texts.collect(), Vec::new()),
+        };
+        let keys = KeySet::new(signature.algorithm, signature.key, texts)
+            .with_context(|| format!("provider {}", preset.name))?;
+        Self::with_keys(preset, keys, ed25519_keys, tolerance_secs, public_url)
+    }
+
+    /// A JWKS preset (`key = "jwks"`) with its key cache.
+    pub fn with_key_cache(preset: Arc<Preset>, cache: KeyCache, tolerance_secs: u64) -> Result<Self> {
+        if preset.signature.key != KeyEncoding::Jwks {
+            bail!("provider {} takes keys, not a JWKS", preset.name);
+        }
+        Self::with_keys(preset, KeySet::Jwks(cache), Vec::new(), tolerance_secs, None)
+    }
+
+    fn with_keys(
+        preset: Arc<Preset>,
+        keys: KeySet,
+        ed25519_keys: Vec<VerifyingKey>,
+        tolerance_secs: u64,
+        public_url: Option<&str>,
+    ) -> Result<Self> {
         if preset.signs_url() && public_url.is_none() {
             bail!(
                 "provider {} signs the URL it calls: set public_url on the route (the URL given to the provider, \
@@ -70,7 +109,8 @@ impl Declarative {
             (from, spec.sha256)
         });
         Ok(Self {
-            parts: signature.message.iter().map(Built::new).collect(),
+            name: leak(&preset.name),
+            parts: preset.signature.message.iter().map(Built::new).collect(),
             signature_at: Place::new(&preset.signature_source()),
             timestamp_at: preset.timestamp_source().as_ref().map(Place::new),
             delivery_id,
@@ -78,6 +118,7 @@ impl Declarative {
             public_url: public_url.map(str::to_string),
             preset,
             keys,
+            ed25519_keys,
             tolerance_secs,
         })
     }
@@ -86,64 +127,138 @@ impl Declarative {
         &self.preset
     }
 
-    /// The signatures as written, and the timestamp as sent.
-    fn written<'v>(
-        &self,
-        value: &'v str,
-        reader: &'v Reader<'_>,
-    ) -> Result<(Vec<&'v str>, Option<std::borrow::Cow<'v, str>>), Rejection> {
-        let name = self.signature_at.name();
+    /// The JWKS key cache, for a JWKS preset.
+    pub fn key_cache(&self) -> Option<&KeyCache> {
+        match &self.keys {
+            KeySet::Jwks(cache) => Some(cache),
+            _ => None,
+        }
+    }
+
+    fn bad(&self) -> Rejection {
+        Rejection::BadEncoding(self.signature_at.name())
+    }
+
+    /// A signature's bytes, or none when it does not decode to a signature of the algorithm.
+    fn decode(&self, text: &str) -> Option<Vec<u8>> {
         let signature = &self.preset.signature;
+        let bytes = match signature.algorithm {
+            Algorithm::Token => Some(text.as_bytes().to_vec()),
+            Algorithm::Basic => STANDARD.decode(text).ok(),
+            _ => match signature.encoding {
+                Encoding::Hex => hex::decode(text).ok(),
+                Encoding::Base64 => STANDARD.decode(text).ok(),
+                Encoding::Base64url => URL_SAFE_NO_PAD.decode(text.trim_end_matches('=')).ok(),
+            },
+        }?;
+        let fits = signature_len(signature.algorithm).is_none_or(|len| bytes.len() == len);
+        fits.then_some(bytes)
+    }
+
+    /// The timestamp as sent, checked against the clock where the preset says.
+    fn checked_time<'v>(
+        &self,
+        sent: Cow<'v, str>,
+        request: &Request<'_>,
+    ) -> Result<(Cow<'v, str>, i64), Rejection> {
+        let (unit, checked) = self
+            .preset
+            .timestamp
+            .as_ref()
+            .map_or((TimeUnit::Seconds, true), |spec| (spec.unit, spec.checked));
+        let source = self.timestamp_at.unwrap_or(self.signature_at).name();
+        let unix = unix_seconds(&sent, unit).ok_or(Rejection::BadEncoding(source))?;
+        if checked && request.now_unix.abs_diff(unix) > self.tolerance_secs {
+            return Err(Rejection::TimestampOutOfRange {
+                tolerance_secs: self.tolerance_secs,
+            });
+        }
+        Ok((sent, unix))
+    }
+
+    /// The signatures and the timestamp, as the preset reads them.
+    fn written<'v>(&self, value: &'v str, reader: &'v Reader<'_>) -> Result<Written<'v>, Rejection> {
+        let signature = &self.preset.signature;
+        let request = reader.request;
         let Some(list) = &signature.list else {
-            let one = value
-                .strip_prefix(signature.prefix.as_str())
-                .ok_or(Rejection::BadEncoding(name))?;
+            let one = value.strip_prefix(signature.prefix.as_str()).ok_or(self.bad())?;
             let timestamp = match self.timestamp_at {
-                Some(place) => Some(reader.value(place)?),
+                Some(place) => Some(self.checked_time(reader.value(place)?, request)?),
                 None => None,
             };
-            return Ok((vec![one.trim()], timestamp));
+            return Ok(Written {
+                signatures: vec![self.decode(one.trim()).ok_or(self.bad())?],
+                ed25519: Vec::new(),
+                timestamp,
+            });
         };
         let entries: Vec<(&str, &str)> = value
             .split(list.separator.as_str())
             .filter_map(|entry| entry.trim().split_once(list.assign.as_str()))
             .map(|(key, value)| (key.trim(), value.trim()))
             .collect();
-        let signatures: Vec<&str> = entries
-            .iter()
-            .filter(|(key, _)| *key == list.signature)
-            .map(|(_, value)| *value)
+        let signatures: Vec<Vec<u8>> = named(&entries, &list.signature)
+            .filter_map(|v| self.decode(v))
             .collect();
-        if signatures.is_empty() {
-            return Err(Rejection::BadEncoding(name));
+        let ed25519: Vec<Vec<u8>> = match &list.ed25519 {
+            Some(name) => named(&entries, name)
+                .filter_map(|v| STANDARD.decode(v).ok().filter(|b| b.len() == 64))
+                .collect(),
+            None => Vec::new(),
+        };
+        if signatures.is_empty() && ed25519.is_empty() {
+            return Err(self.bad());
         }
-        let timestamp = match (&list.timestamp, self.timestamp_at) {
-            (Some(key), _) => Some(std::borrow::Cow::Borrowed(
-                entries
-                    .iter()
-                    .find(|(k, _)| k == key)
-                    .map(|(_, value)| *value)
-                    .ok_or(Rejection::BadEncoding(name))?,
-            )),
+        let sent = match (&list.timestamp, self.timestamp_at) {
+            (Some(name), _) => {
+                let mut found = named(&entries, name);
+                match (found.next(), found.next()) {
+                    (Some(one), None) => Some(Cow::Borrowed(one)),
+                    _ => return Err(self.bad()),
+                }
+            }
             (None, Some(place)) => Some(reader.value(place)?),
             (None, None) => None,
         };
-        Ok((signatures, timestamp))
+        let timestamp = match sent {
+            Some(sent) => Some(self.checked_time(sent, request)?),
+            None => None,
+        };
+        Ok(Written {
+            signatures,
+            ed25519,
+            timestamp,
+        })
     }
 
-    fn decode(&self, text: &str) -> Result<Vec<u8>, Rejection> {
-        let signature = &self.preset.signature;
-        let bad = || Rejection::BadEncoding(self.signature_at.name());
-        match signature.algorithm {
-            Algorithm::Token => Ok(text.as_bytes().to_vec()),
-            Algorithm::Basic => STANDARD.decode(text).map_err(|_| bad()),
-            _ => match signature.encoding {
-                Encoding::Hex => hex::decode(text).map_err(|_| bad()),
-                Encoding::Base64 => STANDARD.decode(text).map_err(|_| bad()),
-                Encoding::Base64url => URL_SAFE_NO_PAD
-                    .decode(text.trim_end_matches('='))
-                    .map_err(|_| bad()),
-            },
+    /// Whether the route's keys signed `message`; for JWKS keys, after one
+    /// refresh if the cached ones do not (a rotation), and a retryable
+    /// answer when the rate limit holds that refresh back for a request
+    /// signed after the keys were fetched.
+    async fn signed(&self, message: &[u8], written: &Written<'_>, signed_at: i64) -> Result<bool, Rejection> {
+        let KeySet::Jwks(cache) = &self.keys else {
+            return Ok(self.keys.matches(message, &written.signatures)
+                || written
+                    .ed25519
+                    .iter()
+                    .any(|s| ed25519_verifies(&self.ed25519_keys, message, s)));
+        };
+        let verifies = |keys: &[VerifyingKey]| {
+            written
+                .signatures
+                .iter()
+                .any(|s| ed25519_verifies(keys, message, s))
+        };
+        let keys = cache.keys().await.ok_or(Rejection::KeysUnavailable)?;
+        if verifies(&keys.keys) {
+            return Ok(true);
+        }
+        match cache.refresh_after_failure(&keys).await {
+            Ok(fresh) => Ok(fresh.is_some_and(|set| verifies(&set.keys))),
+            Err(wait) if signed_at > keys.fetched_at_unix => Err(Rejection::KeysRefreshing {
+                retry_after_secs: wait.as_secs().max(1),
+            }),
+            Err(_) => Ok(false),
         }
     }
 
@@ -162,35 +277,21 @@ impl Declarative {
     }
 }
 
+/// The values of a list's entries named `name`.
+fn named<'v, 'e>(entries: &'e [(&'v str, &'v str)], name: &'e str) -> impl Iterator<Item = &'v str> + 'e {
+    entries.iter().filter(move |(k, _)| *k == name).map(|(_, v)| *v)
+}
+
 #[async_trait::async_trait]
 impl Scheme for Declarative {
     fn name(&self) -> &'static str {
-        "provider"
+        self.name
     }
 
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let reader = Reader::new(request);
         let value = reader.value(self.signature_at)?;
-        let (encoded, timestamp) = self.written(value.trim(), &reader)?;
-        if let Some(sent) = &timestamp {
-            // A listed timestamp without a spec is Unix seconds, checked.
-            let (unit, checked) = self
-                .preset
-                .timestamp
-                .as_ref()
-                .map_or((TimeUnit::Seconds, true), |spec| (spec.unit, spec.checked));
-            let source = self.timestamp_at.unwrap_or(self.signature_at).name();
-            let unix = unix_seconds(sent, unit).ok_or(Rejection::BadEncoding(source))?;
-            if checked && request.now_unix.abs_diff(unix) > self.tolerance_secs {
-                return Err(Rejection::TimestampOutOfRange {
-                    tolerance_secs: self.tolerance_secs,
-                });
-            }
-        }
-        let given = encoded
-            .iter()
-            .map(|text| self.decode(text))
-            .collect::<Result<Vec<_>, _>>()?;
+        let written = self.written(value.trim(), &reader)?;
         if let Some(query) = self.body_hash
             && let Some(claimed) = super::template::query_param(request.query, query)
             && !signature_matches(
@@ -201,11 +302,16 @@ impl Scheme for Declarative {
             return Err(Rejection::NoMatchingSignature);
         }
         let message = if self.preset.signature.algorithm.signs() {
-            reader.message(&self.parts, timestamp.as_deref(), self.public_url.as_deref())?
+            let timestamp = written.timestamp.as_ref().map(|(sent, _)| sent.as_ref());
+            reader.message(&self.parts, timestamp, self.public_url.as_deref())?
         } else {
             Vec::new()
         };
-        if !self.keys.matches(&message, &given) {
+        let signed_at = written
+            .timestamp
+            .as_ref()
+            .map_or(request.now_unix, |(_, unix)| *unix);
+        if !self.signed(&message, &written, signed_at).await? {
             return Err(Rejection::NoMatchingSignature);
         }
         Ok(Verified {

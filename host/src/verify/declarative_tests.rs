@@ -297,16 +297,23 @@ async fn every_preset_accepts_its_signed_delivery_and_refuses_changed_ones() {
         let name = preset.name.as_str();
         let (signing, verifying) = crate::verify::preset_sign::fixed_test_keys(preset);
         let url = format!("https://hooks.example.com/hooks/{name}");
-        let scheme = Declarative::new(
-            preset.clone(),
-            &[
-                Secret::new(test_keys_of_another(preset)),
-                Secret::new(verifying.clone()),
-            ],
-            300,
-            Some(&url),
-        )
-        .unwrap_or_else(|e| panic!("{name}: {e:#}"));
+        let build = |keys: &[String]| {
+            if preset.signature.key == crate::verify::preset::KeyEncoding::Jwks {
+                let public = keys
+                    .iter()
+                    .map(|k| {
+                        let bytes: [u8; 32] = hex::decode(k).unwrap().try_into().unwrap();
+                        ed25519_dalek::VerifyingKey::from_bytes(&bytes).unwrap()
+                    })
+                    .collect();
+                let cache = crate::verify::jwks::KeyCache::offline(public);
+                return Declarative::with_key_cache(preset.clone(), cache, 300).unwrap();
+            }
+            let keys: Vec<Secret> = keys.iter().map(Secret::new).collect();
+            Declarative::new(preset.clone(), &keys, 300, Some(&url))
+                .unwrap_or_else(|e| panic!("{name}: {e:#}"))
+        };
+        let scheme = build(&[test_keys_of_another(preset), verifying.clone()]);
         let delivery = |now_unix, body: &'static [u8]| Delivery {
             body,
             content_type: "application/json",
@@ -328,13 +335,7 @@ async fn every_preset_accepts_its_signed_delivery_and_refuses_changed_ones() {
             assert!(verified.delivery_id.is_some(), "{name}: no delivery id");
         }
 
-        let wrong = Declarative::new(
-            preset.clone(),
-            &[Secret::new(test_keys_of_another(preset))],
-            300,
-            Some(&url),
-        )
-        .unwrap();
+        let wrong = build(&[test_keys_of_another(preset)]);
         assert_eq!(
             wrong.verify(&request(signed)).await,
             Err(Rejection::NoMatchingSignature),

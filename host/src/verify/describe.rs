@@ -15,6 +15,7 @@ impl Preset {
         };
         let part = |p: &Part| match p {
             Part::Body => "body".to_string(),
+            Part::BodySha256 => "hex SHA-256 of the body".into(),
             Part::Timestamp => "timestamp".into(),
             Part::Url => "public URL + query".into(),
             Part::Method => "method".into(),

@@ -1,86 +1,32 @@
 //! `fal-ed25519`: FAL's own signatures. The canonical message of
 //! [`fal_hmac`](super::fal_hmac) signed with Ed25519; the signature header is
 //! the hex of the 64-byte signature; any key of FAL's JWKS that verifies
-//! accepts. Keys come from [`KeyCache`].
+//! accepts. Keys come from [`KeyCache`]. Run by the declarative engine as
+//! the `fal` preset (`host/providers/fal.toml`).
 
-use super::fal_hmac::FalHeaders;
+use super::catalogue;
+use super::declarative::Declarative;
 use super::jwks::KeyCache;
-use super::jwks::{JwksOptions, JwksSettings};
-use super::scheme::{Rejection, Request, Scheme, SchemeConfig, Verified};
-use ed25519_dalek::Signature;
 
-pub struct FalEd25519 {
-    keys: KeyCache,
-    tolerance_secs: u64,
-}
-
-impl FalEd25519 {
-    pub fn new(keys: KeyCache, tolerance_secs: u64) -> Self {
-        Self { keys, tolerance_secs }
-    }
-
-    pub fn key_cache(&self) -> &KeyCache {
-        &self.keys
-    }
-}
-
-fn any_verifies(keys: &[ed25519_dalek::VerifyingKey], message: &[u8], signature: &Signature) -> bool {
-    keys.iter()
-        .any(|key| key.verify_strict(message, signature).is_ok())
-}
-
-#[async_trait::async_trait]
-impl Scheme for FalEd25519 {
-    fn name(&self) -> &'static str {
-        "fal-ed25519"
-    }
-
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let fal = FalHeaders::read(request, self.tolerance_secs)?;
-        let bytes = fal.signature_bytes(64)?;
-        let signature =
-            Signature::from_slice(&bytes).map_err(|_| Rejection::BadEncoding(super::fal_hmac::SIGNATURE))?;
-        let message = fal.message.as_bytes();
-        let accepted = || {
-            Ok(Verified {
-                delivery_id: Some(fal.request_id.to_string()),
-            })
-        };
-        let Some(keys) = self.keys.keys().await else {
-            return Err(Rejection::KeysUnavailable);
-        };
-        if any_verifies(&keys.keys, message, &signature) {
-            return accepted();
-        }
-        // FAL may have rotated its keys: look once more (rate-limited).
-        if let Some(fresh) = self.keys.refresh_after_failure(&keys).await
-            && any_verifies(&fresh.keys, message, &signature)
-        {
-            return accepted();
-        }
-        Err(Rejection::NoMatchingSignature)
-    }
-}
-
-/// Builds the scheme for a route (see [`super::SCHEMES`]): keys from the
-/// route's JWKS URLs, cached under the data folder.
-pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    let options: JwksOptions = cx.options()?;
-    let keys = KeyCache::new(JwksSettings::from_options(&options, cx.data_dir));
-    Ok(Box::new(FalEd25519::new(keys, cx.config.tolerance_secs)))
+/// FAL's scheme with `keys`, checking timestamps against `tolerance_secs`.
+pub fn new(keys: KeyCache, tolerance_secs: u64) -> Declarative {
+    let preset = catalogue::builtin("fal").expect("the fal preset is built in");
+    Declarative::with_key_cache(preset, keys, tolerance_secs).expect("the fal preset takes a JWKS")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use crate::verify::fal_hmac::{REQUEST_ID, SIGNATURE, TIMESTAMP, USER_ID, canonical_message};
+    use crate::verify::jwks::JwksSettings;
+    use crate::verify::{Rejection, Request, Scheme};
     use axum::http::{HeaderMap, HeaderValue};
     use ed25519_dalek::{Signer, SigningKey};
     use std::time::Duration;
 
     const NOW: i64 = 1_700_000_000;
 
-    fn scheme(keys: Vec<ed25519_dalek::VerifyingKey>) -> FalEd25519 {
+    fn scheme(keys: Vec<ed25519_dalek::VerifyingKey>) -> Declarative {
         let settings = JwksSettings {
             urls: vec!["http://127.0.0.1:9/unreachable".into()],
             cache_file: std::env::temp_dir().join("webhook-host-test-never-written.json"),
@@ -89,7 +35,7 @@ mod tests {
             min_fetch_interval: Duration::from_secs(3_600),
             fetch_timeout: Duration::from_secs(1),
         };
-        FalEd25519::new(KeyCache::with_keys(settings, keys), 300)
+        new(KeyCache::with_keys(settings, keys), 300)
     }
 
     fn signed(key: &SigningKey, body: &[u8]) -> HeaderMap {
@@ -145,7 +91,7 @@ mod tests {
             Err(Rejection::BadEncoding(SIGNATURE))
         );
         assert_eq!(
-            scheme.key_cache().fetch_attempts(),
+            scheme.key_cache().unwrap().fetch_attempts(),
             0,
             "the rate limit holds back refreshes"
         );

@@ -6,30 +6,17 @@
 //! seconds), `-Signature`. The signed message is
 //! `request_id \n user_id \n timestamp \n hex(sha256(body))`, header values
 //! exactly as received. The signature is the lowercase hex HMAC. The request
-//! id is the delivery id.
+//! id is the delivery id. Run by the declarative engine as the `fal-hmac`
+//! preset (`host/providers/fal-hmac.toml`).
 
 use sha2::{Digest, Sha256};
 
-use super::scheme::{
-    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
-    signature_matches,
-};
+use super::scheme::hmac_sha256;
 
 pub const REQUEST_ID: &str = "x-fal-webhook-request-id";
 pub const USER_ID: &str = "x-fal-webhook-user-id";
 pub const TIMESTAMP: &str = "x-fal-webhook-timestamp";
 pub const SIGNATURE: &str = "x-fal-webhook-signature";
-
-pub struct FalHmac {
-    keys: Keys,
-    tolerance_secs: u64,
-}
-
-impl FalHmac {
-    pub fn new(keys: Keys, tolerance_secs: u64) -> Self {
-        Self { keys, tolerance_secs }
-    }
-}
 
 /// FAL's canonical message for these header values and body.
 pub fn canonical_message(request_id: &str, user_id: &str, timestamp: &str, body: &[u8]) -> String {
@@ -44,76 +31,10 @@ pub fn sign(key: &str, message: &str) -> String {
     hex::encode(hmac_sha256(key.as_bytes(), &[message.as_bytes()]))
 }
 
-/// FAL's four headers, checked: the request id, the canonical message, and
-/// the raw signature header. Shared with `fal-ed25519`.
-pub struct FalHeaders<'a> {
-    pub request_id: &'a str,
-    pub message: String,
-    pub signature: &'a str,
-}
-
-impl<'a> FalHeaders<'a> {
-    pub fn read(request: &Request<'a>, tolerance_secs: u64) -> Result<Self, Rejection> {
-        let request_id = request.header(REQUEST_ID)?;
-        let user_id = request.header(USER_ID)?;
-        let timestamp = request.header(TIMESTAMP)?;
-        let signature = request.header(SIGNATURE)?;
-        if request_id.is_empty() {
-            return Err(Rejection::BadEncoding(REQUEST_ID));
-        }
-        check_timestamp(timestamp, TIMESTAMP, request.now_unix, tolerance_secs)?;
-        let message = canonical_message(request_id, user_id, timestamp, request.body);
-        Ok(Self {
-            request_id,
-            message,
-            signature,
-        })
-    }
-
-    /// The signature bytes, which must be lowercase or uppercase hex of `len` bytes.
-    pub fn signature_bytes(&self, len: usize) -> Result<Vec<u8>, Rejection> {
-        let bytes = hex::decode(self.signature).map_err(|_| Rejection::BadEncoding(SIGNATURE))?;
-        if bytes.len() != len {
-            return Err(Rejection::BadEncoding(SIGNATURE));
-        }
-        Ok(bytes)
-    }
-}
-
-#[async_trait::async_trait]
-impl Scheme for FalHmac {
-    fn name(&self) -> &'static str {
-        "fal-hmac"
-    }
-
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let fal = FalHeaders::read(request, self.tolerance_secs)?;
-        let signature = fal.signature_bytes(32)?;
-        let matches = self.keys.iter().any(|key| {
-            signature_matches(
-                &hmac_sha256(key.expose().as_bytes(), &[fal.message.as_bytes()]),
-                &signature,
-            )
-        });
-        if !matches {
-            return Err(Rejection::NoMatchingSignature);
-        }
-        Ok(Verified {
-            delivery_id: Some(fal.request_id.to_string()),
-        })
-    }
-}
-
-/// Builds the scheme for a route (see [`super::SCHEMES`]).
-pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    cx.options::<NoOptions>()?;
-    Ok(Box::new(FalHmac::new(cx.keys.clone(), cx.config.tolerance_secs)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::verify::{Rejection, Request, Scheme, Verified};
     use axum::http::{HeaderMap, HeaderValue};
 
     const NOW: i64 = 1_700_000_000;
@@ -130,7 +51,7 @@ mod tests {
     }
 
     async fn check(h: &HeaderMap, body: &[u8]) -> Result<Verified, Rejection> {
-        let scheme = FalHmac::new(vec![Secret::new("previous"), Secret::new("s3cret")].into(), 300);
+        let scheme = super::super::preset_scheme("fal-hmac", &["previous", "s3cret"], 300);
         scheme.verify(&Request::at(h, body, NOW)).await
     }
 

@@ -1,64 +1,24 @@
-//! `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`.
+//! `github`: `X-Hub-Signature-256: sha256=<hex HMAC-SHA256(secret, raw body)>`,
+//! run by the declarative engine as the `github` preset
+//! (`host/providers/github.toml`).
 //!
 //! GitHub signs no timestamp, so replays are stopped by de-duplication on
 //! `X-GitHub-Delivery`, which is the delivery id.
 
-use super::scheme::{
-    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, hmac_sha256, signature_matches,
-};
+use super::scheme::hmac_sha256;
 
 pub const SIGNATURE: &str = "x-hub-signature-256";
 pub const DELIVERY: &str = "x-github-delivery";
-
-pub struct GitHub {
-    keys: Keys,
-}
-
-impl GitHub {
-    pub fn new(keys: Keys) -> Self {
-        Self { keys }
-    }
-}
 
 /// The header value GitHub would send for `body` under `secret`.
 pub fn sign(secret: &str, body: &[u8]) -> String {
     format!("sha256={}", hex::encode(hmac_sha256(secret.as_bytes(), &[body])))
 }
 
-#[async_trait::async_trait]
-impl Scheme for GitHub {
-    fn name(&self) -> &'static str {
-        "github"
-    }
-
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let header = request.header(SIGNATURE)?;
-        let hex_sig = header
-            .strip_prefix("sha256=")
-            .ok_or(Rejection::BadEncoding(SIGNATURE))?;
-        let signature = hex::decode(hex_sig).map_err(|_| Rejection::BadEncoding(SIGNATURE))?;
-        let matches = self
-            .keys
-            .iter()
-            .any(|key| signature_matches(&hmac_sha256(key.expose().as_bytes(), &[request.body]), &signature));
-        if !matches {
-            return Err(Rejection::NoMatchingSignature);
-        }
-        let delivery_id = request.optional_header(DELIVERY).map(str::to_string);
-        Ok(Verified { delivery_id })
-    }
-}
-
-/// Builds the scheme for a route (see [`super::SCHEMES`]).
-pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    cx.options::<NoOptions>()?;
-    Ok(Box::new(GitHub::new(cx.keys.clone())))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::verify::{Rejection, Request, Scheme};
     use axum::http::{HeaderMap, HeaderValue};
 
     /// GitHub's published example.
@@ -72,7 +32,7 @@ mod tests {
             DELIVERY,
             HeaderValue::from_static("72d3162e-cc78-11e3-81ab-4c9367dc0958"),
         );
-        let scheme = GitHub::new(vec![Secret::new("old"), Secret::new("It's a Secret to Everybody")].into());
+        let scheme = super::super::preset_scheme("github", &["old", "It's a Secret to Everybody"], 300);
         let request = Request::at(&headers, b"Hello, World!", 0);
         let verified = scheme.verify(&request).await.unwrap();
         assert_eq!(
@@ -91,7 +51,7 @@ mod tests {
 
     #[tokio::test]
     async fn malformed_headers_are_bad_encoding() {
-        let scheme = GitHub::new(vec![Secret::new("k")].into());
+        let scheme = super::super::preset_scheme("github", &["k"], 300);
         for value in ["757107ea", "sha1=abcd", "sha256=zz"] {
             let mut headers = HeaderMap::new();
             headers.insert(SIGNATURE, HeaderValue::from_static(value));

@@ -135,7 +135,7 @@ fn decode_key(x: &str) -> Option<VerifyingKey> {
     VerifyingKey::from_bytes(&bytes.try_into().ok()?).ok()
 }
 
-/// The key cache of one route's `fal-ed25519` scheme.
+/// The key cache of one route's JWKS preset (`fal`, the `fal-ed25519` scheme).
 pub struct KeyCache {
     settings: JwksSettings,
     client: reqwest::Client,
@@ -212,24 +212,28 @@ impl KeyCache {
             .snapshot()
             .is_none_or(|set| set.age_secs() >= self.settings.refresh_after.as_secs());
         if stale {
-            self.try_fetch().await;
+            let _ = self.try_fetch().await;
         }
         self.snapshot()
             .filter(|set| set.age_secs() < self.settings.max_age.as_secs())
     }
 
     /// After a signature failed with `tried`: refreshes once, if the rate
-    /// limit allows, and returns the new set when it differs.
-    pub async fn refresh_after_failure(&self, tried: &Arc<KeySet>) -> Option<Arc<KeySet>> {
-        self.try_fetch().await;
-        self.snapshot().filter(|set| !Arc::ptr_eq(set, tried))
+    /// limit allows, and returns the new set when it differs; or, when the
+    /// rate limit holds the refresh back, how long until one may run.
+    pub async fn refresh_after_failure(&self, tried: &Arc<KeySet>) -> Result<Option<Arc<KeySet>>, Duration> {
+        self.try_fetch().await?;
+        Ok(self.snapshot().filter(|set| !Arc::ptr_eq(set, tried)))
     }
 
-    /// Fetches unless another fetch was attempted within `min_fetch_interval`.
-    async fn try_fetch(&self) {
+    /// Fetches unless another fetch was attempted within
+    /// `min_fetch_interval` (then: how long until one may be).
+    async fn try_fetch(&self) -> Result<(), Duration> {
         let mut last = self.last_attempt.lock().await;
-        if last.is_some_and(|at| at.elapsed() < self.settings.min_fetch_interval) {
-            return;
+        if let Some(at) = *last
+            && at.elapsed() < self.settings.min_fetch_interval
+        {
+            return Err(self.settings.min_fetch_interval - at.elapsed());
         }
         *last = Some(Instant::now());
         self.attempts.fetch_add(1, Ordering::Relaxed);
@@ -249,6 +253,7 @@ impl KeyCache {
                 tracing::warn!("JWKS fetch failed; cached keys stay in use while younger than 24 h: {e:#}")
             }
         }
+        Ok(())
     }
 
     /// Fetches every URL; the union of the keys of those that answered.

@@ -18,15 +18,21 @@ pub enum KeySet {
     Public(Vec<signature::ParsedPublicKey>),
     /// Tokens and Basic credentials, compared with what the sender wrote.
     Secret(Vec<Vec<u8>>),
+    /// Ed25519 keys fetched from JWKS URLs.
+    Jwks(super::jwks::KeyCache),
 }
 
 impl KeySet {
-    /// Decodes `keys` as `encoding` says, for `algorithm`.
+    /// Decodes `keys` as `encoding` says, for `algorithm` (`whpk_` keys
+    /// are not among them: see [`split_whpk`]).
     pub fn new<'k>(
         algorithm: Algorithm,
         encoding: KeyEncoding,
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<Self> {
+        if encoding == KeyEncoding::Jwks {
+            bail!("JWKS keys are fetched, not given");
+        }
         let bytes = keys
             .into_iter()
             .map(|key| decode(encoding, key))
@@ -65,8 +71,50 @@ impl KeySet {
             KeySet::Secret(keys) => keys
                 .iter()
                 .any(|key| given.iter().any(|g| signature_matches(key, g))),
+            KeySet::Jwks(_) => false,
         }
     }
+}
+
+/// The length of a signature of `algorithm`, where it is fixed.
+pub fn signature_len(algorithm: Algorithm) -> Option<usize> {
+    match algorithm {
+        Algorithm::HmacSha1 => Some(20),
+        Algorithm::HmacSha256 => Some(32),
+        Algorithm::HmacSha512 | Algorithm::Ed25519 => Some(64),
+        _ => None,
+    }
+}
+
+/// Any of `keys` verifies `signature` (64 bytes) over `message`, Ed25519 strictly.
+pub fn ed25519_verifies(keys: &[ed25519_dalek::VerifyingKey], message: &[u8], signature: &[u8]) -> bool {
+    let Ok(signature) = ed25519_dalek::Signature::from_slice(signature) else {
+        return false;
+    };
+    keys.iter()
+        .any(|key| key.verify_strict(message, &signature).is_ok())
+}
+
+/// Splits a route's keys into `whpk_<base64>` Ed25519 public keys and the rest.
+pub fn split_whpk<'k>(
+    keys: impl IntoIterator<Item = &'k str>,
+) -> Result<(Vec<&'k str>, Vec<ed25519_dalek::VerifyingKey>)> {
+    let mut rest = Vec::new();
+    let mut public = Vec::new();
+    for key in keys {
+        match key.trim().strip_prefix("whpk_") {
+            Some(encoded) => {
+                let bytes = STANDARD.decode(encoded).context("a whpk_ key is not base64")?;
+                let bytes: [u8; 32] = bytes.try_into().ok().context("a whpk_ key is not 32 bytes")?;
+                public.push(
+                    ed25519_dalek::VerifyingKey::from_bytes(&bytes)
+                        .context("a whpk_ key is not an Ed25519 key")?,
+                );
+            }
+            None => rest.push(key),
+        }
+    }
+    Ok((rest, public))
 }
 
 pub fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
@@ -97,6 +145,7 @@ pub fn decode(encoding: KeyEncoding, text: &str) -> Result<Vec<u8>> {
             .decode(trimmed.strip_prefix("whsec_").unwrap_or(trimmed))
             .context("the key is not whsec_<base64>")?,
         KeyEncoding::Pem => pem_body(trimmed)?,
+        KeyEncoding::Jwks => bail!("JWKS keys are fetched, not given"),
     };
     if bytes.is_empty() {
         bail!("the key is empty");

@@ -25,6 +25,7 @@ pub mod github;
 pub mod jwks;
 pub mod keys;
 pub mod preset;
+mod preset_check;
 pub mod preset_sign;
 pub mod scheme;
 pub mod sign;
@@ -37,47 +38,40 @@ use std::path::Path;
 use anyhow::{Result, bail};
 
 use self::declarative::Declarative;
-pub use self::scheme::{
-    Build, Keys, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
-    signature_matches, unix_now,
-};
+use self::preset::KeyEncoding;
+pub use self::scheme::{Rejection, Request, Scheme, Verified, hmac_sha256, signature_matches, unix_now};
 use crate::config::{Secret, VerifyConfig};
+use serde::Deserialize as _;
 
-/// One signature scheme routes can name.
+/// One signature scheme routes can name with `scheme = "…"`: since presets
+/// landed, each is a shipped preset under its older name.
 pub struct SchemeEntry {
     pub name: &'static str,
-    /// Whether a route must give it keys (a JWKS scheme fetches its own).
-    pub needs_keys: bool,
-    pub build: Build,
+    /// The preset it runs (`host/providers/<preset>.toml`).
+    pub preset: &'static str,
 }
 
-/// Every scheme, by the name routes use: adding a scheme is one file
-/// implementing [`Scheme`] with a `build` function, and one line here.
+/// Every scheme, by the name routes use, and the preset that runs it.
 pub const SCHEMES: &[SchemeEntry] = &[
     SchemeEntry {
         name: "fal-ed25519",
-        needs_keys: false,
-        build: fal_ed25519::build,
+        preset: "fal",
     },
     SchemeEntry {
         name: "fal-hmac",
-        needs_keys: true,
-        build: fal_hmac::build,
+        preset: "fal-hmac",
     },
     SchemeEntry {
         name: "standard-webhooks",
-        needs_keys: true,
-        build: standard_webhooks::build,
+        preset: "standard-webhooks",
     },
     SchemeEntry {
         name: "github",
-        needs_keys: true,
-        build: github::build,
+        preset: "github",
     },
     SchemeEntry {
         name: "stripe",
-        needs_keys: true,
-        build: stripe::build,
+        preset: "stripe",
     },
 ];
 
@@ -105,47 +99,53 @@ pub fn every_scheme(
     public: ed25519_dalek::VerifyingKey,
     tolerance_secs: u64,
 ) -> Vec<Box<dyn Scheme>> {
-    let keys = || -> Keys { vec![Secret::new(secret)].into() };
-    vec![
-        Box::new(fal_hmac::FalHmac::new(keys(), tolerance_secs)),
-        Box::new(fal_ed25519::FalEd25519::new(
-            jwks::KeyCache::offline(vec![public]),
-            tolerance_secs,
-        )),
-        Box::new(
-            standard_webhooks::StandardWebhooks::new(&keys(), tolerance_secs)
+    let mut schemes: Vec<Box<dyn Scheme>> = vec![Box::new(fal_ed25519::new(
+        jwks::KeyCache::offline(vec![public]),
+        tolerance_secs,
+    ))];
+    for name in ["fal-hmac", "standard-webhooks", "github", "stripe"] {
+        let preset = catalogue::builtin(name).expect("a shipped preset");
+        schemes.push(Box::new(
+            Declarative::new(preset, &[Secret::new(secret)], tolerance_secs, None)
                 .expect("every_scheme takes a whsec_ secret"),
-        ),
-        Box::new(github::GitHub::new(keys())),
-        Box::new(stripe::Stripe::new(keys(), tolerance_secs)),
-    ]
+        ));
+    }
+    schemes
 }
 
-/// A provider preset's scheme for a route entry (`provider = "…"`): the
-/// preset from the catalogue with the entry's keys. Presets take no options.
-fn provider_scheme(
+/// A shipped preset with `keys`, for tests.
+#[cfg(test)]
+pub(crate) fn preset_scheme(name: &str, keys: &[&str], tolerance_secs: u64) -> Declarative {
+    let keys: Vec<Secret> = keys.iter().map(|k| Secret::new(*k)).collect();
+    Declarative::new(catalogue::builtin(name).unwrap(), &keys, tolerance_secs, None).unwrap()
+}
+
+/// A provider preset's scheme for a route entry: the preset from the
+/// catalogue with the entry's keys, or, for a JWKS preset, a key cache
+/// under the data folder (the entry may name other JWKS URLs and intervals).
+/// Other presets take no options.
+fn preset_scheme_for(
     provider: &str,
     config: &VerifyConfig,
     keys: &[Secret],
-    public_url: Option<&str>,
-    lookup: &catalogue::Lookup<'_>,
-) -> Result<Box<dyn Scheme>> {
-    if !config.scheme.is_empty() {
-        bail!(
-            "a verify entry names a scheme or a provider, not both ({:?} and {provider:?})",
-            config.scheme
-        );
+    context: &BuildContext<'_>,
+) -> Result<(bool, Box<dyn Scheme>)> {
+    let preset = context.providers.find(provider)?;
+    if preset.signature.key == KeyEncoding::Jwks {
+        let mut options = jwks::JwksOptions::deserialize(toml::Value::Table(config.options.clone()))
+            .map_err(|e| anyhow::anyhow!("provider {provider:?}: {e}"))?;
+        if options.jwks_urls.is_empty() {
+            options.jwks_urls = preset.signature.jwks_urls.clone();
+        }
+        let cache = jwks::KeyCache::new(jwks::JwksSettings::from_options(&options, context.data_dir));
+        let scheme = Declarative::with_key_cache(preset, cache, config.tolerance_secs)?;
+        return Ok((false, Box::new(scheme)));
     }
     if let Some(option) = config.options.keys().next() {
         bail!("provider {provider:?}: unknown option `{option}`");
     }
-    let preset = lookup.find(provider)?;
-    Ok(Box::new(Declarative::new(
-        preset,
-        keys,
-        config.tolerance_secs,
-        public_url,
-    )?))
+    let scheme = Declarative::new(preset, keys, config.tolerance_secs, context.public_url)?;
+    Ok((true, Box::new(scheme)))
 }
 
 /// What building a route's schemes needs from the host.
@@ -182,11 +182,16 @@ impl RouteVerifier {
             let no_keys = keys.is_empty();
             // Built first, so that its options are checked even when its
             // keys turn out to be missing.
-            let (needs_keys, built) = match &config.provider {
-                Some(provider) => (
-                    true,
-                    provider_scheme(provider, config, &keys, context.public_url, &context.providers),
-                ),
+            let built = match &config.provider {
+                Some(provider) => {
+                    if !config.scheme.is_empty() {
+                        bail!(
+                            "route {route:?}: a verify entry names a scheme or a provider, not both ({:?} and {provider:?})",
+                            config.scheme
+                        );
+                    }
+                    preset_scheme_for(provider, config, &keys, context)
+                }
                 None => {
                     let Some(entry) = SCHEMES.iter().find(|s| s.name == config.scheme) else {
                         let known: Vec<&str> = SCHEMES.iter().map(|s| s.name).collect();
@@ -196,15 +201,14 @@ impl RouteVerifier {
                             known.join(", ")
                         );
                     };
-                    let built = (entry.build)(&SchemeConfig {
-                        keys: keys.into(),
-                        config,
-                        data_dir: context.data_dir,
-                    });
-                    (entry.needs_keys, built)
+                    let builtin = BuildContext {
+                        providers: catalogue::Lookup::default(),
+                        ..*context
+                    };
+                    preset_scheme_for(entry.preset, config, &keys, &builtin)
                 }
             };
-            let built = built.map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?;
+            let (needs_keys, built) = built.map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?;
             let missing_keys = needs_keys && no_keys;
             if missing_keys {
                 if config.optional {
@@ -248,15 +252,15 @@ impl RouteVerifier {
         self.schemes.is_empty()
     }
 
-    /// Accepts the request if any scheme verifies it. Otherwise returns
-    /// `KeysUnavailable` if any scheme could not get its keys (the request may
-    /// well be genuine), else the first scheme's reason.
+    /// Accepts the request if any scheme verifies it. Otherwise returns a
+    /// retryable reason if any scheme could not get or refresh its keys (the
+    /// request may well be genuine), else the first scheme's reason.
     pub async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let mut rejection: Option<Rejection> = None;
         for scheme in &self.schemes {
             match scheme.verify(request).await {
                 Ok(verified) => return Ok(verified),
-                Err(Rejection::KeysUnavailable) => rejection = Some(Rejection::KeysUnavailable),
+                Err(retryable) if retryable.is_retryable() => rejection = Some(retryable),
                 Err(other) => {
                     rejection.get_or_insert(other);
                 }

@@ -73,6 +73,9 @@ pub struct SignatureSpec {
     /// The signed message, part after part; the raw body by default.
     #[serde(default = "body_only")]
     pub message: Vec<Part>,
+    /// With `key = "jwks"`: where the keys are published (a route may name others).
+    #[serde(default)]
+    pub jwks_urls: Vec<String>,
 }
 
 fn body_only() -> Vec<Part> {
@@ -190,6 +193,9 @@ pub enum KeyEncoding {
     Whsec,
     /// A PEM public key (`BEGIN PUBLIC KEY`).
     Pem,
+    /// Ed25519 keys fetched from JWKS URLs (`signature.jwks_urls`, or the
+    /// route's `jwks_urls`), cached in memory and on disk; the route gives no key.
+    Jwks,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -208,6 +214,8 @@ pub enum Encoding {
 pub enum Part {
     /// The raw body bytes.
     Body,
+    /// The hex SHA-256 of the raw body (FAL).
+    BodySha256,
     /// The timestamp as sent.
     Timestamp,
     /// The route's public URL, with the request's query string.
@@ -243,13 +251,14 @@ impl TryFrom<PartSpec> for Part {
         Ok(match spec {
             PartSpec::Word(word) => match word.as_str() {
                 "body" => Part::Body,
+                "body-sha256" => Part::BodySha256,
                 "timestamp" => Part::Timestamp,
                 "url" => Part::Url,
                 "method" => Part::Method,
                 "form-sorted" => Part::FormSorted,
                 _ => {
                     return Err(format!(
-                        "message part {word:?}: write \"body\", \"timestamp\", \"url\", \"method\", \
+                        "message part {word:?}: write \"body\", \"body-sha256\", \"timestamp\", \"url\", \"method\", \
                          \"form-sorted\", {{ header = … }}, {{ json = … }}, {{ query = … }} or {{ literal = … }}"
                     ));
                 }
@@ -276,6 +285,10 @@ pub struct ListSpec {
     /// The name of the timestamp entry, if the list carries it.
     #[serde(default)]
     pub timestamp: Option<String>,
+    /// The name of entries signed with Ed25519 instead, verified with the
+    /// route's `whpk_` keys (Standard Webhooks' `v1a`).
+    #[serde(default)]
+    pub ed25519: Option<String>,
 }
 
 fn equals() -> String {
@@ -367,75 +380,6 @@ impl Preset {
             .list
             .as_ref()
             .is_some_and(|l| l.timestamp.is_some())
-    }
-
-    /// Checks what serde cannot (a preset read as part of a manifest is checked here too).
-    pub fn check(&self) -> Result<()> {
-        let name_ok = !self.name.is_empty()
-            && self
-                .name
-                .chars()
-                .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-');
-        if !name_ok {
-            bail!("the name must be lowercase letters, digits or '-'");
-        }
-        let signature = &self.signature;
-        signature.source("signature")?;
-        let mut parts: Vec<&Part> = signature.message.iter().collect();
-        if let Some(id) = &self.delivery_id {
-            if id.parts.is_empty() {
-                id.source("delivery_id")?;
-            } else if id.source("delivery_id").is_ok() {
-                bail!("delivery_id: give parts or one place, not both");
-            }
-            parts.extend(&id.parts);
-        }
-        for part in parts {
-            match part {
-                Part::Header(h) if http::HeaderName::from_bytes(h.as_bytes()).is_err() => {
-                    bail!("{h:?} is not a header name")
-                }
-                Part::Json(j) if !(j.is_empty() || j.starts_with('/')) => {
-                    bail!("the JSON pointer {j:?} must start with '/'")
-                }
-                _ => {}
-            }
-        }
-        let listed = self.listed_timestamp();
-        match &self.timestamp {
-            Some(spec) if listed && spec.source("timestamp").is_ok() => {
-                bail!("the timestamp comes from the list or from one place, not both");
-            }
-            Some(spec) if !listed => {
-                spec.source("timestamp")?;
-            }
-            _ => {}
-        }
-        if signature.message.contains(&Part::Timestamp) && !listed && self.timestamp.is_none() {
-            bail!("the message signs a timestamp the preset does not locate");
-        }
-        if let Some(list) = &signature.list
-            && (list.separator.is_empty() || list.assign.is_empty() || list.signature.is_empty())
-        {
-            bail!("a list needs a separator, an assign and a signature entry name");
-        }
-        if !signature.algorithm.signs() && signature.message != body_only() {
-            bail!("a token or Basic credentials are compared as sent; they sign no message");
-        }
-        let key_fits = match signature.key {
-            KeyEncoding::Pem => signature.algorithm.is_public_key(),
-            KeyEncoding::Whsec => signature.algorithm.is_hmac(),
-            KeyEncoding::Raw => !signature.algorithm.is_public_key(),
-            KeyEncoding::Hex | KeyEncoding::Base64 => signature.algorithm.signs(),
-        };
-        if !key_fits {
-            bail!(
-                "key encoding {:?} does not fit algorithm {:?}",
-                signature.key,
-                signature.algorithm
-            );
-        }
-        Ok(())
     }
 
     /// Whether any part of the message needs the route's public URL.

@@ -1,23 +1,15 @@
 //! What every signature scheme shares: the request as a scheme sees it,
 //! what it answers ([`Verified`] or a [`Rejection`] with a stable reason),
-//! the [`Scheme`] trait, what building one is given ([`SchemeConfig`]),
-//! and the building blocks (timestamps, HMAC-SHA256, constant-time
-//! comparison). A leaf: each scheme's file imports this and nothing else
-//! of the room.
+//! the [`Scheme`] trait, and the building blocks (HMAC-SHA256, SHA-256,
+//! constant-time comparison). A leaf: the engine's files import this and
+//! nothing above it.
 
-use std::path::Path;
-use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
-
-use crate::config::{Secret, VerifyConfig};
-
-/// A route's keys for one scheme; several while a sender rotates them.
-pub type Keys = Arc<[Secret]>;
 
 /// What a scheme learned from a request it accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -41,9 +33,21 @@ pub enum Rejection {
     NoMatchingSignature,
     #[error("the keys to verify this request cannot be fetched right now")]
     KeysUnavailable,
+    /// No cached key verifies a request signed after the keys were fetched,
+    /// and the rate limit holds back the refresh that may find a new one.
+    #[error("no cached key matches and the key refresh is rate-limited; retry in {retry_after_secs} s")]
+    KeysRefreshing { retry_after_secs: u64 },
 }
 
 impl Rejection {
+    /// Whether the request may well be genuine and should be sent again later.
+    pub fn is_retryable(&self) -> bool {
+        matches!(
+            self,
+            Rejection::KeysUnavailable | Rejection::KeysRefreshing { .. }
+        )
+    }
+
     /// A stable, machine-readable reason.
     pub fn code(&self) -> &'static str {
         match self {
@@ -53,6 +57,7 @@ impl Rejection {
             Rejection::TimestampOutOfRange { .. } => "timestamp_out_of_range",
             Rejection::NoMatchingSignature => "no_matching_signature",
             Rejection::KeysUnavailable => "keys_unavailable",
+            Rejection::KeysRefreshing { .. } => "keys_refreshing",
         }
     }
 }
@@ -117,21 +122,6 @@ pub fn unix_now() -> i64 {
         .unwrap_or(0)
 }
 
-/// Parses a Unix-seconds timestamp from `header` and checks it is within
-/// `tolerance_secs` of `now`, in either direction.
-pub fn check_timestamp(
-    value: &str,
-    header: &'static str,
-    now: i64,
-    tolerance_secs: u64,
-) -> Result<i64, Rejection> {
-    let sent: i64 = value.trim().parse().map_err(|_| Rejection::BadEncoding(header))?;
-    if now.abs_diff(sent) > tolerance_secs {
-        return Err(Rejection::TimestampOutOfRange { tolerance_secs });
-    }
-    Ok(sent)
-}
-
 /// HMAC-SHA256 of the concatenated `parts`.
 pub fn hmac_sha256(key: &[u8], parts: &[&[u8]]) -> [u8; 32] {
     let mut mac = Hmac::<Sha256>::new_from_slice(key).expect("HMAC takes keys of any length");
@@ -159,31 +149,3 @@ pub trait Scheme: Send + Sync {
     fn name(&self) -> &'static str;
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
 }
-
-/// What building one scheme for one route is given.
-pub struct SchemeConfig<'a> {
-    /// The route's keys for it (empty for schemes that fetch their own).
-    pub keys: Keys,
-    /// The route's `verify` entry.
-    pub config: &'a VerifyConfig,
-    /// Where schemes may keep state across restarts (the JWKS cache).
-    pub data_dir: &'a Path,
-}
-
-impl SchemeConfig<'_> {
-    /// The scheme's own options from its route entry, read as `T` (which
-    /// denies unknown fields, so a misspelt or foreign option is refused by
-    /// name); none given reads as `T`'s defaults.
-    pub fn options<T: serde::de::DeserializeOwned>(&self) -> anyhow::Result<T> {
-        T::deserialize(toml::Value::Table(self.config.options.clone()))
-            .map_err(|e| anyhow::anyhow!("scheme {:?}: {e}", self.config.scheme))
-    }
-}
-
-/// The options of a scheme that has none.
-#[derive(Debug, Default, serde::Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct NoOptions {}
-
-/// Builds a scheme from a route's entry, or says why it cannot.
-pub type Build = fn(&SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>>;

@@ -6,58 +6,18 @@
 //! senders rotate keys. The signed content is `{id}.{timestamp}.{raw body}`.
 //! Keys: `whsec_<base64>` secrets (the decoded bytes are the HMAC key) and
 //! `whpk_<base64>` Ed25519 public keys; a route may list several of each.
-//! The delivery id is `webhook-id`.
+//! The delivery id is `webhook-id`. Run by the declarative engine as the
+//! `standard-webhooks` preset (`host/providers/standard-webhooks.toml`).
 
+use anyhow::Result;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use ed25519_dalek::{Signature, VerifyingKey};
 
-use super::scheme::{
-    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
-    signature_matches,
-};
-use anyhow::{Context, Result, bail};
+use super::scheme::hmac_sha256;
 
 pub const ID: &str = "webhook-id";
 pub const TIMESTAMP: &str = "webhook-timestamp";
 pub const SIGNATURE: &str = "webhook-signature";
-
-pub struct StandardWebhooks {
-    hmac_keys: Vec<Vec<u8>>,
-    public_keys: Vec<VerifyingKey>,
-    tolerance_secs: u64,
-}
-
-impl StandardWebhooks {
-    /// Decodes the route's `whsec_`/`whpk_` keys; a malformed one is a start-up error.
-    pub fn new(keys: &Keys, tolerance_secs: u64) -> Result<Self> {
-        let mut hmac_keys = Vec::new();
-        let mut public_keys = Vec::new();
-        for key in keys.iter() {
-            let key = key.expose().trim();
-            if let Some(public) = key.strip_prefix("whpk_") {
-                let bytes = STANDARD.decode(public).context("a whpk_ key is not base64")?;
-                let bytes: [u8; 32] = bytes.try_into().ok().context("a whpk_ key is not 32 bytes")?;
-                public_keys
-                    .push(VerifyingKey::from_bytes(&bytes).context("a whpk_ key is not an Ed25519 key")?);
-            } else {
-                let encoded = key.strip_prefix("whsec_").unwrap_or(key);
-                let bytes = STANDARD
-                    .decode(encoded)
-                    .context("a whsec_ secret is not base64")?;
-                if bytes.is_empty() {
-                    bail!("a whsec_ secret is empty");
-                }
-                hmac_keys.push(bytes);
-            }
-        }
-        Ok(Self {
-            hmac_keys,
-            public_keys,
-            tolerance_secs,
-        })
-    }
-}
 
 /// A `v1,<base64>` entry for `secret` (`whsec_…`).
 pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<String> {
@@ -67,71 +27,13 @@ pub fn sign(secret: &str, id: &str, timestamp: i64, body: &[u8]) -> Result<Strin
     Ok(format!("v1,{}", STANDARD.encode(mac)))
 }
 
-#[async_trait::async_trait]
-impl Scheme for StandardWebhooks {
-    fn name(&self) -> &'static str {
-        "standard-webhooks"
-    }
-
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let id = request.header(ID)?;
-        let timestamp = request.header(TIMESTAMP)?;
-        let header = request.header(SIGNATURE)?;
-        check_timestamp(timestamp, TIMESTAMP, request.now_unix, self.tolerance_secs)?;
-        let content = [id.as_bytes(), b".", timestamp.as_bytes(), b".", request.body];
-        let mut seen = false;
-        for entry in header.split_whitespace() {
-            let Some((version, encoded)) = entry.split_once(',') else {
-                continue;
-            };
-            let Ok(signature) = STANDARD.decode(encoded) else {
-                continue;
-            };
-            seen = true;
-            let matched = match version {
-                "v1" => self
-                    .hmac_keys
-                    .iter()
-                    .any(|key| signature_matches(&hmac_sha256(key, &content), &signature)),
-                "v1a" => match Signature::from_slice(&signature) {
-                    Ok(signature) => {
-                        let message = content.concat();
-                        self.public_keys
-                            .iter()
-                            .any(|key| key.verify_strict(&message, &signature).is_ok())
-                    }
-                    Err(_) => false,
-                },
-                _ => false,
-            };
-            if matched {
-                return Ok(Verified {
-                    delivery_id: Some(id.to_string()),
-                });
-            }
-        }
-        Err(if seen {
-            Rejection::NoMatchingSignature
-        } else {
-            Rejection::BadEncoding(SIGNATURE)
-        })
-    }
-}
-
-/// Builds the scheme for a route (see [`super::SCHEMES`]).
-pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    cx.options::<NoOptions>()?;
-    Ok(Box::new(StandardWebhooks::new(
-        &cx.keys,
-        cx.config.tolerance_secs,
-    )?))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::verify::{Rejection, Request, Scheme, Verified};
     use axum::http::{HeaderMap, HeaderValue};
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
     use ed25519_dalek::{Signer, SigningKey};
 
     const SECRET: &str = "whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD";
@@ -149,8 +51,7 @@ mod tests {
     }
 
     async fn check(keys: &[&str], signature: &str, now: i64) -> Result<Verified, Rejection> {
-        let keys: Keys = keys.iter().map(|k| Secret::new(*k)).collect::<Vec<_>>().into();
-        let scheme = StandardWebhooks::new(&keys, 300).unwrap();
+        let scheme = super::super::preset_scheme("standard-webhooks", keys, 300);
         let headers = headers(signature);
         scheme.verify(&Request::at(&headers, BODY, now)).await
     }

@@ -1,27 +1,14 @@
-//! `stripe`: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`.
+//! `stripe`: `Stripe-Signature: t=<unix>,v1=<hex>[,v1=<hex>…]`, run by the
+//! declarative engine as the `stripe` preset (`host/providers/stripe.toml`).
 //!
 //! The signed content is `{t}.{raw body}`, HMAC-SHA256 keyed by the whole
 //! `whsec_…` string as bytes (not decoded). Only `v1` entries count; several
 //! may be present while Stripe rolls a secret. The delivery id is the event's
 //! `id` from the JSON body.
 
-use super::scheme::{
-    Keys, NoOptions, Rejection, Request, Scheme, SchemeConfig, Verified, check_timestamp, hmac_sha256,
-    signature_matches,
-};
+use super::scheme::hmac_sha256;
 
 pub const SIGNATURE: &str = "stripe-signature";
-
-pub struct Stripe {
-    keys: Keys,
-    tolerance_secs: u64,
-}
-
-impl Stripe {
-    pub fn new(keys: Keys, tolerance_secs: u64) -> Self {
-        Self { keys, tolerance_secs }
-    }
-}
 
 /// The header value Stripe would send.
 pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
@@ -30,65 +17,10 @@ pub fn sign(secret: &str, timestamp: i64, body: &[u8]) -> String {
     format!("t={t},v1={}", hex::encode(mac))
 }
 
-/// The `t` value and the `v1` signatures of a header.
-fn parse(header: &str) -> Result<(&str, Vec<Vec<u8>>), Rejection> {
-    let mut timestamp = None;
-    let mut signatures = Vec::new();
-    for item in header.split(',') {
-        let (key, value) = item
-            .trim()
-            .split_once('=')
-            .ok_or(Rejection::BadEncoding(SIGNATURE))?;
-        match key {
-            "t" if timestamp.is_none() => timestamp = Some(value),
-            "t" => return Err(Rejection::BadEncoding(SIGNATURE)),
-            "v1" => signatures.push(hex::decode(value).map_err(|_| Rejection::BadEncoding(SIGNATURE))?),
-            _ => {} // v0 and future schemes are ignored
-        }
-    }
-    let timestamp = timestamp.ok_or(Rejection::BadEncoding(SIGNATURE))?;
-    if signatures.is_empty() {
-        return Err(Rejection::BadEncoding(SIGNATURE));
-    }
-    Ok((timestamp, signatures))
-}
-
-#[async_trait::async_trait]
-impl Scheme for Stripe {
-    fn name(&self) -> &'static str {
-        "stripe"
-    }
-
-    async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
-        let (timestamp, signatures) = parse(request.header(SIGNATURE)?)?;
-        check_timestamp(timestamp, SIGNATURE, request.now_unix, self.tolerance_secs)?;
-        let matches = self.keys.iter().any(|key| {
-            let mac = hmac_sha256(
-                key.expose().as_bytes(),
-                &[timestamp.as_bytes(), b".", request.body],
-            );
-            signatures.iter().any(|sig| signature_matches(&mac, sig))
-        });
-        if !matches {
-            return Err(Rejection::NoMatchingSignature);
-        }
-        let delivery_id = serde_json::from_slice::<serde_json::Value>(request.body)
-            .ok()
-            .and_then(|body| body.get("id").and_then(|id| id.as_str()).map(str::to_string));
-        Ok(Verified { delivery_id })
-    }
-}
-
-/// Builds the scheme for a route (see [`super::SCHEMES`]).
-pub fn build(cx: &SchemeConfig<'_>) -> anyhow::Result<Box<dyn Scheme>> {
-    cx.options::<NoOptions>()?;
-    Ok(Box::new(Stripe::new(cx.keys.clone(), cx.config.tolerance_secs)))
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::config::Secret;
+    use crate::verify::{Rejection, Request, Scheme, Verified};
     use axum::http::{HeaderMap, HeaderValue};
 
     const SECRET: &str = "whsec_test_secret_for_stripe";
@@ -98,7 +30,7 @@ mod tests {
     async fn check(header: &str, now: i64) -> Result<Verified, Rejection> {
         let mut headers = HeaderMap::new();
         headers.insert(SIGNATURE, HeaderValue::from_str(header).unwrap());
-        let scheme = Stripe::new(vec![Secret::new(SECRET)].into(), 300);
+        let scheme = super::super::preset_scheme("stripe", &[SECRET], 300);
         scheme.verify(&Request::at(&headers, BODY, now)).await
     }
 

@@ -51,6 +51,7 @@ impl Place {
 #[derive(Debug)]
 pub enum Built {
     Body,
+    BodySha256,
     Timestamp,
     Url,
     Method,
@@ -63,6 +64,7 @@ impl Built {
     pub fn new(part: &Part) -> Self {
         match part {
             Part::Body => Built::Body,
+            Part::BodySha256 => Built::BodySha256,
             Part::Timestamp => Built::Timestamp,
             Part::Url => Built::Url,
             Part::Method => Built::Method,
@@ -129,6 +131,9 @@ impl<'r> Reader<'r> {
         for part in parts {
             match part {
                 Built::Body => message.extend_from_slice(request.body),
+                Built::BodySha256 => {
+                    message.extend_from_slice(super::scheme::sha256_hex(request.body).as_bytes())
+                }
                 Built::Timestamp => message
                     .extend_from_slice(timestamp.ok_or(Rejection::MissingField("timestamp"))?.as_bytes()),
                 Built::Url => {
