@@ -27,11 +27,7 @@ fuzz_target!(|data: &[u8]| {
         }
     }
     let body: Vec<u8> = parts.flatten().copied().collect();
-    let request = Request {
-        headers: &headers,
-        body: &body,
-        now_unix: 1_700_000_000,
-    };
+    let request = Request::at(&headers, &body, 1_700_000_000);
     for scheme in schemes() {
         let outcome = scheme
             .verify(&request)

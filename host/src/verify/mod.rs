@@ -422,4 +422,6 @@ mod tests {
 #[cfg(test)]
 mod props;
 #[cfg(test)]
+mod props_presets;
+#[cfg(test)]
 mod vectors;
