@@ -116,6 +116,7 @@ fn presets(c: &mut Criterion) {
                 content_type: "application/json",
                 url: Some(url),
                 query: "",
+                certificate_url: None,
                 delivery_id: "6a0e2b52",
                 now_unix: NOW,
             },

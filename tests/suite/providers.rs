@@ -29,6 +29,7 @@ fn signed(preset: &Preset, key: &str, url: &str, id: &str, now: i64) -> Signed {
             content_type: "application/json",
             url: Some(url),
             query: "",
+            certificate_url: None,
             delivery_id: id,
             now_unix: now,
         },
@@ -57,7 +58,13 @@ async fn post(host: &TestHost, i: usize, path: &str, delivery: &Signed) -> (u16,
 
 #[tokio::test(flavor = "multi_thread")]
 async fn every_preset_accepts_its_provider_and_refuses_changed_deliveries() {
-    let presets = catalogue::all_builtin();
+    // Certificate presets fetch from their provider's hosts only (aws-sns:
+    // SNS's); their fetching is tested below with a preset allowing loopback.
+    let presets: Vec<_> = catalogue::all_builtin()
+        .iter()
+        .filter(|p| p.signature.key != webhook_host::verify::preset::KeyEncoding::Certificate)
+        .cloned()
+        .collect();
     assert!(presets.len() >= 40, "{} presets", presets.len());
     let mut routes = String::new();
     let mut keys = Vec::new();
@@ -67,7 +74,7 @@ async fn every_preset_accepts_its_provider_and_refuses_changed_deliveries() {
         .try_into()
         .unwrap();
     let jwks = crate::verification::JwksServer::start(vec![ed25519_dalek::SigningKey::from_bytes(&seed)]);
-    for preset in presets {
+    for preset in &presets {
         let name = &preset.name;
         let (signing, verifying) = fixed_test_keys(preset);
         let keys_from = match preset.signature.key {
@@ -394,4 +401,105 @@ async fn the_provider_tools_list_sign_and_explain() {
     );
     let (ok, out) = explain("1714265330");
     assert!(!ok && out.contains("timestamp_out_of_range"), "{out}");
+}
+
+/// A certificate preset (AWS SNS's scheme, allowed to fetch from loopback):
+/// the certificate the message names is fetched once and kept; a changed
+/// message is refused; a certificate URL on a host not allowed is refused
+/// without a fetch.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_certificate_preset_fetches_the_named_certificate_once_from_an_allowed_host() {
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use webhook_host::verify::preset_sign::{TEST_RSA_CERTIFICATE, TEST_RSA_PKCS8};
+
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let fetches = Arc::new(AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let app = axum::Router::new().route(
+        "/SimpleNotificationService-test.pem",
+        axum::routing::get(move || {
+            counter.fetch_add(1, Ordering::SeqCst);
+            async { TEST_RSA_CERTIFICATE }
+        }),
+    );
+    crate::remote::serve_on_own_thread(listener, app);
+
+    let providers = tempfile::tempdir().unwrap();
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/aws-sns.toml")).unwrap();
+    let local = shipped
+        .replace("name = \"aws-sns\"", "name = \"sns-local\"")
+        .replace(
+            "hosts = [\"sns.*.amazonaws.com\", \"sns.*.amazonaws.com.cn\"]",
+            "hosts = [\"127.0.0.1\"]\nallow_http = true",
+        );
+    assert_ne!(local, shipped);
+    std::fs::write(providers.path().join("sns-local.toml"), &local).unwrap();
+    let dir = providers.path().display().to_string();
+    let host = TestHost::spawn_with(
+        "[[routes]]\nname = \"sns\"\nplugin = \"test-misbehave\"\nbody = \"any\"\nverify = [{ provider = \"sns-local\" }]\n",
+        &[("PROVIDERS_DIR", dir.as_str())],
+    )
+    .await;
+    let preset = Preset::parse(&local).unwrap();
+    let url = format!("http://127.0.0.1:{port}/SimpleNotificationService-test.pem");
+    let notification = |id: &str, message: &str, cert: &str| {
+        let body = serde_json::json!({
+            "Type": "Notification", "MessageId": id, "TopicArn": "arn:aws:sns:us-west-2:123456789012:MyTopic",
+            "Subject": "My First Message", "Message": message, "Timestamp": "2012-05-02T00:54:06.655Z",
+            "mode": "ok",
+        })
+        .to_string();
+        sign(
+            &preset,
+            TEST_RSA_PKCS8,
+            &Delivery {
+                body: body.as_bytes(),
+                content_type: "text/plain; charset=UTF-8",
+                url: None,
+                query: "",
+                certificate_url: Some(cert),
+                delivery_id: id,
+                now_unix: unix_now(),
+            },
+        )
+        .unwrap()
+    };
+    for id in ["sns-1", "sns-2"] {
+        let delivery = notification(id, "Hello world!", &url);
+        assert_eq!(
+            post(&host, 0, "/hooks/sns", &delivery).await,
+            (200, String::new()),
+            "{id}"
+        );
+    }
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "the certificate is fetched once"
+    );
+
+    let mut changed = notification("sns-3", "Hello world!", &url);
+    changed.body = String::from_utf8(changed.body)
+        .unwrap()
+        .replace("Hello world!", "Hello world?")
+        .into_bytes();
+    assert_eq!(
+        post(&host, 0, "/hooks/sns", &changed).await,
+        (401, "no_matching_signature".into())
+    );
+
+    let elsewhere = notification("sns-4", "Hello world!", &url.replace("127.0.0.1", "localhost"));
+    assert_eq!(
+        post(&host, 0, "/hooks/sns", &elsewhere).await,
+        (401, "bad_encoding".into())
+    );
+    assert_eq!(
+        fetches.load(Ordering::SeqCst),
+        1,
+        "nothing fetched from a host not allowed"
+    );
 }

@@ -239,6 +239,7 @@ fn signed_as_provider(
             content_type: &args.content_type,
             url: Some(&public_url),
             query,
+            certificate_url: None,
             delivery_id,
             now_unix,
         },

@@ -21,6 +21,7 @@ macro_rules! builtin {
 /// The shipped presets' files, by name.
 const BUILTIN: &[(&str, &str)] = builtin![
     "asana",
+    "aws-sns",
     "bitbucket",
     "box",
     "calendly",

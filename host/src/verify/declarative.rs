@@ -16,8 +16,9 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use ed25519_dalek::VerifyingKey;
 
+use super::certs::{CertCache, CertError, CertPolicy};
 use super::jwks::KeyCache;
-use super::keys::{KeySet, ed25519_verifies, signature_len, split_whpk};
+use super::keys::{KeySet, ed25519_verifies, signature_len, split_whpk, verification};
 use super::preset::{Algorithm, Encoding, KeyEncoding, Located as _, Preset, TimeUnit};
 use super::scheme::{Rejection, Request, Scheme, Verified, sha256_hex, signature_matches};
 use super::template::{Built, Place, Reader, leak, unix_seconds};
@@ -41,6 +42,9 @@ pub struct Declarative {
     /// The URL the provider calls (for presets that sign it).
     public_url: Option<String>,
     tolerance_secs: u64,
+    /// Where a request names its algorithm, and its certificate's URL.
+    version_at: Option<Place>,
+    certificate_at: Option<Place>,
 }
 
 /// Where the delivery id comes from.
@@ -68,6 +72,10 @@ impl Declarative {
         public_url: Option<&str>,
     ) -> Result<Self> {
         let signature = &preset.signature;
+        if signature.key == KeyEncoding::Certificate {
+            let cache = CertCache::new(certificate_policy(&preset));
+            return Self::with_certificates(preset, cache, tolerance_secs, public_url);
+        }
         let texts = keys.iter().map(Secret::expose);
         let (texts, ed25519_keys) = match signature.list.as_ref().and_then(|l| l.ed25519.as_ref()) {
             Some(_) => split_whpk(texts)?,
@@ -84,6 +92,25 @@ impl Declarative {
             bail!("provider {} takes keys, not a JWKS", preset.name);
         }
         Self::with_keys(preset, KeySet::Jwks(cache), Vec::new(), tolerance_secs, None)
+    }
+
+    /// A certificate preset (`key = "certificate"`) with its certificate cache.
+    pub fn with_certificates(
+        preset: Arc<Preset>,
+        cache: CertCache,
+        tolerance_secs: u64,
+        public_url: Option<&str>,
+    ) -> Result<Self> {
+        if preset.signature.key != KeyEncoding::Certificate {
+            bail!("provider {} takes keys, not certificates", preset.name);
+        }
+        Self::with_keys(
+            preset,
+            KeySet::Certificates(cache),
+            Vec::new(),
+            tolerance_secs,
+            public_url,
+        )
     }
 
     fn with_keys(
@@ -116,6 +143,15 @@ impl Declarative {
             delivery_id,
             body_hash: preset.body_hash.as_ref().map(|b| leak(&b.query)),
             public_url: public_url.map(str::to_string),
+            version_at: preset
+                .signature
+                .version
+                .as_ref()
+                .map(|v| Place::new(&v.source("version").expect("checked at parse"))),
+            certificate_at: preset
+                .certificate
+                .as_ref()
+                .map(|c| Place::new(&c.source("certificate").expect("checked at parse"))),
             preset,
             keys,
             ed25519_keys,
@@ -235,7 +271,16 @@ impl Declarative {
     /// refresh if the cached ones do not (a rotation), and a retryable
     /// answer when the rate limit holds that refresh back for a request
     /// signed after the keys were fetched.
-    async fn signed(&self, message: &[u8], written: &Written<'_>, signed_at: i64) -> Result<bool, Rejection> {
+    async fn signed(
+        &self,
+        message: &[u8],
+        written: &Written<'_>,
+        signed_at: i64,
+        reader: &Reader<'_>,
+    ) -> Result<bool, Rejection> {
+        if let KeySet::Certificates(cache) = &self.keys {
+            return self.signed_by_certificate(cache, message, written, reader).await;
+        }
         let KeySet::Jwks(cache) = &self.keys else {
             return Ok(self.keys.matches(message, &written.signatures)
                 || written
@@ -262,6 +307,45 @@ impl Declarative {
         }
     }
 
+    /// Whether the certificate the request names signed `message`, by the
+    /// algorithm the request names (or the preset's).
+    async fn signed_by_certificate(
+        &self,
+        cache: &CertCache,
+        message: &[u8],
+        written: &Written<'_>,
+        reader: &Reader<'_>,
+    ) -> Result<bool, Rejection> {
+        let algorithm = match (self.version_at, &self.preset.signature.version) {
+            (Some(place), Some(spec)) => {
+                let value = reader.value(place)?;
+                *spec
+                    .algorithms
+                    .get(value.trim())
+                    .ok_or(Rejection::BadEncoding(place.name()))?
+            }
+            _ => self.preset.signature.algorithm,
+        };
+        let place = self
+            .certificate_at
+            .expect("a certificate preset locates its certificate");
+        let url = reader.value(place)?;
+        let spki = match cache.key(&url).await {
+            Ok(spki) => spki,
+            Err(CertError::NotAllowed) => return Err(Rejection::BadEncoding(place.name())),
+            Err(CertError::Invalid) => return Ok(false),
+            Err(CertError::Unavailable) => return Err(Rejection::KeysUnavailable),
+        };
+        let Ok(key) = aws_lc_rs::signature::ParsedPublicKey::new(verification(algorithm), spki.as_slice())
+        else {
+            return Ok(false);
+        };
+        Ok(written
+            .signatures
+            .iter()
+            .any(|s| key.verify_sig(message, s).is_ok()))
+    }
+
     fn delivery_id(&self, reader: &Reader<'_>) -> Option<String> {
         let (from, sha256) = self.delivery_id.as_ref()?;
         let id = match from {
@@ -274,6 +358,15 @@ impl Declarative {
             return None;
         }
         Some(if *sha256 { sha256_hex(id.as_bytes()) } else { id })
+    }
+}
+
+/// Where a certificate preset may fetch from.
+pub fn certificate_policy(preset: &Preset) -> CertPolicy {
+    let spec = preset.certificate.as_ref();
+    CertPolicy {
+        hosts: spec.map(|c| c.hosts.clone()).unwrap_or_default(),
+        allow_http: spec.is_some_and(|c| c.allow_http),
     }
 }
 
@@ -311,7 +404,7 @@ impl Scheme for Declarative {
             .timestamp
             .as_ref()
             .map_or(request.now_unix, |(_, unix)| *unix);
-        if !self.signed(&message, &written, signed_at).await? {
+        if !self.signed(&message, &written, signed_at, &reader).await? {
             return Err(Rejection::NoMatchingSignature);
         }
         Ok(Verified {

@@ -309,6 +309,16 @@ async fn every_preset_accepts_its_signed_delivery_and_refuses_changed_ones() {
                 let cache = crate::verify::jwks::KeyCache::offline(public);
                 return Declarative::with_key_cache(preset.clone(), cache, 300).unwrap();
             }
+            if preset.signature.key == crate::verify::preset::KeyEncoding::Certificate {
+                // The route names no key: the request names its certificate
+                // (here: the last of `keys`, at the test URL).
+                let url = crate::verify::preset_sign::TEST_CERTIFICATE_URL;
+                let certificates: Vec<(&str, &str)> =
+                    keys.last().map(|k| (url, k.as_str())).into_iter().collect();
+                let policy = crate::verify::declarative::certificate_policy(preset);
+                let cache = crate::verify::certs::CertCache::offline(policy, &certificates).unwrap();
+                return Declarative::with_certificates(preset.clone(), cache, 300, None).unwrap();
+            }
             let keys: Vec<Secret> = keys.iter().map(Secret::new).collect();
             Declarative::new(preset.clone(), &keys, 300, Some(&url))
                 .unwrap_or_else(|e| panic!("{name}: {e:#}"))
@@ -319,6 +329,7 @@ async fn every_preset_accepts_its_signed_delivery_and_refuses_changed_ones() {
             content_type: "application/json",
             url: Some(&url),
             query: "",
+            certificate_url: Some(crate::verify::preset_sign::TEST_CERTIFICATE_URL),
             delivery_id: "dlv-1",
             now_unix,
         };
@@ -390,6 +401,9 @@ fn test_keys_of_another(preset: &crate::verify::preset::Preset) -> String {
     use crate::verify::keys::SigningKey;
     use crate::verify::preset::KeyEncoding;
     let signature = &preset.signature;
+    if signature.key == KeyEncoding::Certificate {
+        return OTHER_RSA_CERTIFICATE.to_string();
+    }
     match signature.algorithm {
         Algorithm::Ed25519 => SigningKey::new(Algorithm::Ed25519, signature.key, &"11".repeat(32))
             .unwrap()
@@ -405,3 +419,6 @@ fn test_keys_of_another(preset: &crate::verify::preset::Preset) -> String {
         },
     }
 }
+
+/// A self-signed certificate of another RSA key (made for these tests).
+const OTHER_RSA_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIDJzCCAg+gAwIBAgIUeBt+WvAPRwTMOdlXrxgRYGs+4DIwDQYJKoZIhvcNAQEL\nBQAwIjEgMB4GA1UEAwwXb3RoZXIudGVzdC53ZWJob29rLWhvc3QwIBcNMjYxMjAy\nMDEzNTA1WhgPMjEyNjExMDgwMTM1MDVaMCIxIDAeBgNVBAMMF290aGVyLnRlc3Qu\nd2ViaG9vay1ob3N0MIIBIjANBgkqhkiG9w0BAQEFAAOCAQ8AMIIBCgKCAQEA3KW+\nff5zHXKbbpjRz2OY+Oe0lYTlYuSjA6L1G+fCTldDWBZKLjDyvsdZNhStgp62/RZd\nf7U0Dc/AVHfc1fLNMF2n7R6cqWtuGI6c1j+TgGMZ2IqeaaNf1vmM6E4CMD6eKyl1\nywkEm/VFlO0mqqcPj43DK3CWcL7Hvnta53QodyWI9zO622pFbmXI2q+DBOB9KknY\n88d9yE4GBQEGVD7Htp5BHiJmmu53lyY2xUOtKFygH6fGOCCniHWmzMmN/+KXw30v\nDwInTawynWlcNpMzYShKpzF48keiQ5WBxvnnCohY9lUj7yLT/OF8p98Uqk6myWS1\nRxxs0NxALfTu0TLPkwIDAQABo1MwUTAdBgNVHQ4EFgQUufgXr44/ni2o7biQHNO6\nmG8uvLAwHwYDVR0jBBgwFoAUufgXr44/ni2o7biQHNO6mG8uvLAwDwYDVR0TAQH/\nBAUwAwEB/zANBgkqhkiG9w0BAQsFAAOCAQEAL1PFqWFdqF4cAjZzfWMrSQL39RGP\npRhS3ySYu7b7g0UMx4dyMy8bJ9iOA8PN3MdJ14+YxIcsqylQESf1inoaIiuA6QSP\npRZKECucxBQnqdiLbiksGFJFKobB6VQ4BHVm2lMiJznHagGbQHs5bpQyRQ5WT00u\nFI25l3XCWxvL1iQBCKOBNbyVWGYYOqv/De42AJAgpCEXGntR3GwumGzQSs146Gsu\nS6KJ4j7crI0L/MCSd+PsWOly2XtnlXSiaaqZztSnXsYmcLz5kerm60pXaCg7CIa8\n7Toq0vZcyUOze+EIw2Ax2wgkvj38B6mZeRtyikyae2N+QKnTYVXmjOBWkw==\n-----END CERTIFICATE-----";

@@ -23,6 +23,7 @@ impl Preset {
             Part::Header(h) => format!("header {h}"),
             Part::Json(j) => format!("body field {j}"),
             Part::Query(q) => format!("query {q}"),
+            Part::JsonFields(names) => format!("body fields {} as name\\nvalue\\n", names.join(", ")),
             Part::Literal(l) => format!("{l:?}"),
         };
         let s = &self.signature;
@@ -84,6 +85,25 @@ impl Preset {
             lines.push(format!(
                 "  delivery id: {from}{}",
                 if d.sha256 { " (sha256)" } else { "" }
+            ));
+        }
+        if let Some(v) = &s.version {
+            let choices: Vec<String> = v
+                .algorithms
+                .iter()
+                .map(|(k, a)| format!("{k} = {}", a.as_str()))
+                .collect();
+            lines.push(format!(
+                "  version:     {} chooses: {}",
+                place(v.source("version")),
+                choices.join(", ")
+            ));
+        }
+        if let Some(c) = &self.certificate {
+            lines.push(format!(
+                "  certificate: URL in {}, fetched from {}",
+                place(c.source("certificate")),
+                c.hosts.join(", ")
             ));
         }
         if let Some(b) = &self.body_hash {

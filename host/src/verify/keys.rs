@@ -20,6 +20,8 @@ pub enum KeySet {
     Secret(Vec<Vec<u8>>),
     /// Ed25519 keys fetched from JWKS URLs.
     Jwks(super::jwks::KeyCache),
+    /// Public keys of certificates fetched from the URLs requests name.
+    Certificates(super::certs::CertCache),
 }
 
 impl KeySet {
@@ -30,8 +32,8 @@ impl KeySet {
         encoding: KeyEncoding,
         keys: impl IntoIterator<Item = &'k str>,
     ) -> Result<Self> {
-        if encoding == KeyEncoding::Jwks {
-            bail!("JWKS keys are fetched, not given");
+        if matches!(encoding, KeyEncoding::Jwks | KeyEncoding::Certificate) {
+            bail!("keys of {encoding:?} are fetched, not given");
         }
         let bytes = keys
             .into_iter()
@@ -71,7 +73,7 @@ impl KeySet {
             KeySet::Secret(keys) => keys
                 .iter()
                 .any(|key| given.iter().any(|g| signature_matches(key, g))),
-            KeySet::Jwks(_) => false,
+            KeySet::Jwks(_) | KeySet::Certificates(_) => false,
         }
     }
 }
@@ -125,7 +127,7 @@ pub fn hmac_algorithm(algorithm: Algorithm) -> hmac::Algorithm {
     }
 }
 
-fn verification(algorithm: Algorithm) -> &'static dyn signature::VerificationAlgorithm {
+pub fn verification(algorithm: Algorithm) -> &'static dyn signature::VerificationAlgorithm {
     match algorithm {
         Algorithm::Ed25519 => &signature::ED25519,
         Algorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
@@ -145,7 +147,7 @@ pub fn decode(encoding: KeyEncoding, text: &str) -> Result<Vec<u8>> {
             .decode(trimmed.strip_prefix("whsec_").unwrap_or(trimmed))
             .context("the key is not whsec_<base64>")?,
         KeyEncoding::Pem => pem_body(trimmed)?,
-        KeyEncoding::Jwks => bail!("JWKS keys are fetched, not given"),
+        KeyEncoding::Jwks | KeyEncoding::Certificate => bail!("keys of {encoding:?} are fetched, not given"),
     };
     if bytes.is_empty() {
         bail!("the key is empty");

@@ -16,6 +16,7 @@
 //! | `stripe` | `Stripe-Signature` | `whsec_…` as bytes |
 
 pub mod catalogue;
+pub mod certs;
 pub mod declarative;
 mod describe;
 pub mod explain;
@@ -144,8 +145,9 @@ fn preset_scheme_for(
     if let Some(option) = config.options.keys().next() {
         bail!("provider {provider:?}: unknown option `{option}`");
     }
+    let needs_keys = preset.signature.key != KeyEncoding::Certificate;
     let scheme = Declarative::new(preset, keys, config.tolerance_secs, context.public_url)?;
-    Ok((true, Box::new(scheme)))
+    Ok((needs_keys, Box::new(scheme)))
 }
 
 /// What building a route's schemes needs from the host.

@@ -45,6 +45,10 @@ pub struct Preset {
     /// `bodySHA256`), checked when present.
     #[serde(default)]
     pub body_hash: Option<BodyHashSpec>,
+    /// With `key = "certificate"`: where the request names its signing
+    /// certificate's URL, and the hosts it may be fetched from.
+    #[serde(default)]
+    pub certificate: Option<CertificateSpec>,
 }
 
 /// How the signature is made and where it is written.
@@ -76,6 +80,41 @@ pub struct SignatureSpec {
     /// With `key = "jwks"`: where the keys are published (a route may name others).
     #[serde(default)]
     pub jwks_urls: Vec<String>,
+    /// When a field of the request names the algorithm (AWS SNS's
+    /// `SignatureVersion`): where it is and what each value means.
+    #[serde(default)]
+    pub version: Option<VersionSpec>,
+}
+
+/// A request's own choice of algorithm, among the preset's.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct VersionSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Value → algorithm, e.g. `{ "1" = "rsa-sha1", "2" = "rsa-sha256" }`.
+    pub algorithms: std::collections::BTreeMap<String, Algorithm>,
+}
+
+/// Where a request names its signing certificate, and where it may come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Host patterns the certificate may be fetched from (`*` is one DNS label).
+    pub hosts: Vec<String>,
+    /// Allow plain `http` (tests on loopback); `https` only by default.
+    #[serde(default)]
+    pub allow_http: bool,
 }
 
 fn body_only() -> Vec<Part> {
@@ -118,7 +157,13 @@ macro_rules! located {
         }
     )*};
 }
-located!(SignatureSpec, TimestampSpec, DeliveryIdSpec);
+located!(
+    SignatureSpec,
+    TimestampSpec,
+    DeliveryIdSpec,
+    VersionSpec,
+    CertificateSpec
+);
 
 /// A located value, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +241,9 @@ pub enum KeyEncoding {
     /// Ed25519 keys fetched from JWKS URLs (`signature.jwks_urls`, or the
     /// route's `jwks_urls`), cached in memory and on disk; the route gives no key.
     Jwks,
+    /// The public key of an X.509 certificate whose URL the request names
+    /// (`[certificate]`), fetched from an allow-listed host and kept.
+    Certificate,
 }
 
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
@@ -230,6 +278,8 @@ pub enum Part {
     Json(String),
     /// A query parameter's value, decoded.
     Query(String),
+    /// Body fields by name, each present one as `name\nvalue\n` (AWS SNS).
+    JsonFields(Vec<String>),
     Literal(String),
 }
 
@@ -241,6 +291,7 @@ enum PartSpec {
     Header { header: String },
     Json { json: String },
     Query { query: String },
+    JsonFields { json_fields: Vec<String> },
     Literal { literal: String },
 }
 
@@ -266,6 +317,7 @@ impl TryFrom<PartSpec> for Part {
             PartSpec::Header { header } => Part::Header(header),
             PartSpec::Json { json } => Part::Json(json),
             PartSpec::Query { query } => Part::Query(query),
+            PartSpec::JsonFields { json_fields } => Part::JsonFields(json_fields),
             PartSpec::Literal { literal } => Part::Literal(literal),
         })
     }

@@ -67,7 +67,39 @@ impl Preset {
         if !signature.algorithm.signs() && signature.message != [Part::Body] {
             bail!("a token or Basic credentials are compared as sent; they sign no message");
         }
+        if let Some(version) = &signature.version {
+            version.source("signature.version")?;
+            if signature.key != KeyEncoding::Certificate {
+                bail!(
+                    "signature.version chooses among algorithms of a fetched certificate: key = \"certificate\""
+                );
+            }
+            if version.algorithms.is_empty() {
+                bail!("signature.version names no algorithm");
+            }
+            if version
+                .algorithms
+                .values()
+                .any(|a| a.is_public_key() != signature.algorithm.is_public_key())
+            {
+                bail!("signature.version's algorithms must be of the kind of `algorithm`");
+            }
+        }
+        match (&self.certificate, signature.key) {
+            (Some(cert), KeyEncoding::Certificate) => {
+                cert.source("certificate")?;
+                if cert.hosts.is_empty() {
+                    bail!("certificate.hosts must allow at least one host");
+                }
+            }
+            (None, KeyEncoding::Certificate) => bail!("key = \"certificate\" needs a [certificate] table"),
+            (Some(_), _) => bail!("a [certificate] table needs key = \"certificate\""),
+            (None, _) => {}
+        }
         let key_fits = match signature.key {
+            KeyEncoding::Certificate => {
+                signature.algorithm.is_public_key() && signature.algorithm != Algorithm::Ed25519
+            }
             KeyEncoding::Jwks => signature.algorithm == Algorithm::Ed25519,
             KeyEncoding::Pem => signature.algorithm.is_public_key(),
             KeyEncoding::Whsec => signature.algorithm.is_hmac(),

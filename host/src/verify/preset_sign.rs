@@ -31,6 +31,9 @@ pub struct Delivery<'a> {
     pub url: Option<&'a str>,
     /// The query string the URL is called with (without `?`), kept first.
     pub query: &'a str,
+    /// For certificate presets: the URL of the signing certificate, written
+    /// where the preset reads it unless the body names one already.
+    pub certificate_url: Option<&'a str>,
     pub delivery_id: &'a str,
     pub now_unix: i64,
 }
@@ -39,7 +42,19 @@ pub struct Delivery<'a> {
 /// preset encodes it, or a private key for the public-key algorithms).
 pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signed> {
     let signature = &preset.signature;
-    let signer = SigningKey::new(signature.algorithm, signature.key, key)?;
+    // A preset whose requests name their algorithm: sign with one that signs.
+    let chosen = match &signature.version {
+        Some(version) => {
+            let (value, algorithm) = version
+                .algorithms
+                .iter()
+                .find(|(_, a)| **a != Algorithm::RsaSha1)
+                .context("no algorithm of the preset's versions can sign")?;
+            (Some((version.source("version")?, value.clone())), *algorithm)
+        }
+        None => (None, signature.algorithm),
+    };
+    let signer = SigningKey::new(chosen.1, signature.key, key)?;
     let mut out = Draft {
         headers: HeaderMap::new(),
         json: None,
@@ -63,6 +78,12 @@ pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signe
         && let Ok(source) = spec.source("delivery_id")
     {
         out.fill(&source, delivery.delivery_id)?;
+    }
+    if let Some((source, value)) = &chosen.0 {
+        out.put(source, value)?;
+    }
+    if let (Some(spec), Some(url)) = (&preset.certificate, delivery.certificate_url) {
+        out.fill(&spec.source("certificate")?, url)?;
     }
     // Every other value the message or the id reads: the delivery's id.
     let parts = signature
@@ -220,6 +241,9 @@ pub const TEST_ED25519_SEED: &str = "9d61b19deffd5a60ba844af492ec2cc44449c5697b3
 #[doc(hidden)]
 pub fn fixed_test_keys(preset: &Preset) -> (String, String) {
     let signature = &preset.signature;
+    if signature.key == KeyEncoding::Certificate {
+        return (TEST_RSA_PKCS8.to_string(), TEST_RSA_CERTIFICATE.to_string());
+    }
     if signature.algorithm.is_public_key() {
         let private = match signature.algorithm {
             Algorithm::Ed25519 => TEST_ED25519_SEED,
@@ -241,3 +265,12 @@ pub fn fixed_test_keys(preset: &Preset) -> (String, String) {
     };
     (text.clone(), text)
 }
+
+/// An RSA key and a self-signed certificate of it made for tests (PEM): the
+/// certificate presets' deliveries are signed with the key, and their
+/// certificate cache holds the certificate.
+pub const TEST_RSA_PKCS8: &str = "-----BEGIN PRIVATE KEY-----\nMIIEvQIBADANBgkqhkiG9w0BAQEFAASCBKcwggSjAgEAAoIBAQC5b2GIlUaVAH5g\nob9Jyu+Eo/5N257b+6QiOEcm1sNj9KwS9vdxGIVwGoS5utCUcuBAHi1wOUv6cvu8\nQ4wN1RRDwUOAcPR/luBn6zpeFdRPPkkfVjq/Ied7hmlb5TUP3gikCmY782kQrx6Z\nUeV4hyZcR912NaFx1XQigBTmhnuXDzDlWYDcBqqnDYzefOY0Qpoqajs9DwOjoDZv\nHhsdhI/JzhPCwe4Hb3Lpb7QN3GGWQfzFXXL7dSextLb93nV8cSI7r8YLGke17pMO\nr0roOpa5wjXCHapBGW5yoYYlaqtNRTnsm1JGVklo9s04gcRxBfEyELyn/uJGON89\n8FvIsSj5AgMBAAECggEABRyeiw/3ZUPhV/tZfTimi+jj6aRKX6zTEFzuDDJrKjoc\nVL0BYvkes5GNk1ukpJT6nNXgIYn4z9eD3EOd7KMxNvFw0Y17lflUKBU2U5HlO4Z/\naEldnvd5rMBurtl1kiGIKjJ9sT0jajHzpV0aNu1915klEB1IHS3Z0NooSVcPeOFm\nlo9oiNm33oKxxdNLQfrSBVFLEuSxGWAi3g+w18usJxbt9Ro6uqP18IjTsCrZsMVp\nI7PCdUf9uQC99MAaVUU9LVh2uXBbl/Loz9fjQlEu64g38hl1olc1TD75HDaUtM0H\nYtNXZQpP/R8cLulV5HaGBNCyLD+vsj3mncftS180YQKBgQD3qVCppXZjEmNot5yN\nVEQIGHntC1R392lkFD1SGCeE+l8ZNPccXBWXpJxSfD0UFZB8dmoBuFKwqdPVbCsW\nOBAFwu5Tw9picTO+OGKTdSMqm5jI4YK/MswcM/VJg4+TcVforHI1nsz2HnsY23un\nmKjXYqXhJpmHQKgQ/exbThZkoQKBgQC/rbbjijO3yv9wuHbf6ZDb11YddUzMqxmv\nfIGKX5tcyE0oozKxGLwYzZUN7koAWOD7zWFF7nU8PlmCeKoYvF80p7WfSDZO+BrQ\neruVN7EQKLLp3Y3m2dMDkm7CVfvEQTWupuocy5Hk5dOIkyagFqu2PDaNyls2yr8A\nomKcoEwNWQKBgQDXsAmj9YppNfaFmIMrQpwNQOPO4fMql7qdglL1UDv6v+JanZoo\nhLn5W08ZN0IqX61599bSsKizWvQ2BwJvU1wA6IePRB7JZTVfENQo//ckgGZLbLrl\nsWO5nDafU4iTLD8XUDgXIrn2Dw291EiY6YcCLdOxhmBnPpQgWESkMBmogQKBgCDQ\nCRXsq6vT6WSPf3IXVr/7nfdPBEWpKK183+QjN8JrW6IQRfZBKLoKP3DyEOL8VA9m\n+jbxekpE1ifapiuz24x1BUduIjXkjRqRWBlUPlBo1y/nyInzUgczgxhrhbzz+M+c\nLUmeo6wOl+ayYhNXri91IVWmhXTcwlPGeKEdY8eJAoGAT+NEAa7hhEEe7tkCCG7N\nbubEQz1UeWCom1hO/dpijna7gsv8KMFA6LoGzXeMNoeVQ6041mg5shZoRXGDbTVO\nhBRECyQJxP6tciwhlOp/LHXP8VGjJBj1v3rQPy//WLqXldI15hx6VEhzmNeCJwt0\nDDVYl5oVNM3pNk5XRTjouqI=\n-----END PRIVATE KEY-----";
+pub const TEST_RSA_CERTIFICATE: &str = "-----BEGIN CERTIFICATE-----\nMIIDIzCCAgugAwIBAgIUMVJZMA4tiJaQLn8fs3+A4Q9MwZwwDQYJKoZIhvcNAQEL\nBQAwIDEeMBwGA1UEAwwVc25zLnRlc3Qud2ViaG9vay1ob3N0MCAXDTI2MTIwMjAx\nMzM0NFoYDzIxMjYxMTA4MDEzMzQ0WjAgMR4wHAYDVQQDDBVzbnMudGVzdC53ZWJo\nb29rLWhvc3QwggEiMA0GCSqGSIb3DQEBAQUAA4IBDwAwggEKAoIBAQC5b2GIlUaV\nAH5gob9Jyu+Eo/5N257b+6QiOEcm1sNj9KwS9vdxGIVwGoS5utCUcuBAHi1wOUv6\ncvu8Q4wN1RRDwUOAcPR/luBn6zpeFdRPPkkfVjq/Ied7hmlb5TUP3gikCmY782kQ\nrx6ZUeV4hyZcR912NaFx1XQigBTmhnuXDzDlWYDcBqqnDYzefOY0Qpoqajs9DwOj\noDZvHhsdhI/JzhPCwe4Hb3Lpb7QN3GGWQfzFXXL7dSextLb93nV8cSI7r8YLGke1\n7pMOr0roOpa5wjXCHapBGW5yoYYlaqtNRTnsm1JGVklo9s04gcRxBfEyELyn/uJG\nON898FvIsSj5AgMBAAGjUzBRMB0GA1UdDgQWBBQkvdeMsJnmE8zo0/OHNPqYrIwB\nTzAfBgNVHSMEGDAWgBQkvdeMsJnmE8zo0/OHNPqYrIwBTzAPBgNVHRMBAf8EBTAD\nAQH/MA0GCSqGSIb3DQEBCwUAA4IBAQBf/qLjx+IAnhqyvKKZj68PhBDFOPC9FpKL\n/LKB1l4vlyBnuWXIwcyuMB98bzO8S9Tau+EzhTtlQMxYZ9QZPQ8FU5mDwsEBD2gG\nmr2mnAXC3dh8ogTL6gy394SGjkjlpAypKlzHiTtDldPRlctANHIsljMG5+fSvnwK\nGS7mNYCQl5xcSer4mbh9cAi/0FKSUBaVj1QKIyLxm36bW0LfvVwYbNdxB+Yy9HMx\nddCpZpQ1sMH+187VgdcyXYggScZlOVny5r2AZaZHgsE02HMZ+gAlQ/Xe04pArPKa\nVRWbFKrxa2qCG7x79reznzepKL59sWK38b+d4PhjmdWMcVyUb4gq\n-----END CERTIFICATE-----";
+/// Where the certificate presets' test deliveries say their certificate is.
+pub const TEST_CERTIFICATE_URL: &str =
+    "https://sns.us-east-1.amazonaws.com/SimpleNotificationService-test.pem";

@@ -27,6 +27,12 @@ fn presets() -> Vec<Declarative> {
                 ]);
                 return Declarative::with_key_cache(preset.clone(), cache, 300).unwrap();
             }
+            if preset.signature.key == KeyEncoding::Certificate {
+                let policy = super::declarative::certificate_policy(preset);
+                let url = super::preset_sign::TEST_CERTIFICATE_URL;
+                let cache = super::certs::CertCache::offline(policy, &[(url, verifying.as_str())]).unwrap();
+                return Declarative::with_certificates(preset.clone(), cache, 300, None).unwrap();
+            }
             Declarative::new(
                 preset.clone(),
                 &[Secret::new(verifying)],
@@ -84,6 +90,8 @@ fn body() -> impl Strategy<Value = Vec<u8>> {
             serde_json::json!({
                 "signature": { "timestamp": a, "token": b, "signature": c },
                 "value": [{ "clientState": c, "id": a }],
+                "Signature": c, "SignatureVersion": "2", "Message": a, "Type": "Notification",
+                "SigningCertURL": super::preset_sign::TEST_CERTIFICATE_URL,
                 "webhookTimestamp": a, "id": b, "event-data": { "id": c }
             })
             .to_string()

@@ -4,7 +4,7 @@
 //! is built (a rejection names its header or field), never per request.
 
 use std::borrow::Cow;
-use std::cell::OnceCell;
+use std::sync::OnceLock;
 
 use super::preset::{Part, Source, TimeUnit};
 use super::scheme::{Rejection, Request};
@@ -57,6 +57,8 @@ pub enum Built {
     Method,
     FormSorted,
     At(Place),
+    /// Body fields: each name with its JSON pointer.
+    JsonFields(Vec<(String, &'static str)>),
     Literal(Vec<u8>),
 }
 
@@ -72,6 +74,17 @@ impl Built {
             Part::Header(h) => Built::At(Place::new(&Source::Header(h.clone()))),
             Part::Json(j) => Built::At(Place::new(&Source::Json(j.clone()))),
             Part::Query(q) => Built::At(Place::new(&Source::Query(q.clone()))),
+            Part::JsonFields(names) => Built::JsonFields(
+                names
+                    .iter()
+                    .map(|n| {
+                        (
+                            n.clone(),
+                            leak(&format!("/{}", n.replace('~', "~0").replace('/', "~1"))),
+                        )
+                    })
+                    .collect(),
+            ),
             Part::Literal(text) => Built::Literal(text.as_bytes().to_vec()),
         }
     }
@@ -81,14 +94,14 @@ impl Built {
 /// preset reads a field of it.
 pub struct Reader<'r> {
     pub request: &'r Request<'r>,
-    json: OnceCell<Option<serde_json::Value>>,
+    json: OnceLock<Option<serde_json::Value>>,
 }
 
 impl<'r> Reader<'r> {
     pub fn new(request: &'r Request<'r>) -> Self {
         Self {
             request,
-            json: OnceCell::new(),
+            json: OnceLock::new(),
         }
     }
 
@@ -152,6 +165,16 @@ impl<'r> Reader<'r> {
                     }
                 }
                 Built::At(place) => message.extend_from_slice(self.value(*place)?.as_bytes()),
+                Built::JsonFields(fields) => {
+                    for (name, pointer) in fields {
+                        if let Some(value) = self.json_field(pointer) {
+                            message.extend_from_slice(name.as_bytes());
+                            message.push(b'\n');
+                            message.extend_from_slice(value.as_bytes());
+                            message.push(b'\n');
+                        }
+                    }
+                }
                 Built::Literal(bytes) => message.extend_from_slice(bytes),
             }
         }

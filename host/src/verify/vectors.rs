@@ -440,3 +440,34 @@ async fn presets_accept_independently_signed_deliveries() {
     };
     trello.verify_with(trello.body, "").await.unwrap();
 }
+
+/// AWS's documented string to sign for a Notification (the SNS developer
+/// guide's example): each present field as `Name\nValue\n`, in byte order.
+#[test]
+fn aws_sns_signs_the_documented_string() {
+    use super::template::{Built, Reader};
+    let preset = catalogue::builtin("aws-sns").unwrap();
+    let parts: Vec<Built> = preset.signature.message.iter().map(Built::new).collect();
+    let body = serde_json::json!({
+        "Type": "Notification",
+        "MessageId": "4d4dc071-ddbf-465d-bba8-08f81c89da64",
+        "TopicArn": "arn:aws:sns:us-east-2:123456789012:s4-MySNSTopic-1G1WEFCOXTC0P",
+        "Subject": "My subject",
+        "Message": "My Test Message",
+        "Timestamp": "2012-06-05T04:37:04.321Z",
+        "SignatureVersion": "1",
+        "Signature": "c2lnbmF0dXJl",
+        "SigningCertURL": "https://sns.us-east-2.amazonaws.com/SimpleNotificationService-abc.pem",
+        "UnsubscribeURL": "https://sns.us-east-2.amazonaws.com/?Action=Unsubscribe"
+    })
+    .to_string();
+    let headers = HeaderMap::new();
+    let request = Request::at(&headers, body.as_bytes(), 0);
+    let message = Reader::new(&request).message(&parts, None, None).unwrap();
+    assert_eq!(
+        String::from_utf8(message).unwrap(),
+        "Message\nMy Test Message\nMessageId\n4d4dc071-ddbf-465d-bba8-08f81c89da64\nSubject\nMy subject\n\
+         Timestamp\n2012-06-05T04:37:04.321Z\nTopicArn\narn:aws:sns:us-east-2:123456789012:s4-MySNSTopic-1G1WEFCOXTC0P\n\
+         Type\nNotification\n"
+    );
+}
