@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
-use super::keys::pem_body;
+use super::scheme::pem_body;
 
 /// How many certificates are kept, and how many fetches a minute are allowed.
 const KEPT: usize = 16;

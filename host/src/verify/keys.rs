@@ -10,7 +10,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::STANDARD;
 
 use super::preset::{Algorithm, KeyEncoding};
-use super::scheme::signature_matches;
+use super::scheme::{pem_body, signature_matches};
 
 /// The keys of one route for one preset (several while a sender rotates them).
 pub enum KeySet {
@@ -153,17 +153,6 @@ pub fn decode(encoding: KeyEncoding, text: &str) -> Result<Vec<u8>> {
         bail!("the key is empty");
     }
     Ok(bytes)
-}
-
-/// The DER inside a PEM block (`-----BEGIN …-----`); the first block.
-pub fn pem_body(text: &str) -> Result<Vec<u8>> {
-    let mut lines = text
-        .lines()
-        .map(str::trim)
-        .skip_while(|l| !l.starts_with("-----BEGIN "));
-    lines.next().context("the key is not PEM (no BEGIN line)")?;
-    let body: String = lines.take_while(|l| !l.starts_with("-----END ")).collect();
-    STANDARD.decode(body).context("the PEM block is not base64")
 }
 
 /// What signs for a preset when a delivery is made (`send --provider`,

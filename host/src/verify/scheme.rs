@@ -6,6 +6,9 @@
 
 use std::time::{SystemTime, UNIX_EPOCH};
 
+use anyhow::Context as _;
+use base64::Engine as _;
+
 use axum::http::HeaderMap;
 use hmac::{Hmac, Mac};
 use sha2::Sha256;
@@ -148,4 +151,17 @@ pub trait Scheme: Send + Sync {
     /// The name routes use to select it.
     fn name(&self) -> &'static str;
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
+}
+
+/// The DER inside a PEM block (`-----BEGIN …-----`); the first block.
+pub fn pem_body(text: &str) -> anyhow::Result<Vec<u8>> {
+    let mut lines = text
+        .lines()
+        .map(str::trim)
+        .skip_while(|l| !l.starts_with("-----BEGIN "));
+    lines.next().context("not PEM (no BEGIN line)")?;
+    let body: String = lines.take_while(|l| !l.starts_with("-----END ")).collect();
+    base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .context("the PEM block is not base64")
 }
