@@ -59,6 +59,8 @@ struct Written<'v> {
     signatures: Vec<Vec<u8>>,
     ed25519: Vec<Vec<u8>>,
     timestamp: Option<(Cow<'v, str>, i64)>,
+    /// A JWS's signing input (`header.claims`) and its claims.
+    jws: Option<(Vec<u8>, serde_json::Value)>,
 }
 
 impl Declarative {
@@ -216,6 +218,10 @@ impl Declarative {
     fn written<'v>(&self, value: &'v str, reader: &'v Reader<'_>) -> Result<Written<'v>, Rejection> {
         let signature = &self.preset.signature;
         let request = reader.request;
+        if signature.jws.is_some() {
+            let token = value.strip_prefix(signature.prefix.as_str()).ok_or(self.bad())?;
+            return self.jws(token.trim(), request);
+        }
         let Some(list) = &signature.list else {
             let one = value.strip_prefix(signature.prefix.as_str()).ok_or(self.bad())?;
             let timestamp = match self.timestamp_at {
@@ -226,6 +232,7 @@ impl Declarative {
                 signatures: vec![self.decode(one.trim()).ok_or(self.bad())?],
                 ed25519: Vec::new(),
                 timestamp,
+                jws: None,
             });
         };
         let entries: Vec<(&str, &str)> = value
@@ -264,7 +271,59 @@ impl Declarative {
             signatures,
             ed25519,
             timestamp,
+            jws: None,
         })
+    }
+
+    /// A compact JWS: its JOSE header must name the preset's `alg`; its
+    /// claims are read (and the time claim checked) here, the rest of them
+    /// once the signature verified.
+    fn jws<'v>(&self, token: &str, request: &Request<'_>) -> Result<Written<'v>, Rejection> {
+        let spec = self.preset.signature.jws.as_ref().expect("a JWS preset");
+        let mut parts = token.split('.');
+        let (Some(header), Some(claims), Some(signature), None) =
+            (parts.next(), parts.next(), parts.next(), parts.next())
+        else {
+            return Err(self.bad());
+        };
+        let json = |part: &str| -> Option<serde_json::Value> {
+            serde_json::from_slice(&URL_SAFE_NO_PAD.decode(part.trim_end_matches('=')).ok()?).ok()
+        };
+        let (Some(jose), Some(claims_json)) = (json(header), json(claims)) else {
+            return Err(self.bad());
+        };
+        if jose.get("alg").and_then(|a| a.as_str()) != Some(spec.alg.as_str()) {
+            return Err(self.bad());
+        }
+        let timestamp = match &spec.time_claim {
+            Some(name) => {
+                let sent = claims_json.get(name).map(|v| v.to_string()).ok_or(self.bad())?;
+                Some(self.checked_time(Cow::Owned(sent), request)?)
+            }
+            None => None,
+        };
+        Ok(Written {
+            signatures: vec![self.decode(signature).ok_or(self.bad())?],
+            ed25519: Vec::new(),
+            timestamp,
+            jws: Some((format!("{header}.{claims}").into_bytes(), claims_json)),
+        })
+    }
+
+    /// Whether a verified JWS's claims are the ones the preset requires.
+    fn claims_hold(&self, claims: &serde_json::Value, body: &[u8]) -> bool {
+        let Some(spec) = &self.preset.signature.jws else {
+            return true;
+        };
+        let claim = |name: &str| claims.get(name).and_then(|v| v.as_str());
+        spec.claims
+            .iter()
+            .all(|(name, value)| claim(name) == Some(value.as_str()))
+            && spec.body_sha256_claim.as_ref().is_none_or(|name| {
+                claim(name).is_some_and(|h| {
+                    signature_matches(h.to_ascii_lowercase().as_bytes(), sha256_hex(body).as_bytes())
+                })
+            })
     }
 
     /// Whether the route's keys signed `message`; for JWKS keys, after one
@@ -394,7 +453,9 @@ impl Scheme for Declarative {
         {
             return Err(Rejection::NoMatchingSignature);
         }
-        let message = if self.preset.signature.algorithm.signs() {
+        let message = if let Some((input, _)) = &written.jws {
+            input.clone()
+        } else if self.preset.signature.algorithm.signs() {
             let timestamp = written.timestamp.as_ref().map(|(sent, _)| sent.as_ref());
             reader.message(&self.parts, timestamp, self.public_url.as_deref())?
         } else {
@@ -405,6 +466,11 @@ impl Scheme for Declarative {
             .as_ref()
             .map_or(request.now_unix, |(_, unix)| *unix);
         if !self.signed(&message, &written, signed_at, &reader).await? {
+            return Err(Rejection::NoMatchingSignature);
+        }
+        if let Some((_, claims)) = &written.jws
+            && !self.claims_hold(claims, request.body)
+        {
             return Err(Rejection::NoMatchingSignature);
         }
         Ok(Verified {

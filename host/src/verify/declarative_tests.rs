@@ -404,13 +404,17 @@ fn test_keys_of_another(preset: &crate::verify::preset::Preset) -> String {
     if signature.key == KeyEncoding::Certificate {
         return OTHER_RSA_CERTIFICATE.to_string();
     }
+    if signature.key == KeyEncoding::Jwk {
+        // SendGrid's SDK tests' other key, as a JWK.
+        return r#"{"kty":"EC","crv":"P-256","x":"qTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhU","y":"0iQlh8PERJ7ZaO2jQ7Yb4_suxo1LhQ2_0dTRntTj86Q"}"#.into();
+    }
     match signature.algorithm {
         Algorithm::Ed25519 => SigningKey::new(Algorithm::Ed25519, signature.key, &"11".repeat(32))
             .unwrap()
             .public_key()
             .unwrap(),
         // SendGrid's SDK tests' other key.
-        Algorithm::EcdsaP256Sha256 => "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==".into(),
+        Algorithm::EcdsaP256Sha256 | Algorithm::EcdsaP256Sha256Fixed => "MFkwEwYHKoZIzj0CAQYIKoZIzj0DAQcDQgAEqTxd43gyp8IOEto2LdIfjRQrIbsd4SXZkLW6jDutdhXSJCWHw8REntlo7aNDthvj+y7GjUuFDb/R1NGe1OPzpA==".into(),
         _ => match signature.key {
             KeyEncoding::Hex => hex::encode(b"another"),
             KeyEncoding::Base64 => STANDARD.encode(b"another"),

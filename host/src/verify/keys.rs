@@ -131,6 +131,7 @@ pub fn verification(algorithm: Algorithm) -> &'static dyn signature::Verificatio
     match algorithm {
         Algorithm::Ed25519 => &signature::ED25519,
         Algorithm::EcdsaP256Sha256 => &signature::ECDSA_P256_SHA256_ASN1,
+        Algorithm::EcdsaP256Sha256Fixed => &signature::ECDSA_P256_SHA256_FIXED,
         Algorithm::RsaSha1 => &signature::RSA_PKCS1_2048_8192_SHA1_FOR_LEGACY_USE_ONLY,
         _ => &signature::RSA_PKCS1_2048_8192_SHA256,
     }
@@ -147,12 +148,37 @@ pub fn decode(encoding: KeyEncoding, text: &str) -> Result<Vec<u8>> {
             .decode(trimmed.strip_prefix("whsec_").unwrap_or(trimmed))
             .context("the key is not whsec_<base64>")?,
         KeyEncoding::Pem => pem_body(trimmed)?,
+        KeyEncoding::Jwk => jwk_public_key(trimmed)?,
         KeyEncoding::Jwks | KeyEncoding::Certificate => bail!("keys of {encoding:?} are fetched, not given"),
     };
     if bytes.is_empty() {
         bail!("the key is empty");
     }
     Ok(bytes)
+}
+
+/// The public key bytes of a JWK: the uncompressed point of an EC P-256
+/// key, or the 32 bytes of an OKP Ed25519 key.
+fn jwk_public_key(text: &str) -> Result<Vec<u8>> {
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+    let jwk: serde_json::Value = serde_json::from_str(text).context("the key is not a JWK (JSON)")?;
+    let field = |name: &str| -> Result<Vec<u8>> {
+        let value = jwk
+            .get(name)
+            .and_then(|v| v.as_str())
+            .with_context(|| format!("the JWK has no {name}"))?;
+        URL_SAFE_NO_PAD
+            .decode(value.trim_end_matches('='))
+            .with_context(|| format!("the JWK's {name} is not base64url"))
+    };
+    match (
+        jwk.get("kty").and_then(|v| v.as_str()),
+        jwk.get("crv").and_then(|v| v.as_str()),
+    ) {
+        (Some("EC"), Some("P-256")) => Ok([&[0x04][..], &field("x")?, &field("y")?].concat()),
+        (Some("OKP"), Some("Ed25519")) => field("x"),
+        (kty, crv) => bail!("a JWK of kty {kty:?} and crv {crv:?} is not supported"),
+    }
 }
 
 /// What signs for a preset when a delivery is made (`send --provider`,
@@ -200,6 +226,10 @@ impl SigningKey {
                 signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_ASN1_SIGNING, &der)
                     .map_err(rejected)?,
             ),
+            Algorithm::EcdsaP256Sha256Fixed => SigningKey::Ecdsa(
+                signature::EcdsaKeyPair::from_pkcs8(&signature::ECDSA_P256_SHA256_FIXED_SIGNING, &der)
+                    .map_err(rejected)?,
+            ),
             // The library signs SHA-1 with RSA no more (it still verifies it).
             Algorithm::RsaSha1 => bail!("signing with RSA-SHA1 is not supported; sign with rsa-sha256"),
             _ => SigningKey::Rsa(signature::RsaKeyPair::from_pkcs8(&der).map_err(rejected)?),
@@ -225,6 +255,27 @@ impl SigningKey {
             }
             SigningKey::Secret(secret) => secret.clone(),
         })
+    }
+
+    /// The public key as a JWK (EC P-256 and Ed25519 keys).
+    pub fn public_jwk(&self) -> Option<String> {
+        use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+        use signature::KeyPair as _;
+        match self {
+            SigningKey::Ecdsa(pair) => {
+                let point = pair.public_key().as_ref();
+                let (x, y) = point.get(1..)?.split_at(32);
+                Some(
+                    serde_json::json!({ "kty": "EC", "crv": "P-256", "x": URL_SAFE_NO_PAD.encode(x), "y": URL_SAFE_NO_PAD.encode(y) })
+                        .to_string(),
+                )
+            }
+            SigningKey::Ed25519(pair) => Some(
+                serde_json::json!({ "kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(pair.public_key().as_ref()) })
+                    .to_string(),
+            ),
+            _ => None,
+        }
     }
 
     /// The public key a route configures to verify what this key signs

@@ -25,6 +25,7 @@ pub mod fal_hmac;
 pub mod github;
 pub mod jwks;
 pub mod keys;
+pub mod located;
 pub mod preset;
 mod preset_check;
 pub mod preset_sign;
@@ -421,6 +422,8 @@ mod tests {
     }
 }
 
+#[cfg(test)]
+mod independent;
 #[cfg(test)]
 mod props;
 #[cfg(test)]

@@ -25,8 +25,10 @@
 //! Parsing checks every part, so a broken preset is refused by name before
 //! any request meets it.
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use serde::Deserialize;
+
+pub use super::located::{Located, Source};
 
 /// One provider's scheme.
 #[derive(Debug, Clone, Deserialize)]
@@ -80,10 +82,32 @@ pub struct SignatureSpec {
     /// With `key = "jwks"`: where the keys are published (a route may name others).
     #[serde(default)]
     pub jwks_urls: Vec<String>,
+    /// When the value is a compact JWS (`header.claims.signature`): the
+    /// signed message is `header.claims`, and the claims are checked.
+    #[serde(default)]
+    pub jws: Option<JwsSpec>,
     /// When a field of the request names the algorithm (AWS SNS's
     /// `SignatureVersion`): where it is and what each value means.
     #[serde(default)]
     pub version: Option<VersionSpec>,
+}
+
+/// A JWS signature: its JOSE `alg`, and the claims it must carry.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct JwsSpec {
+    /// The `alg` the JOSE header must name (`HS256`, `ES256`, `EdDSA`, `RS256`).
+    pub alg: String,
+    /// Claims that must equal these strings (`iss = "netlify"`).
+    #[serde(default)]
+    pub claims: std::collections::BTreeMap<String, String>,
+    /// The claim holding the body's hex SHA-256 (the body is bound through it).
+    #[serde(default)]
+    pub body_sha256_claim: Option<String>,
+    /// The claim holding the signing time (Unix seconds), checked against
+    /// the route's tolerance.
+    #[serde(default)]
+    pub time_claim: Option<String>,
 }
 
 /// A request's own choice of algorithm, among the preset's.
@@ -121,33 +145,6 @@ fn body_only() -> Vec<Part> {
     vec![Part::Body]
 }
 
-/// A spec saying where a value is in the request: `header = "…"`,
-/// `json = "/pointer"` (a JSON pointer into the body) or `query = "…"`;
-/// exactly one.
-pub trait Located {
-    fn places(&self) -> (&Option<String>, &Option<String>, &Option<String>);
-
-    /// The one place given, or why not.
-    fn source(&self, what: &str) -> Result<Source> {
-        match self.places() {
-            (Some(h), None, None) => {
-                if http::HeaderName::from_bytes(h.as_bytes()).is_err() {
-                    bail!("{what}: {h:?} is not a header name");
-                }
-                Ok(Source::Header(h.clone()))
-            }
-            (None, Some(j), None) => {
-                if !(j.is_empty() || j.starts_with('/')) {
-                    bail!("{what}: the JSON pointer {j:?} must start with '/'");
-                }
-                Ok(Source::Json(j.clone()))
-            }
-            (None, None, Some(q)) => Ok(Source::Query(q.clone())),
-            _ => bail!("{what}: say where it is with exactly one of header, json or query"),
-        }
-    }
-}
-
 macro_rules! located {
     ($($spec:ty),*) => {$(
         impl Located for $spec {
@@ -165,14 +162,6 @@ located!(
     CertificateSpec
 );
 
-/// A located value, once checked.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Source {
-    Header(String),
-    Json(String),
-    Query(String),
-}
-
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Algorithm {
@@ -183,6 +172,8 @@ pub enum Algorithm {
     Ed25519,
     /// ECDSA over P-256 with SHA-256, the signature DER-encoded.
     EcdsaP256Sha256,
+    /// The same, the signature written as r‖s (64 bytes), as JWS (ES256) writes it.
+    EcdsaP256Sha256Fixed,
     /// RSA PKCS#1 v1.5 with the sender's public key.
     RsaSha256,
     RsaSha1,
@@ -201,6 +192,7 @@ impl Algorithm {
             Self::HmacSha512 => "hmac-sha512",
             Self::Ed25519 => "ed25519",
             Self::EcdsaP256Sha256 => "ecdsa-p256-sha256",
+            Self::EcdsaP256Sha256Fixed => "ecdsa-p256-sha256-fixed",
             Self::RsaSha256 => "rsa-sha256",
             Self::RsaSha1 => "rsa-sha1",
             Self::Token => "token",
@@ -215,7 +207,11 @@ impl Algorithm {
     pub fn is_public_key(self) -> bool {
         matches!(
             self,
-            Self::Ed25519 | Self::EcdsaP256Sha256 | Self::RsaSha256 | Self::RsaSha1
+            Self::Ed25519
+                | Self::EcdsaP256Sha256
+                | Self::EcdsaP256Sha256Fixed
+                | Self::RsaSha256
+                | Self::RsaSha1
         )
     }
 
@@ -238,6 +234,9 @@ pub enum KeyEncoding {
     Whsec,
     /// A PEM public key (`BEGIN PUBLIC KEY`).
     Pem,
+    /// A public key as a JWK (`{"kty":"EC","crv":"P-256","x":…,"y":…}`, or
+    /// OKP/Ed25519), as Plaid's key API returns it.
+    Jwk,
     /// Ed25519 keys fetched from JWKS URLs (`signature.jwks_urls`, or the
     /// route's `jwks_urls`), cached in memory and on disk; the route gives no key.
     Jwks,

@@ -67,6 +67,29 @@ impl Preset {
         if !signature.algorithm.signs() && signature.message != [Part::Body] {
             bail!("a token or Basic credentials are compared as sent; they sign no message");
         }
+        if let Some(jws) = &signature.jws {
+            let expected = match signature.algorithm {
+                Algorithm::HmacSha256 => "HS256",
+                Algorithm::HmacSha512 => "HS512",
+                Algorithm::EcdsaP256Sha256Fixed => "ES256",
+                Algorithm::Ed25519 => "EdDSA",
+                Algorithm::RsaSha256 => "RS256",
+                other => bail!("a JWS is not signed with {}", other.as_str()),
+            };
+            if jws.alg != expected {
+                bail!(
+                    "jws.alg {:?} is not {} ({expected})",
+                    jws.alg,
+                    signature.algorithm.as_str()
+                );
+            }
+            if signature.list.is_some()
+                || signature.message != [Part::Body]
+                || signature.encoding != super::preset::Encoding::Base64url
+            {
+                bail!("a JWS signs its own header and claims: no list, no message, encoding = \"base64url\"");
+            }
+        }
         if let Some(version) = &signature.version {
             version.source("signature.version")?;
             if signature.key != KeyEncoding::Certificate {
@@ -101,7 +124,7 @@ impl Preset {
                 signature.algorithm.is_public_key() && signature.algorithm != Algorithm::Ed25519
             }
             KeyEncoding::Jwks => signature.algorithm == Algorithm::Ed25519,
-            KeyEncoding::Pem => signature.algorithm.is_public_key(),
+            KeyEncoding::Pem | KeyEncoding::Jwk => signature.algorithm.is_public_key(),
             KeyEncoding::Whsec => signature.algorithm.is_hmac(),
             KeyEncoding::Raw => !signature.algorithm.is_public_key(),
             KeyEncoding::Hex | KeyEncoding::Base64 => signature.algorithm.signs(),

@@ -120,6 +120,38 @@ pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signe
     } else {
         Vec::new()
     };
+    if let Some(jws) = &signature.jws {
+        let mut claims = serde_json::Map::new();
+        for (name, value) in &jws.claims {
+            claims.insert(name.clone(), Value::String(value.clone()));
+        }
+        if let Some(name) = &jws.body_sha256_claim {
+            claims.insert(name.clone(), Value::String(sha256_hex(&out.body)));
+        }
+        if let Some(name) = &jws.time_claim {
+            claims.insert(name.clone(), Value::from(delivery.now_unix));
+        }
+        let header = serde_json::json!({ "alg": jws.alg, "typ": "JWT" });
+        let input = format!(
+            "{}.{}",
+            URL_SAFE_NO_PAD.encode(header.to_string()),
+            URL_SAFE_NO_PAD.encode(Value::Object(claims).to_string())
+        );
+        let token = format!(
+            "{input}.{}",
+            URL_SAFE_NO_PAD.encode(signer.sign(input.as_bytes())?)
+        );
+        out.put(
+            &preset.signature_source(),
+            &format!("{}{token}", signature.prefix),
+        )?;
+        out.flush_json()?;
+        return Ok(Signed {
+            headers: out.headers,
+            body: out.body,
+            query,
+        });
+    }
     let raw = signer.sign(&message)?;
     let encoded = match (signature.algorithm, signature.encoding) {
         (Algorithm::Token, _) => String::from_utf8(raw).context("a token is text")?,
@@ -249,10 +281,12 @@ pub fn fixed_test_keys(preset: &Preset) -> (String, String) {
             Algorithm::Ed25519 => TEST_ED25519_SEED,
             _ => TEST_P256_PKCS8,
         };
-        let public = SigningKey::new(signature.algorithm, signature.key, private)
-            .unwrap()
-            .public_key()
-            .unwrap();
+        let signer = SigningKey::new(signature.algorithm, signature.key, private).unwrap();
+        let public = match signature.key {
+            KeyEncoding::Jwk => signer.public_jwk(),
+            _ => signer.public_key(),
+        }
+        .unwrap();
         return (private.to_string(), public);
     }
     let secret = b"fixed test secret of a route";
