@@ -27,6 +27,7 @@ const BUILTIN: &[(&str, &str)] = builtin![
     "calendly",
     "clerk",
     "coinbase-commerce",
+    "contentful",
     "discord",
     "dropbox",
     "fal",

@@ -332,21 +332,27 @@ impl Declarative {
     /// signed after the keys were fetched.
     async fn signed(
         &self,
-        message: &[u8],
+        pieces: &[&[u8]],
         written: &Written<'_>,
         signed_at: i64,
         reader: &Reader<'_>,
     ) -> Result<bool, Rejection> {
         if let KeySet::Certificates(cache) = &self.keys {
-            return self.signed_by_certificate(cache, message, written, reader).await;
+            return self
+                .signed_by_certificate(cache, &pieces.concat(), written, reader)
+                .await;
         }
         let KeySet::Jwks(cache) = &self.keys else {
-            return Ok(self.keys.matches(message, &written.signatures)
-                || written
-                    .ed25519
-                    .iter()
-                    .any(|s| ed25519_verifies(&self.ed25519_keys, message, s)));
+            return Ok(self.keys.matches(pieces, &written.signatures)
+                || (!written.ed25519.is_empty() && {
+                    let message = pieces.concat();
+                    written
+                        .ed25519
+                        .iter()
+                        .any(|s| ed25519_verifies(&self.ed25519_keys, &message, s))
+                }));
         };
+        let message = &pieces.concat();
         let verifies = |keys: &[VerifyingKey]| {
             written
                 .signatures
@@ -453,19 +459,20 @@ impl Scheme for Declarative {
         {
             return Err(Rejection::NoMatchingSignature);
         }
-        let message = if let Some((input, _)) = &written.jws {
-            input.clone()
+        let timestamp = written.timestamp.as_ref().map(|(sent, _)| sent.as_ref());
+        let pieces: Vec<Cow<'_, [u8]>> = if let Some((input, _)) = &written.jws {
+            vec![Cow::Borrowed(input.as_slice())]
         } else if self.preset.signature.algorithm.signs() {
-            let timestamp = written.timestamp.as_ref().map(|(sent, _)| sent.as_ref());
-            reader.message(&self.parts, timestamp, self.public_url.as_deref())?
+            reader.message_parts(&self.parts, timestamp, self.public_url.as_deref())?
         } else {
             Vec::new()
         };
+        let pieces: Vec<&[u8]> = pieces.iter().map(|p| p.as_ref()).collect();
         let signed_at = written
             .timestamp
             .as_ref()
             .map_or(request.now_unix, |(_, unix)| *unix);
-        if !self.signed(&message, &written, signed_at, &reader).await? {
+        if !self.signed(&pieces, &written, signed_at, &reader).await? {
             return Err(Rejection::NoMatchingSignature);
         }
         if let Some((_, claims)) = &written.jws

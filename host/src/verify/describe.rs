@@ -18,6 +18,8 @@ impl Preset {
             Part::BodySha256 => "hex SHA-256 of the body".into(),
             Part::Timestamp => "timestamp".into(),
             Part::Url => "public URL + query".into(),
+            Part::UrlPath => "public URL's path".into(),
+            Part::SignedHeaders(list) => format!("the headers {list} lists, sorted, name:value;…"),
             Part::Method => "method".into(),
             Part::FormSorted => "form fields sorted".into(),
             Part::Header(h) => format!("header {h}"),

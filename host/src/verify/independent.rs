@@ -253,6 +253,29 @@ async fn presets_accept_independently_signed_deliveries() {
         Err(Rejection::TimestampOutOfRange { tolerance_secs: 300 })
     );
 
+    // Contentful's canonical request, the signature computed by re-running
+    // its SDK's code (node-apps-toolkit) with Node's own crypto.
+    let contentful = Captured {
+        provider: "contentful",
+        key: &"a".repeat(64),
+        url: Some("https://hooks.example.com/"),
+        query: "",
+        headers: &[
+            (
+                "x-contentful-signature",
+                "39370e2e26971b26114df8ba01f94abb25012a03f793380bbf8fe6be292c728d",
+            ),
+            ("x-contentful-timestamp", "1603379941037"),
+            (
+                "x-contentful-signed-headers",
+                "x-contentful-signed-headers,x-contentful-timestamp",
+            ),
+        ],
+        body: r#"{"a":1}"#,
+        now: 1_603_379_941,
+    };
+    contentful.check().await;
+
     // Mailgun signs body fields: the timestamp and token of its signature object.
     let mailgun = r#"{"signature":{"timestamp":"1700000000","token":"tok-5f2a","signature":"99961ddab03923c20a6f9cea4715e772f82a3d91aa8f1dbf394cd47692d6f9b4"},"event-data":{"id":"ev-1"}}"#;
     let captured = Captured {

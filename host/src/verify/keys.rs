@@ -14,7 +14,7 @@ use super::scheme::{pem_body, signature_matches};
 
 /// The keys of one route for one preset (several while a sender rotates them).
 pub enum KeySet {
-    Hmac(Vec<hmac::Key>),
+    Hmac(Vec<MacKey>),
     Public(Vec<signature::ParsedPublicKey>),
     /// Tokens and Basic credentials, compared with what the sender wrote.
     Secret(Vec<Vec<u8>>),
@@ -40,12 +40,7 @@ impl KeySet {
             .map(|key| decode(encoding, key))
             .collect::<Result<Vec<_>>>()?;
         Ok(match algorithm {
-            a if a.is_hmac() => KeySet::Hmac(
-                bytes
-                    .iter()
-                    .map(|key| hmac::Key::new(hmac_algorithm(a), key))
-                    .collect(),
-            ),
+            a if a.is_hmac() => KeySet::Hmac(bytes.iter().map(|key| MacKey::new(a, key)).collect()),
             a if a.is_public_key() => KeySet::Public(
                 bytes
                     .iter()
@@ -61,19 +56,67 @@ impl KeySet {
 
     /// Whether any key signed `message` with any of the `given` signatures
     /// (or, for secrets, whether any given value is a key).
-    pub fn matches(&self, message: &[u8], given: &[Vec<u8>]) -> bool {
+    /// `message` comes in pieces: an HMAC reads them in turn, the
+    /// public-key algorithms see them joined.
+    pub fn matches(&self, message: &[&[u8]], given: &[Vec<u8>]) -> bool {
         match self {
             KeySet::Hmac(keys) => keys.iter().any(|key| {
-                let tag = hmac::sign(key, message);
-                given.iter().any(|g| signature_matches(tag.as_ref(), g))
+                let tag = key.tag(message);
+                given.iter().any(|g| signature_matches(&tag, g))
             }),
-            KeySet::Public(keys) => keys
-                .iter()
-                .any(|key| given.iter().any(|g| key.verify_sig(message, g).is_ok())),
+            KeySet::Public(keys) => {
+                let message = message.concat();
+                keys.iter()
+                    .any(|key| given.iter().any(|g| key.verify_sig(&message, g).is_ok()))
+            }
             KeySet::Secret(keys) => keys
                 .iter()
                 .any(|key| given.iter().any(|g| signature_matches(key, g))),
             KeySet::Jwks(_) | KeySet::Certificates(_) => false,
+        }
+    }
+}
+
+/// An HMAC key, its inner and outer states computed once: SHA-256 and
+/// SHA-512 by RustCrypto (cloned per request), SHA-1 by aws-lc.
+pub enum MacKey {
+    Sha256(::hmac::Hmac<sha2::Sha256>),
+    Sha512(::hmac::Hmac<sha2::Sha512>),
+    Sha1(Box<hmac::Key>),
+}
+
+impl MacKey {
+    pub fn new(algorithm: Algorithm, key: &[u8]) -> Self {
+        use ::hmac::Mac as _;
+        const ANY_LENGTH: &str = "HMAC takes keys of any length";
+        match algorithm {
+            Algorithm::HmacSha512 => MacKey::Sha512(::hmac::Hmac::new_from_slice(key).expect(ANY_LENGTH)),
+            Algorithm::HmacSha1 => {
+                MacKey::Sha1(Box::new(hmac::Key::new(hmac::HMAC_SHA1_FOR_LEGACY_USE_ONLY, key)))
+            }
+            _ => MacKey::Sha256(::hmac::Hmac::new_from_slice(key).expect(ANY_LENGTH)),
+        }
+    }
+
+    /// The MAC of the pieces, in order.
+    pub fn tag(&self, message: &[&[u8]]) -> Vec<u8> {
+        use ::hmac::Mac as _;
+        match self {
+            MacKey::Sha256(state) => {
+                let mut mac = state.clone();
+                message.iter().for_each(|piece| mac.update(piece));
+                mac.finalize().into_bytes().to_vec()
+            }
+            MacKey::Sha512(state) => {
+                let mut mac = state.clone();
+                message.iter().for_each(|piece| mac.update(piece));
+                mac.finalize().into_bytes().to_vec()
+            }
+            MacKey::Sha1(key) => {
+                let mut context = hmac::Context::with_key(key);
+                message.iter().for_each(|piece| context.update(piece));
+                context.sign().as_ref().to_vec()
+            }
         }
     }
 }

@@ -2,6 +2,7 @@
 //! a query parameter — as every preset table that locates one says it.
 
 use anyhow::{Result, bail};
+use serde::Deserialize;
 
 /// A located value, once checked.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -36,4 +37,21 @@ pub trait Located {
             _ => bail!("{what}: say where it is with exactly one of header, json or query"),
         }
     }
+}
+
+/// Where a request names its signing certificate, and where it may come from.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct CertificateSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Host patterns the certificate may be fetched from (`*` is one DNS label).
+    pub hosts: Vec<String>,
+    /// Allow plain `http` (tests on loopback); `https` only by default.
+    #[serde(default)]
+    pub allow_http: bool,
 }

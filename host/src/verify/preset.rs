@@ -28,7 +28,7 @@
 use anyhow::Result;
 use serde::Deserialize;
 
-pub use super::located::{Located, Source};
+pub use super::located::{CertificateSpec, Located, Source};
 
 /// One provider's scheme.
 #[derive(Debug, Clone, Deserialize)]
@@ -122,23 +122,6 @@ pub struct VersionSpec {
     pub query: Option<String>,
     /// Value → algorithm, e.g. `{ "1" = "rsa-sha1", "2" = "rsa-sha256" }`.
     pub algorithms: std::collections::BTreeMap<String, Algorithm>,
-}
-
-/// Where a request names its signing certificate, and where it may come from.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct CertificateSpec {
-    #[serde(default)]
-    pub header: Option<String>,
-    #[serde(default)]
-    pub json: Option<String>,
-    #[serde(default)]
-    pub query: Option<String>,
-    /// Host patterns the certificate may be fetched from (`*` is one DNS label).
-    pub hosts: Vec<String>,
-    /// Allow plain `http` (tests on loopback); `https` only by default.
-    #[serde(default)]
-    pub allow_http: bool,
 }
 
 fn body_only() -> Vec<Part> {
@@ -267,6 +250,8 @@ pub enum Part {
     Timestamp,
     /// The route's public URL, with the request's query string.
     Url,
+    /// The path of the route's public URL (Contentful).
+    UrlPath,
     /// The request's method.
     Method,
     /// Form fields sorted by name, each name then its value (Twilio).
@@ -279,6 +264,10 @@ pub enum Part {
     Query(String),
     /// Body fields by name, each present one as `name\nvalue\n` (AWS SNS).
     JsonFields(Vec<String>),
+    /// The headers a header of the request lists (comma-separated), those
+    /// present, sorted, as `name:value` joined by `;`; the list header's own
+    /// value written as the sorted names (Contentful).
+    SignedHeaders(String),
     Literal(String),
 }
 
@@ -291,6 +280,7 @@ enum PartSpec {
     Json { json: String },
     Query { query: String },
     JsonFields { json_fields: Vec<String> },
+    SignedHeaders { signed_headers: String },
     Literal { literal: String },
 }
 
@@ -304,11 +294,12 @@ impl TryFrom<PartSpec> for Part {
                 "body-sha256" => Part::BodySha256,
                 "timestamp" => Part::Timestamp,
                 "url" => Part::Url,
+                "url-path" => Part::UrlPath,
                 "method" => Part::Method,
                 "form-sorted" => Part::FormSorted,
                 _ => {
                     return Err(format!(
-                        "message part {word:?}: write \"body\", \"body-sha256\", \"timestamp\", \"url\", \"method\", \
+                        "message part {word:?}: write \"body\", \"body-sha256\", \"timestamp\", \"url\", \"url-path\", \"method\", \
                          \"form-sorted\", {{ header = … }}, {{ json = … }}, {{ query = … }} or {{ literal = … }}"
                     ));
                 }
@@ -317,6 +308,9 @@ impl TryFrom<PartSpec> for Part {
             PartSpec::Json { json } => Part::Json(json),
             PartSpec::Query { query } => Part::Query(query),
             PartSpec::JsonFields { json_fields } => Part::JsonFields(json_fields),
+            PartSpec::SignedHeaders { signed_headers } => {
+                Part::SignedHeaders(signed_headers.to_ascii_lowercase())
+            }
             PartSpec::Literal { literal } => Part::Literal(literal),
         })
     }
@@ -435,7 +429,10 @@ impl Preset {
 
     /// Whether any part of the message needs the route's public URL.
     pub fn signs_url(&self) -> bool {
-        self.signature.message.contains(&Part::Url)
+        self.signature
+            .message
+            .iter()
+            .any(|p| matches!(p, Part::Url | Part::UrlPath))
     }
 }
 

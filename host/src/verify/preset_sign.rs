@@ -91,6 +91,16 @@ pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signe
         .iter()
         .chain(preset.delivery_id.iter().flat_map(|d| &d.parts));
     for part in parts {
+        if let Part::SignedHeaders(list) = part {
+            // The list names itself and the timestamp's header.
+            let mut names = vec![list.clone()];
+            if let Some(Source::Header(timestamp)) = preset.timestamp_source() {
+                names.push(timestamp.to_ascii_lowercase());
+            }
+            names.sort();
+            out.fill(&Source::Header(list.clone()), &names.join(","))?;
+            continue;
+        }
         let source = match part {
             Part::Header(h) => Source::Header(h.clone()),
             Part::Json(j) => Source::Json(j.clone()),

@@ -54,8 +54,10 @@ pub enum Built {
     BodySha256,
     Timestamp,
     Url,
+    UrlPath,
     Method,
     FormSorted,
+    SignedHeaders(&'static str),
     At(Place),
     /// Body fields: each name with its JSON pointer.
     JsonFields(Vec<(String, &'static str)>),
@@ -69,6 +71,8 @@ impl Built {
             Part::BodySha256 => Built::BodySha256,
             Part::Timestamp => Built::Timestamp,
             Part::Url => Built::Url,
+            Part::UrlPath => Built::UrlPath,
+            Part::SignedHeaders(list) => Built::SignedHeaders(leak(list)),
             Part::Method => Built::Method,
             Part::FormSorted => Built::FormSorted,
             Part::Header(h) => Built::At(Place::new(&Source::Header(h.clone()))),
@@ -139,47 +143,110 @@ impl<'r> Reader<'r> {
         timestamp: Option<&str>,
         public_url: Option<&str>,
     ) -> Result<Vec<u8>, Rejection> {
+        Ok(self.message_parts(parts, timestamp, public_url)?.concat())
+    }
+
+    /// The message as its pieces, the body and header values borrowed (an
+    /// HMAC reads them in turn; nothing copies the body).
+    pub fn message_parts<'m>(
+        &'m self,
+        parts: &'m [Built],
+        timestamp: Option<&'m str>,
+        public_url: Option<&str>,
+    ) -> Result<Vec<Cow<'m, [u8]>>, Rejection> {
         let request = self.request;
-        let mut message = Vec::with_capacity(request.body.len() + 64);
+        let mut message: Vec<Cow<'m, [u8]>> = Vec::with_capacity(parts.len() + 2);
         for part in parts {
             match part {
-                Built::Body => message.extend_from_slice(request.body),
+                Built::Body => message.push(Cow::Borrowed(request.body)),
                 Built::BodySha256 => {
-                    message.extend_from_slice(super::scheme::sha256_hex(request.body).as_bytes())
+                    message.push(Cow::Owned(super::scheme::sha256_hex(request.body).into_bytes()))
                 }
-                Built::Timestamp => message
-                    .extend_from_slice(timestamp.ok_or(Rejection::MissingField("timestamp"))?.as_bytes()),
+                Built::Timestamp => message.push(Cow::Borrowed(
+                    timestamp.ok_or(Rejection::MissingField("timestamp"))?.as_bytes(),
+                )),
                 Built::Url => {
                     // Checked when the route is built: a preset signing the URL needs it.
-                    message.extend_from_slice(public_url.unwrap_or_default().as_bytes());
+                    let mut url = public_url.unwrap_or_default().as_bytes().to_vec();
                     if !request.query.is_empty() {
-                        message.push(b'?');
-                        message.extend_from_slice(request.query.as_bytes());
+                        url.push(b'?');
+                        url.extend_from_slice(request.query.as_bytes());
                     }
+                    message.push(Cow::Owned(url));
                 }
-                Built::Method => message.extend_from_slice(request.method.as_bytes()),
+                Built::UrlPath => {
+                    let path = public_url
+                        .and_then(|u| url::Url::parse(u).ok())
+                        .map(|u| u.path().to_string());
+                    message.push(Cow::Owned(path.unwrap_or_default().into_bytes()));
+                }
+                Built::SignedHeaders(list) => {
+                    message.push(Cow::Owned(signed_headers(request, list).into_bytes()))
+                }
+                Built::Method => message.push(Cow::Borrowed(request.method.as_bytes())),
                 Built::FormSorted => {
+                    let mut form = Vec::new();
                     for (name, value) in sorted_form(request) {
-                        message.extend_from_slice(name.as_bytes());
-                        message.extend_from_slice(value.as_bytes());
+                        form.extend_from_slice(name.as_bytes());
+                        form.extend_from_slice(value.as_bytes());
                     }
+                    message.push(Cow::Owned(form));
                 }
-                Built::At(place) => message.extend_from_slice(self.value(*place)?.as_bytes()),
+                Built::At(place) => message.push(match self.value(*place)? {
+                    Cow::Borrowed(value) => Cow::Borrowed(value.as_bytes()),
+                    Cow::Owned(value) => Cow::Owned(value.into_bytes()),
+                }),
                 Built::JsonFields(fields) => {
+                    let mut lines = Vec::new();
                     for (name, pointer) in fields {
                         if let Some(value) = self.json_field(pointer) {
-                            message.extend_from_slice(name.as_bytes());
-                            message.push(b'\n');
-                            message.extend_from_slice(value.as_bytes());
-                            message.push(b'\n');
+                            lines.extend_from_slice(name.as_bytes());
+                            lines.push(b'\n');
+                            lines.extend_from_slice(value.as_bytes());
+                            lines.push(b'\n');
                         }
                     }
+                    message.push(Cow::Owned(lines));
                 }
-                Built::Literal(bytes) => message.extend_from_slice(bytes),
+                Built::Literal(bytes) => message.push(Cow::Borrowed(bytes)),
             }
         }
         Ok(message)
     }
+}
+
+/// The headers `list` names, those present, sorted, as `name:value` joined
+/// by `;` (values trimmed); `list` itself as the sorted names, comma-joined.
+fn signed_headers(request: &Request<'_>, list: &str) -> String {
+    let listed = request
+        .headers
+        .get(list)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    let mut names: Vec<&str> = listed
+        .split(',')
+        .filter(|name| !name.is_empty() && request.headers.contains_key(*name))
+        .collect();
+    names.sort_unstable();
+    names.dedup();
+    let joined = names.join(",");
+    names
+        .iter()
+        .map(|name| {
+            let value = if *name == list {
+                joined.as_str()
+            } else {
+                request
+                    .headers
+                    .get(*name)
+                    .and_then(|v| v.to_str().ok())
+                    .unwrap_or_default()
+                    .trim()
+            };
+            format!("{name}:{value}")
+        })
+        .collect::<Vec<_>>()
+        .join(";")
 }
 
 /// A query parameter's decoded value.
