@@ -5,6 +5,7 @@ use axum::http::{HeaderMap, HeaderName, HeaderValue};
 use futures_util::FutureExt;
 use proptest::prelude::*;
 
+use super::props_presets::value;
 use super::{Request, SIGNATURE_HEADERS, Scheme};
 
 /// Headers no scheme reads, sent alongside to make sure they change nothing.
@@ -20,20 +21,6 @@ fn header_name(i: usize) -> &'static str {
 fn schemes() -> Vec<Box<dyn Scheme>> {
     let public = ed25519_dalek::SigningKey::from_bytes(&[5u8; 32]).verifying_key();
     super::every_scheme("whsec_C2FVsBQIhrscChlQIMV+b5sSYspob7oD", public, 300)
-}
-
-/// Header values: free text, hex, base64-ish, numbers near now, and the
-/// shapes the parsers look for, filled with noise.
-fn value() -> impl Strategy<Value = String> {
-    prop_oneof![
-        "[ -~]{0,80}",
-        "[0-9a-f]{0,140}",
-        "[A-Za-z0-9+/=_-]{0,100}",
-        (1_699_999_000i64..1_700_001_000).prop_map(|t| t.to_string()),
-        "[0-9a-f]{64}".prop_map(|h| format!("sha256={h}")),
-        ("[0-9]{1,12}", "[0-9a-f]{0,64}").prop_map(|(t, h)| format!("t={t},v1={h},v0={h}")),
-        "[A-Za-z0-9+/=]{0,90}".prop_map(|b| format!("v1,{b} v1a,{b}")),
-    ]
 }
 
 proptest! {

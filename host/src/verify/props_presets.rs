@@ -65,8 +65,9 @@ fn header_names() -> Vec<String> {
     names
 }
 
-/// Values shaped like what presets parse, filled with noise.
-fn value() -> impl Strategy<Value = String> {
+/// Values shaped like what presets parse (free text, hex, base64, times in
+/// each unit, prefixes and lists), filled with noise.
+pub(super) fn value() -> impl Strategy<Value = String> {
     prop_oneof![
         "[ -~]{0,80}",
         "[0-9a-f]{0,140}",
