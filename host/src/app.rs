@@ -131,6 +131,7 @@ impl Application {
             body_timeout: std::time::Duration::from_millis(settings.http.body_timeout_ms),
             json_max_depth: settings.http.json_max_depth,
             admin_token: settings.admin_token.clone(),
+            handshakes: Default::default(),
         });
         let scheduler = Arc::new(Scheduler::new(
             inbox.clone(),

@@ -34,6 +34,8 @@ pub const HTTP_REQUESTS: &str = "webhook_http_requests_total";
 pub const HTTP_DURATION: &str = "webhook_http_request_duration_seconds";
 /// Deliveries refused by signature verification, by `route` and `reason`.
 pub const VERIFY_FAILURES: &str = "webhook_verification_failures_total";
+/// Provider handshakes answered (not stored), by `route`, `provider` and `handshake`.
+pub const HANDSHAKES: &str = "webhook_handshakes_total";
 /// Stored events by `status` (the whole inbox, read when scraped).
 pub const INBOX_EVENTS: &str = "webhook_inbox_events";
 /// Event attempts by `route`, `plugin` and `outcome`: `done`, `retry` (failed,
@@ -108,6 +110,10 @@ fn describe() {
     describe_counter!(
         VERIFY_FAILURES,
         "Deliveries refused by signature verification, by route and reason"
+    );
+    describe_counter!(
+        HANDSHAKES,
+        "Provider handshakes answered without storing an event, by route, provider and handshake"
     );
     describe_gauge!(INBOX_EVENTS, "Stored events by status");
     describe_counter!(

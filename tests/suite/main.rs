@@ -8,6 +8,7 @@ mod console;
 mod crash;
 mod deployment;
 mod edge;
+mod handshakes;
 mod harness;
 mod intake;
 mod isolation;

@@ -432,9 +432,10 @@ async fn a_certificate_preset_fetches_the_named_certificate_once_from_an_allowed
         std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/aws-sns.toml")).unwrap();
     let local = shipped
         .replace("name = \"aws-sns\"", "name = \"sns-local\"")
-        .replace(
-            "hosts = [\"sns.*.amazonaws.com\", \"sns.*.amazonaws.com.cn\"]",
-            "hosts = [\"127.0.0.1\"]\nallow_http = true",
+        .replacen(
+            "hosts = [\"sns.*.amazonaws.com\", \"sns.*.amazonaws.com.cn\"]\n",
+            "hosts = [\"127.0.0.1\"]\nallow_http = true\n",
+            1,
         );
     assert_ne!(local, shipped);
     std::fs::write(providers.path().join("sns-local.toml"), &local).unwrap();

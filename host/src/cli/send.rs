@@ -44,6 +44,12 @@ pub struct Args {
     /// base64 DER, or an Ed25519 seed in hex).
     #[arg(long, conflicts_with = "scheme")]
     provider: Option<String>,
+    /// With --provider: send the preset's handshake (the one named, or its
+    /// first) as its documentation shows it, signed when the provider signs
+    /// it, with the handshake's method. A handshake that carries a token
+    /// (Meta's verify token) takes it from HANDSHAKE_TOKEN when set.
+    #[arg(long, requires = "provider", num_args = 0..=1, default_missing_value = "")]
+    handshake: Option<String>,
     /// The body's content type (form presets sign form fields).
     #[arg(long, default_value = "application/json")]
     content_type: String,
@@ -139,6 +145,9 @@ pub fn sample_body(sample: Sample, request_id: &str) -> serde_json::Value {
 }
 
 pub async fn run(args: Args) -> Result<()> {
+    if let (Some(provider), Some(handshake)) = (&args.provider, &args.handshake) {
+        return send_handshake(&args, provider, handshake).await;
+    }
     let secret_env = args.secret_env.clone().unwrap_or_else(|| {
         match args.scheme.as_str() {
             _ if args.provider.is_some() => "WEBHOOK_SECRET",
@@ -188,12 +197,29 @@ pub async fn run(args: Args) -> Result<()> {
             (args.url.clone(), headers, body)
         }
     };
-    let request = reqwest::Client::new().post(&url).headers(headers);
-    let response = request
+    let text = send_request(reqwest::Method::POST, &url, headers, body).await?;
+    if let Some(demo) = demo
+        && text.contains("\"accepted\"")
+    {
+        demo.wait_for(2).await;
+    }
+    Ok(())
+}
+
+/// Sends one request and prints the answer; an answer other than 2xx is an error.
+async fn send_request(
+    method: reqwest::Method,
+    url: &str,
+    headers: reqwest::header::HeaderMap,
+    body: Vec<u8>,
+) -> Result<String> {
+    let response = reqwest::Client::new()
+        .request(method.clone(), url)
+        .headers(headers)
         .body(body)
         .send()
         .await
-        .with_context(|| format!("posting to {url}"))?;
+        .with_context(|| format!("sending {method} to {url}"))?;
     let status = response.status();
     let text = response.text().await.unwrap_or_default();
     println!("HTTP {}", status.as_u16());
@@ -201,12 +227,64 @@ pub async fn run(args: Args) -> Result<()> {
     if !status.is_success() {
         bail!("the host answered {status}");
     }
-    if let Some(demo) = demo
-        && text.contains("\"accepted\"")
-    {
-        demo.wait_for(2).await;
-    }
+    Ok(text)
+}
+
+/// Sends `provider`'s handshake called `name` (its first when empty).
+async fn send_handshake(args: &Args, provider: &str, name: &str) -> Result<()> {
+    let preset = find_preset(provider)?;
+    let spec = match name {
+        "" => preset.handshakes.first(),
+        name => preset.handshakes.iter().find(|h| h.name == name),
+    };
+    let Some(spec) = spec else {
+        let known: Vec<&str> = preset.handshakes.iter().map(|h| h.name.as_str()).collect();
+        bail!(
+            "provider {provider} has no handshake {name:?} (it has: {})",
+            if known.is_empty() {
+                "none".to_string()
+            } else {
+                known.join(", ")
+            }
+        );
+    };
+    let secret_env = args.secret_env.as_deref().unwrap_or("WEBHOOK_SECRET");
+    let key = match std::env::var(secret_env).ok().filter(|s| !s.is_empty()) {
+        Some(key) => key,
+        None if !spec.signed => String::new(),
+        None => bail!("{secret_env} is not set; it holds the signing key"),
+    };
+    let (base, _) = args.url.split_once('?').unwrap_or((&args.url, ""));
+    let public_url = args.public_url.clone().unwrap_or_else(|| base.to_string());
+    let token = std::env::var("HANDSHAKE_TOKEN").ok().filter(|t| !t.is_empty());
+    let signed = crate::verify::preset_sign::handshake(
+        &preset,
+        spec,
+        &key,
+        Some(&public_url),
+        token.as_deref(),
+        unix_now() + args.skew_secs,
+    )?;
+    let url = match signed.query.is_empty() {
+        true => base.to_string(),
+        false => format!("{base}?{}", signed.query),
+    };
+    let method = reqwest::Method::from_bytes(spec.method.as_bytes())?;
+    println!("{} {} handshake {:?}", spec.method, provider, spec.name);
+    send_request(method, &url, signed.headers, signed.body).await?;
     Ok(())
+}
+
+/// A preset by name: built in, or in PROVIDERS_DIR.
+fn find_preset(provider: &str) -> Result<std::sync::Arc<crate::verify::preset::Preset>> {
+    let dir = std::env::var_os("PROVIDERS_DIR")
+        .filter(|d| !d.is_empty())
+        .map(PathBuf::from);
+    crate::verify::catalogue::Lookup {
+        declared: &[],
+        dir: dir.as_deref(),
+    }
+    .find(provider)
 }
 
 /// The URL to post to, the headers and the body of a delivery signed as
@@ -219,16 +297,8 @@ fn signed_as_provider(
     body: Vec<u8>,
     now_unix: i64,
 ) -> Result<(String, reqwest::header::HeaderMap, Vec<u8>)> {
-    use crate::verify::catalogue::Lookup;
     use crate::verify::preset_sign::{Delivery, sign};
-    let dir = std::env::var_os("PROVIDERS_DIR")
-        .filter(|d| !d.is_empty())
-        .map(PathBuf::from);
-    let preset = Lookup {
-        declared: &[],
-        dir: dir.as_deref(),
-    }
-    .find(provider)?;
+    let preset = find_preset(provider)?;
     let (base, query) = args.url.split_once('?').unwrap_or((&args.url, ""));
     let public_url = args.public_url.clone().unwrap_or_else(|| base.to_string());
     let signed = sign(

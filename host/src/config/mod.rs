@@ -113,7 +113,11 @@ impl Settings {
         let routes = file.routes.unwrap_or_else(default_routes);
         let mut secrets = BTreeMap::new();
         for verify in routes.iter().flat_map(|r| &r.verify) {
-            for reference in verify.secret_refs()? {
+            let token = verify
+                .handshake_token_env
+                .iter()
+                .map(|n| SecretRef::Env(n.clone()));
+            for reference in verify.secret_refs()?.into_iter().chain(token) {
                 if let SecretRef::Env(name) = reference
                     && let Some(value) = env(&name).filter(|v| !v.is_empty())
                 {

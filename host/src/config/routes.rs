@@ -83,6 +83,12 @@ pub struct VerifyConfig {
     /// Skip this scheme (instead of refusing to start) when its key is not set.
     #[serde(default)]
     pub optional: bool,
+    /// The token a provider's handshake carries (Meta's verify token): an
+    /// environment variable or a file, like the keys.
+    #[serde(default)]
+    pub handshake_token_env: Option<String>,
+    #[serde(default)]
+    pub handshake_token_file: Option<PathBuf>,
     /// The scheme's own options, as written.
     #[serde(flatten)]
     pub options: toml::Table,
@@ -102,6 +108,8 @@ impl VerifyConfig {
             secrets: Vec::new(),
             tolerance_secs: default_tolerance(),
             optional: false,
+            handshake_token_env: None,
+            handshake_token_file: None,
             options: toml::Table::new(),
         }
     }
@@ -147,6 +155,17 @@ impl VerifyConfig {
             }
         }
         Ok(keys)
+    }
+
+    /// The handshake token, when one is referenced and set.
+    pub fn resolve_handshake_token(
+        &self,
+        env_secret: &dyn Fn(&str) -> Option<Secret>,
+    ) -> Result<Option<Secret>> {
+        if let Some(path) = &self.handshake_token_file {
+            return SecretRef::read_file(path).map(Some);
+        }
+        Ok(self.handshake_token_env.as_deref().and_then(env_secret))
     }
 
     /// Where the keys were expected, for error messages (names, never values).

@@ -16,6 +16,8 @@ pub struct ApiError {
     pub message: String,
     /// Seconds for a `Retry-After` header, on answers that invite a retry.
     pub retry_after: Option<u32>,
+    /// The methods an `Allow` header names, on a 405.
+    pub allow: Option<&'static str>,
 }
 
 impl ApiError {
@@ -26,6 +28,7 @@ impl ApiError {
             reason: None,
             message: message.into(),
             retry_after: None,
+            allow: None,
         }
     }
 
@@ -51,6 +54,7 @@ impl ApiError {
             reason: Some(rejection.code()),
             message: rejection.to_string(),
             retry_after,
+            allow: None,
         }
     }
 
@@ -95,6 +99,12 @@ impl IntoResponse for ApiError {
             response
                 .headers_mut()
                 .insert(axum::http::header::RETRY_AFTER, seconds.into());
+        }
+        if let Some(methods) = self.allow {
+            response.headers_mut().insert(
+                axum::http::header::ALLOW,
+                axum::http::HeaderValue::from_static(methods),
+            );
         }
         response
     }

@@ -10,6 +10,7 @@ mod admin_plugins;
 mod admin_schedules;
 mod console;
 pub mod error;
+mod handshakes;
 pub mod headers;
 mod health;
 pub mod json;

@@ -32,6 +32,8 @@ pub struct AppState {
     pub body_timeout: std::time::Duration,
     /// The admin API's token; none leaves the API unmounted.
     pub admin_token: Option<Secret>,
+    /// Handshakes answered on this instance (the console shows them).
+    pub handshakes: super::handshakes::HandshakeCounts,
 }
 
 impl AppState {

@@ -5,6 +5,11 @@
 //! depth and picks up a `json:` delivery id) → store. The answer is 200
 //! only after the event's row is committed; a repeat delivery answers 200
 //! `duplicate`. The intake writer wakes the worker once per stored batch.
+//!
+//! On a route whose providers declare handshakes, the body is read first
+//! and a request that is a handshake (GET and HEAD ones too) is answered
+//! by [`super::handshakes`] without storing anything; every other request
+//! goes on as above. Other methods are 405.
 
 use std::sync::Arc;
 
@@ -12,7 +17,7 @@ use axum::body::Body;
 use axum::extract::{Path, Request, State};
 use axum::http::{HeaderMap, StatusCode, header};
 use axum::response::{IntoResponse, Response};
-use axum::routing::post;
+use axum::routing::any;
 use axum::{Json, Router};
 use futures_util::StreamExt;
 use serde_json::json;
@@ -33,7 +38,7 @@ use crate::verify;
 pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
     let mut router = Router::new().route(
         "/hooks/{route}",
-        post(
+        any(
             |State(state): State<Arc<AppState>>, Path(name): Path<String>, request: Request| async move {
                 receive(&state, &name, request).await
             },
@@ -44,7 +49,7 @@ pub fn router(routes: &RouteTable) -> Router<Arc<AppState>> {
             let name = route.name.clone();
             router = router.route(
                 path,
-                post(
+                any(
                     move |State(state): State<Arc<AppState>>, request: Request| async move {
                         receive(&state, &name, request).await
                     },
@@ -72,7 +77,12 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
 const CLAIMED_IDS: [&str; 3] = ["x-fal-webhook-request-id", "webhook-id", "x-github-delivery"];
 
 /// Counts and logs (once, at warn) a request that did not verify.
-fn record_rejection(route: &str, provider: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
+pub(super) fn record_rejection(
+    route: &str,
+    provider: &str,
+    headers: &HeaderMap,
+    rejection: &verify::Rejection,
+) {
     metrics::counter!(
         crate::telemetry::VERIFY_FAILURES,
         "route" => route.to_string(),
@@ -105,22 +115,21 @@ fn delivery_id(route: &Route, verified: verify::Verified, from_json: Option<Stri
 
 async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    if route.body == BodyKind::Json && !is_json(&parts.headers) {
-        return Err(ApiError::new(
-            StatusCode::UNSUPPORTED_MEDIA_TYPE,
-            "unsupported_media_type",
-            "Content-Type must be application/json",
-        ));
+    let handshakes = route.verifier.has_handshakes();
+    if !handshakes {
+        check_event_request(route, &parts)?;
     }
     let body = read_body(body, &parts.headers, state.body_limit, state.body_timeout).await?;
-    let verified = match route
-        .verifier
-        .verify(
-            &verify::Request::new(&parts.headers, &body)
-                .with_target(parts.method.as_str(), parts.uri.query().unwrap_or("")),
-        )
-        .await
-    {
+    let request = verify::Request::new(&parts.headers, &body)
+        .with_target(parts.method.as_str(), parts.uri.query().unwrap_or(""));
+    if handshakes {
+        let answered = super::handshakes::answer(state, route, &parts.method, &parts.headers, &request).await;
+        if let Some(answered) = answered {
+            return answered;
+        }
+        check_event_request(route, &parts)?;
+    }
+    let verified = match route.verifier.verify(&request).await {
         Ok(verified) => verified,
         Err(rejection) => {
             record_rejection(&route.name, route.verifier.label(), &parts.headers, &rejection);
@@ -171,6 +180,28 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         }
     };
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// Refuses what cannot be an event: a method other than POST (405), a
+/// body that is not JSON on a JSON route (415).
+fn check_event_request(route: &Route, parts: &axum::http::request::Parts) -> Result<(), ApiError> {
+    if parts.method != axum::http::Method::POST {
+        let mut error = ApiError::new(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "method_not_allowed",
+            format!("{} is not a webhook delivery; send POST", parts.method),
+        );
+        error.allow = Some("POST");
+        return Err(error);
+    }
+    if route.body == BodyKind::Json && !is_json(&parts.headers) {
+        return Err(ApiError::new(
+            StatusCode::UNSUPPORTED_MEDIA_TYPE,
+            "unsupported_media_type",
+            "Content-Type must be application/json",
+        ));
+    }
+    Ok(())
 }
 
 fn log_accepted(route: &Route, event_id: &str) {

@@ -105,6 +105,11 @@ impl Runtime {
         (self.max_instances.saturating_sub(free), self.max_instances)
     }
 
+    /// The capabilities' shared services (the host's own outbound calls use its HTTP clients).
+    pub fn services(&self) -> &Services {
+        &self.services
+    }
+
     /// How many components were compiled and how many came from the cache.
     pub fn compile_stats(&self) -> (u64, u64) {
         self.cache.stats()

@@ -147,7 +147,7 @@ impl CertCache {
 }
 
 /// Whether `host` matches `pattern`, where `*` stands for one DNS label.
-fn host_matches(pattern: &str, host: &str) -> bool {
+pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('.').collect();
     let host: Vec<&str> = host.split('.').collect();
     pattern.len() == host.len()

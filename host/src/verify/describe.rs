@@ -114,6 +114,44 @@ impl Preset {
                 b.query
             ));
         }
+        for h in &self.handshakes {
+            let when: Vec<String> = h
+                .when
+                .iter()
+                .map(|c| {
+                    let at = place(c.source("when"));
+                    match (&c.equals, c.token) {
+                        (Some(v), _) => format!("{at} = {v:?}"),
+                        (None, true) => format!("{at} = the route's handshake token"),
+                        (None, false) => format!("{at} present"),
+                    }
+                })
+                .collect();
+            lines.push(format!(
+                "  handshake:   {} ({} {}{}): answered {}{}, nothing stored",
+                h.name,
+                h.method,
+                if when.is_empty() {
+                    "any request".to_string()
+                } else {
+                    when.join(", ")
+                },
+                if h.signed { ", signed" } else { ", unsigned" },
+                h.answer.status,
+                h.answer
+                    .content_type
+                    .as_ref()
+                    .map(|c| format!(" {c}"))
+                    .unwrap_or_default(),
+            ));
+            if let Some(c) = &h.confirm {
+                lines.push(format!(
+                    "               then GETs the URL in {} (hosts {})",
+                    place(c.source("confirm")),
+                    c.hosts.join(", ")
+                ));
+            }
+        }
         let url = if self.signs_url() {
             ", public_url = \"https://…/hooks/<route>\""
         } else {

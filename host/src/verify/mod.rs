@@ -23,6 +23,7 @@ pub mod explain;
 pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
+pub mod handshake;
 pub mod jwks;
 pub mod keys;
 pub mod located;
@@ -169,6 +170,8 @@ pub struct BuildContext<'a> {
 /// The schemes one route accepts.
 pub struct RouteVerifier {
     schemes: Vec<Box<dyn Scheme>>,
+    /// The handshakes its providers declare, in the order of its entries.
+    handshakes: Vec<handshake::Handshake>,
     /// The schemes' and providers' names, `+`-joined: the metrics' `provider` label.
     label: String,
 }
@@ -179,6 +182,7 @@ impl RouteVerifier {
     /// with no scheme at all is then open (and logged as such).
     pub fn build(route: &str, configs: &[VerifyConfig], context: &BuildContext<'_>) -> Result<Self> {
         let mut schemes: Vec<Box<dyn Scheme>> = Vec::new();
+        let mut handshakes = Vec::new();
         let mut labels: Vec<&str> = Vec::new();
         for config in configs {
             let keys = config.resolve_keys(context.env_secret)?;
@@ -230,6 +234,17 @@ impl RouteVerifier {
             }
             schemes.push(built);
             labels.push(config.label());
+            // The schemes named by their older names declare no handshakes.
+            if let Some(provider) = &config.provider
+                && let preset = context.providers.find(provider)?
+                && !preset.handshakes.is_empty()
+            {
+                let token = config.resolve_handshake_token(context.env_secret)?;
+                handshakes.extend(
+                    handshake::Handshake::build_all(&preset, &keys, token.as_ref())
+                        .map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?,
+                );
+            }
         }
         if schemes.is_empty() {
             if !context.insecure_dev {
@@ -242,12 +257,30 @@ impl RouteVerifier {
         } else {
             labels.join("+")
         };
-        Ok(Self { schemes, label })
+        Ok(Self {
+            schemes,
+            handshakes,
+            label,
+        })
     }
 
     /// The route's schemes and providers, `+`-joined (`none` when open).
     pub fn label(&self) -> &str {
         &self.label
+    }
+
+    /// The handshake `request` (sent with `method`) is, if any.
+    pub fn handshake(&self, method: &http::Method, request: &Request<'_>) -> Option<&handshake::Handshake> {
+        if self.handshakes.is_empty() {
+            return None;
+        }
+        let reader = template::Reader::new(request);
+        self.handshakes.iter().find(|h| h.matches(method, &reader))
+    }
+
+    /// Whether any handshake of this route is sent with `method`.
+    pub fn has_handshakes(&self) -> bool {
+        !self.handshakes.is_empty()
     }
 
     /// True when requests on this route are accepted without verification.

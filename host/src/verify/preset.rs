@@ -51,6 +51,10 @@ pub struct Preset {
     /// certificate's URL, and the hosts it may be fetched from.
     #[serde(default)]
     pub certificate: Option<CertificateSpec>,
+    /// Requests that prove the endpoint, answered without storing an event
+    /// (`[[handshake]]`, see [`super::handshake`]).
+    #[serde(default, rename = "handshake")]
+    pub handshakes: Vec<super::handshake::HandshakeSpec>,
 }
 
 /// How the signature is made and where it is written.

@@ -136,6 +136,9 @@ impl Preset {
                 signature.algorithm
             );
         }
+        for handshake in &self.handshakes {
+            handshake.check(self)?;
+        }
         Ok(())
     }
 }

@@ -8,6 +8,7 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
+use super::handshake::HandshakeSpec;
 use super::keys::SigningKey;
 use super::preset::{Algorithm, Encoding, KeyEncoding, Located as _, Part, Preset, Source};
 use super::scheme::{Request, sha256_hex};
@@ -41,6 +42,77 @@ pub struct Delivery<'a> {
 /// The delivery signed for `preset` with `key` (a shared secret as the
 /// preset encodes it, or a private key for the public-key algorithms).
 pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signed> {
+    sign_with(preset, key, delivery, HeaderMap::new())
+}
+
+/// A handshake of `preset` as its documentation shows it (its `example`),
+/// signed with `key` at `now_unix` when the handshake is signed; `url` is
+/// the route's public URL (presets that sign it); `token`, when given, is
+/// written where the handshake carries the route's token. The method is
+/// the handshake's.
+pub fn handshake(
+    preset: &Preset,
+    spec: &HandshakeSpec,
+    key: &str,
+    url: Option<&str>,
+    token: Option<&str>,
+    now_unix: i64,
+) -> Result<Signed> {
+    let example = &spec.example;
+    let mut headers = HeaderMap::new();
+    for (name, value) in &example.headers {
+        headers.insert(
+            HeaderName::from_bytes(name.as_bytes())?,
+            HeaderValue::from_str(value).context("a header value")?,
+        );
+    }
+    let mut query: Vec<(String, String)> = url::form_urlencoded::parse(example.query.as_bytes())
+        .map(|(k, v)| (k.into_owned(), v.into_owned()))
+        .collect();
+    if let Some(token) = token {
+        for condition in spec.when.iter().filter(|c| c.token) {
+            match condition.source("handshake")? {
+                Source::Header(name) => {
+                    headers.insert(
+                        HeaderName::from_bytes(name.as_bytes())?,
+                        HeaderValue::from_str(token)?,
+                    );
+                }
+                Source::Query(name) => {
+                    query.retain(|(k, _)| *k != name);
+                    query.push((name, token.to_string()));
+                }
+                Source::Json(_) => bail!("a token in the body is not supported"),
+            }
+        }
+    }
+    let query = url::form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(&query)
+        .finish();
+    if !spec.signed {
+        if let Some(content_type) = &example.content_type {
+            headers.insert(http::header::CONTENT_TYPE, HeaderValue::from_str(content_type)?);
+        }
+        return Ok(Signed {
+            headers,
+            body: example.body.as_bytes().to_vec(),
+            query,
+        });
+    }
+    let delivery = Delivery {
+        body: example.body.as_bytes(),
+        content_type: example.content_type.as_deref().unwrap_or("application/json"),
+        url,
+        query: &query,
+        certificate_url: None,
+        delivery_id: "handshake-1",
+        now_unix,
+    };
+    sign_with(preset, key, &delivery, headers)
+}
+
+/// [`sign`], with `headers` sent as well (those the signing writes replace them).
+fn sign_with(preset: &Preset, key: &str, delivery: &Delivery<'_>, headers: HeaderMap) -> Result<Signed> {
     let signature = &preset.signature;
     // A preset whose requests name their algorithm: sign with one that signs.
     let chosen = match &signature.version {
@@ -56,7 +128,7 @@ pub fn sign(preset: &Preset, key: &str, delivery: &Delivery<'_>) -> Result<Signe
     };
     let signer = SigningKey::new(chosen.1, signature.key, key)?;
     let mut out = Draft {
-        headers: HeaderMap::new(),
+        headers,
         json: None,
         query: url::form_urlencoded::parse(delivery.query.as_bytes())
             .map(|(k, v)| (k.into_owned(), v.into_owned()))

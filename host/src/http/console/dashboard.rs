@@ -1,6 +1,7 @@
 //! The dashboard: inbox depth by status and the last minute's traffic (all
 //! instances: read from the shared inbox), kept live by the console's
-//! script from `/admin/stats`, and the plugins loaded on this instance.
+//! script from `/admin/stats`, the plugins loaded on this instance, and the
+//! provider handshakes it answered (counted, never stored).
 
 use std::sync::Arc;
 
@@ -42,6 +43,7 @@ pub async fn dashboard(_: Operator, State(state): State<Arc<AppState>>, Query(q)
     };
     let mut loaded = state.plugins.versions();
     loaded.sort();
+    let handshakes = state.handshakes.snapshot();
     let body = html! {
         section class="cards" data-live="/admin/stats" {
             @for status in Status::ALL {
@@ -69,6 +71,24 @@ pub async fn dashboard(_: Operator, State(state): State<Arc<AppState>>, Query(q)
                     tr {
                         td { a href={"/admin/plugins#plugin-" (name)} { (name) } }
                         td { code { (short(version)) } }
+                    }
+                }
+            }
+        }
+        h2 { "Handshakes answered on this instance" }
+        @if handshakes.is_empty() {
+            p class="muted" { "None since this instance started. Handshakes are answered at once and never stored as events." }
+        } @else {
+            table id="handshakes" {
+                thead { tr { th { "route" } th { "provider" } th { "handshake" } th { "answered" } } }
+                tbody {
+                    @for (route, provider, name, count) in &handshakes {
+                        tr {
+                            td { code { (route) } }
+                            td { (provider) }
+                            td { code { (name) } }
+                            td { (count) }
+                        }
                     }
                 }
             }

@@ -1,0 +1,148 @@
+//! Answering a provider's handshake on a webhook route: the route's
+//! verifier says which handshake a request is (its presets declare them);
+//! a signed one verifies first, exactly as an event would (a bad signature
+//! is 401, as Discord probes); the answer is written from the request, a
+//! confirmation URL is fetched through the outbound guard. Nothing is
+//! stored: handshakes are counted (the metric and the console's table).
+
+use std::collections::BTreeMap;
+use std::sync::Mutex;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::response::Response;
+
+use super::error::ApiError;
+use super::state::AppState;
+use crate::caps::http::{HttpGrant, HttpPolicy};
+use crate::routes::Route;
+use crate::verify::handshake::{Answer, Confirm, Handshake};
+use crate::verify::{self, Request};
+
+/// Handshakes answered on this instance since it started, by route,
+/// provider and handshake.
+#[derive(Default)]
+pub struct HandshakeCounts(Mutex<BTreeMap<(String, &'static str, &'static str), u64>>);
+
+impl HandshakeCounts {
+    fn add(&self, route: &str, handshake: &Handshake) {
+        let mut counts = self.0.lock().expect("not poisoned");
+        *counts
+            .entry((route.to_string(), handshake.provider, handshake.name))
+            .or_default() += 1;
+    }
+
+    /// (route, provider, handshake, answered), sorted.
+    pub fn snapshot(&self) -> Vec<(String, &'static str, &'static str, u64)> {
+        let counts = self.0.lock().expect("not poisoned");
+        counts
+            .iter()
+            .map(|((route, provider, name), n)| (route.clone(), *provider, *name, *n))
+            .collect()
+    }
+}
+
+/// The answer when `request` is one of `route`'s handshakes; `None` when it
+/// is not one (an event, or an unknown request).
+pub async fn answer(
+    state: &AppState,
+    route: &Route,
+    method: &Method,
+    headers: &HeaderMap,
+    request: &Request<'_>,
+) -> Option<Result<Response, ApiError>> {
+    let handshake = route.verifier.handshake(method, request)?;
+    Some(answer_one(state, route, handshake, headers, request).await)
+}
+
+async fn answer_one(
+    state: &AppState,
+    route: &Route,
+    handshake: &Handshake,
+    headers: &HeaderMap,
+    request: &Request<'_>,
+) -> Result<Response, ApiError> {
+    if handshake.signed
+        && let Err(rejection) = route.verifier.verify(request).await
+    {
+        super::webhooks::record_rejection(&route.name, route.verifier.label(), headers, &rejection);
+        return Err(ApiError::unverified(&rejection));
+    }
+    let answer = handshake.answer(request).map_err(|refused| {
+        tracing::warn!(route = %route.name, handshake = handshake.name, "handshake refused: {refused}");
+        let status = match refused {
+            verify::handshake::Refused::WrongToken(_) => StatusCode::FORBIDDEN,
+            verify::handshake::Refused::Missing(_) => StatusCode::BAD_REQUEST,
+        };
+        ApiError::new(status, "handshake_refused", refused.to_string())
+    })?;
+    if let Some(confirm) = &answer.confirm {
+        confirm_url(state, confirm).await.map_err(|why| {
+            tracing::warn!(route = %route.name, handshake = handshake.name, "confirmation failed: {why}");
+            ApiError::new(
+                StatusCode::BAD_GATEWAY,
+                "confirmation_failed",
+                format!("confirming the subscription failed: {why}"),
+            )
+        })?;
+    }
+    metrics::counter!(
+        crate::telemetry::HANDSHAKES,
+        "route" => route.name.clone(),
+        "provider" => handshake.provider,
+        "handshake" => handshake.name,
+    )
+    .increment(1);
+    state.handshakes.add(&route.name, handshake);
+    tracing::info!(route = %route.name, provider = handshake.provider, handshake = handshake.name, "handshake answered");
+    Ok(response(answer))
+}
+
+/// GETs the confirmation URL through the outbound guard: allowed for its
+/// own host only (which the handshake's patterns admitted), public
+/// addresses only unless the preset allows private ones (tests).
+async fn confirm_url(state: &AppState, confirm: &Confirm) -> Result<(), String> {
+    let url = reqwest::Url::parse(&confirm.url).map_err(|e| e.to_string())?;
+    let origin = format!(
+        "{}://{}:{}",
+        url.scheme(),
+        url.host_str().unwrap_or_default(),
+        url.port_or_known_default().unwrap_or(443)
+    );
+    let services = state.runtime.services();
+    let grant = HttpGrant {
+        allow: vec![origin],
+        allow_private: confirm.allow_private,
+        ..HttpGrant::default()
+    };
+    let policy = HttpPolicy::new(Some(&grant), &services.outbound).map_err(|e| e.to_string())?;
+    policy.check_url(&url).map_err(|refusal| refusal.to_string())?;
+    let response = services
+        .http
+        .client(&policy)
+        .get(url)
+        .timeout(policy.timeout)
+        .send()
+        .await
+        .map_err(crate::caps::http::client::error_chain)?;
+    if !response.status().is_success() {
+        return Err(format!("the provider answered {}", response.status()));
+    }
+    Ok(())
+}
+
+fn response(answer: Answer) -> Response {
+    let mut response = Response::new(Body::from(answer.body));
+    *response.status_mut() = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    for (name, value) in answer.headers {
+        // Values come from the request's own headers, body or query: one
+        // that is not a valid header value is left out rather than sent.
+        if let (Ok(name), Ok(value)) = (
+            HeaderName::from_bytes(name.as_bytes()),
+            HeaderValue::from_str(&value),
+        ) {
+            response.headers_mut().insert(name, value);
+        }
+    }
+    response
+}

@@ -1,0 +1,487 @@
+//! Handshakes: the requests a provider sends to prove an endpoint before
+//! (or between) deliveries — Slack's `url_verification`, Discord's PING,
+//! Zoom's URL validation, Meta's `hub.challenge`, … — declared by a preset
+//! as data and answered at once, without storing an event.
+//!
+//! ```toml
+//! [[handshake]]
+//! name = "endpoint.url_validation"
+//! method = "POST"                     # the default; GET and HEAD too
+//! when = [{ json = "/event", equals = "endpoint.url_validation" }]
+//! signed = true                       # verified like an event first (the default)
+//! [handshake.answer]
+//! status = 200
+//! content_type = "application/json"
+//! json = { plainToken = { json = "/payload/plainToken" }, encryptedToken = { json = "/payload/plainToken", hmac = "hex" } }
+//! [handshake.example]                 # a request as the provider's documentation shows it
+//! body = '{"event":"endpoint.url_validation","payload":{"plainToken":"qgg8vlvZRS6UYooatFL8Aw"}}'
+//! ```
+//!
+//! A request is a handshake when its method and every `when` condition
+//! match (a value present, or equal to `equals`). A condition with
+//! `token = true` compares the value with the route's handshake token
+//! (Meta's verify token): a mismatch answers 403. The answer is a body made
+//! of values (`body = [...]`, concatenated) or a JSON object of string
+//! values (`json = { … }`); a value is a header, body field or query
+//! parameter of the request, a literal, or one of those HMAC'd with the
+//! route's key. `confirm` makes the host GET a URL the request names (AWS
+//! SNS's `SubscribeURL`), from allow-listed hosts only, through the
+//! outbound guard.
+
+use std::collections::BTreeMap;
+
+use anyhow::{Result, bail};
+use base64::Engine as _;
+use serde::Deserialize;
+
+use super::keys::{self, MacKey};
+use super::preset::{Encoding, Located, Preset, Source};
+use super::scheme::{Request, signature_matches};
+use super::template::{Place, Reader, leak};
+use crate::config::Secret;
+
+/// One handshake a preset declares.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct HandshakeSpec {
+    /// What the provider calls it (`url_verification`, `PING`, …).
+    pub name: String,
+    #[serde(default = "post")]
+    pub method: String,
+    #[serde(default)]
+    pub when: Vec<Condition>,
+    /// Whether the request must verify as an event would (the provider signs it).
+    #[serde(default = "yes")]
+    pub signed: bool,
+    #[serde(default)]
+    pub answer: AnswerSpec,
+    #[serde(default)]
+    pub confirm: Option<ConfirmSpec>,
+    /// A request as the provider's documentation shows it: `send
+    /// --handshake` sends it, the tests answer it.
+    #[serde(default)]
+    pub example: Example,
+}
+
+fn post() -> String {
+    "POST".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+fn ok() -> u16 {
+    200
+}
+
+/// A value of the request the handshake is recognised by.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Condition {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// The value it must have (a JSON number as written, e.g. `"1"`).
+    #[serde(default)]
+    pub equals: Option<String>,
+    /// The value must be the route's handshake token; a mismatch is 403.
+    #[serde(default)]
+    pub token: bool,
+}
+
+/// What the host answers.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AnswerSpec {
+    #[serde(default = "ok")]
+    pub status: u16,
+    #[serde(default)]
+    pub content_type: Option<String>,
+    #[serde(default)]
+    pub headers: BTreeMap<String, ValueSpec>,
+    /// The body, value after value.
+    #[serde(default)]
+    pub body: Vec<ValueSpec>,
+    /// Or a JSON object of string values.
+    #[serde(default)]
+    pub json: BTreeMap<String, ValueSpec>,
+}
+
+impl Default for AnswerSpec {
+    fn default() -> Self {
+        Self {
+            status: ok(),
+            content_type: None,
+            headers: BTreeMap::new(),
+            body: Vec::new(),
+            json: BTreeMap::new(),
+        }
+    }
+}
+
+/// One value of an answer.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ValueSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    #[serde(default)]
+    pub literal: Option<String>,
+    /// The value's HMAC with the route's key (the preset's algorithm), so encoded.
+    #[serde(default)]
+    pub hmac: Option<Encoding>,
+}
+
+/// A URL the request names that the host must GET to confirm (AWS SNS).
+#[derive(Debug, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ConfirmSpec {
+    #[serde(default)]
+    pub header: Option<String>,
+    #[serde(default)]
+    pub json: Option<String>,
+    #[serde(default)]
+    pub query: Option<String>,
+    /// Host patterns it may point at (`*` is one DNS label).
+    pub hosts: Vec<String>,
+    /// Plain `http` (tests on loopback); `https` only by default.
+    #[serde(default)]
+    pub allow_http: bool,
+    /// Loopback and private addresses (tests); public ones only by default.
+    #[serde(default)]
+    pub allow_private: bool,
+}
+
+/// A handshake request as documented.
+#[derive(Debug, Clone, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Example {
+    #[serde(default)]
+    pub body: String,
+    #[serde(default)]
+    pub query: String,
+    #[serde(default)]
+    pub headers: BTreeMap<String, String>,
+    #[serde(default)]
+    pub content_type: Option<String>,
+}
+
+macro_rules! located {
+    ($($spec:ty),*) => {$(
+        impl Located for $spec {
+            fn places(&self) -> (&Option<String>, &Option<String>, &Option<String>) {
+                (&self.header, &self.json, &self.query)
+            }
+        }
+    )*};
+}
+located!(Condition, ValueSpec, ConfirmSpec);
+
+impl HandshakeSpec {
+    /// Checks what serde cannot; `preset` is the one declaring it.
+    pub fn check(&self, preset: &Preset) -> Result<()> {
+        let what = format!("handshake {:?}", self.name);
+        if !matches!(self.method.as_str(), "GET" | "HEAD" | "POST") {
+            bail!("{what}: method must be GET, HEAD or POST");
+        }
+        for condition in &self.when {
+            condition.source(&what)?;
+            if condition.token && condition.equals.is_some() {
+                bail!("{what}: a condition compares with `equals` or the route's `token`, not both");
+            }
+        }
+        let answer = &self.answer;
+        if !(100..600).contains(&answer.status) {
+            bail!("{what}: status {} is not an HTTP status", answer.status);
+        }
+        if !answer.body.is_empty() && !answer.json.is_empty() {
+            bail!("{what}: the answer has a body or a json object, not both");
+        }
+        for name in answer.headers.keys() {
+            if http::HeaderName::from_bytes(name.as_bytes()).is_err() {
+                bail!("{what}: {name:?} is not a header name");
+            }
+        }
+        for value in answer
+            .headers
+            .values()
+            .chain(&answer.body)
+            .chain(answer.json.values())
+        {
+            value.check(&what)?;
+            if value.hmac.is_some() && !preset.signature.algorithm.is_hmac() {
+                bail!("{what}: an hmac value needs an HMAC preset");
+            }
+        }
+        if let Some(confirm) = &self.confirm {
+            confirm.source(&what)?;
+            if confirm.hosts.is_empty() {
+                bail!("{what}: confirm needs the hosts its URL may point at");
+            }
+        }
+        Ok(())
+    }
+}
+
+impl ValueSpec {
+    fn check(&self, what: &str) -> Result<()> {
+        match (&self.literal, self.source(what)) {
+            (Some(_), Ok(_)) => bail!("{what}: a value is a literal or a place, not both"),
+            (Some(_), Err(_)) if self.hmac.is_some() => bail!("{what}: hmac takes a place"),
+            (Some(_), Err(_)) | (None, Ok(_)) => Ok(()),
+            (None, Err(e)) => Err(e),
+        }
+    }
+}
+
+/// A value, names ready.
+#[derive(Debug)]
+enum Value {
+    At(Place),
+    Literal(String),
+    Hmac(Place, Encoding),
+}
+
+impl Value {
+    fn new(spec: &ValueSpec) -> Self {
+        match (&spec.literal, spec.source("value")) {
+            (Some(text), _) => Value::Literal(text.clone()),
+            (None, Ok(source)) => match spec.hmac {
+                Some(encoding) => Value::Hmac(Place::new(&source), encoding),
+                None => Value::At(Place::new(&source)),
+            },
+            (None, Err(_)) => unreachable!("checked when the preset was read"),
+        }
+    }
+}
+
+/// Why a request that is a handshake is not answered as one asks.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    /// A `token` condition's value is not the route's handshake token.
+    #[error("the handshake's {0} is not this route's handshake token")]
+    WrongToken(&'static str),
+    /// The answer needs a value the request does not carry.
+    #[error("the handshake has no {0}")]
+    Missing(&'static str),
+}
+
+/// A handshake of one route: its preset's spec with the route's key and token.
+pub struct Handshake {
+    pub name: &'static str,
+    pub provider: &'static str,
+    pub method: http::Method,
+    pub signed: bool,
+    select: Vec<(Place, Option<String>)>,
+    tokens: Vec<Place>,
+    status: u16,
+    content_type: Option<String>,
+    headers: Vec<(String, Value)>,
+    body: Vec<Value>,
+    json: Vec<(String, Value)>,
+    confirm: Option<(Place, ConfirmSpec)>,
+    key: Option<std::sync::Arc<MacKey>>,
+    token: Option<Secret>,
+}
+
+/// A handshake's answer.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Answer {
+    pub status: u16,
+    pub headers: Vec<(String, String)>,
+    pub body: Vec<u8>,
+    /// A URL to GET before answering, allowed by the handshake's hosts.
+    pub confirm: Option<Confirm>,
+}
+
+/// A confirmation to make.
+#[derive(Debug, PartialEq, Eq)]
+pub struct Confirm {
+    pub url: String,
+    pub allow_private: bool,
+}
+
+impl Handshake {
+    /// The handshakes of `preset` on a route with `keys` (the first keys
+    /// HMAC values) and its handshake `token`.
+    pub fn build_all(preset: &Preset, keys: &[Secret], token: Option<&Secret>) -> Result<Vec<Self>> {
+        let needs_token = preset.handshakes.iter().any(|h| h.when.iter().any(|c| c.token));
+        if needs_token && token.is_none() {
+            bail!(
+                "provider {}: its handshake compares a token; give the route handshake_token_env or handshake_token_file",
+                preset.name
+            );
+        }
+        let key = match keys.first() {
+            Some(secret) if preset.signature.algorithm.is_hmac() => Some(std::sync::Arc::new(MacKey::new(
+                preset.signature.algorithm,
+                &keys::decode(preset.signature.key, secret.expose())?,
+            ))),
+            _ => None,
+        };
+        let provider = leak(&preset.name);
+        let place = |located: &dyn Located| -> Place {
+            Place::new(
+                &located
+                    .source("handshake")
+                    .expect("checked when the preset was read"),
+            )
+        };
+        preset
+            .handshakes
+            .iter()
+            .map(|spec| {
+                let values = |specs: &BTreeMap<String, ValueSpec>| -> Vec<(String, Value)> {
+                    specs.iter().map(|(k, v)| (k.clone(), Value::new(v))).collect()
+                };
+                Ok(Self {
+                    name: leak(&spec.name),
+                    provider,
+                    method: spec.method.parse()?,
+                    signed: spec.signed,
+                    select: spec
+                        .when
+                        .iter()
+                        .filter(|c| !c.token)
+                        .map(|c| (place(c), c.equals.clone()))
+                        .collect(),
+                    tokens: spec.when.iter().filter(|c| c.token).map(|c| place(c)).collect(),
+                    status: spec.answer.status,
+                    content_type: spec.answer.content_type.clone(),
+                    headers: values(&spec.answer.headers),
+                    body: spec.answer.body.iter().map(Value::new).collect(),
+                    json: values(&spec.answer.json),
+                    confirm: spec.confirm.as_ref().map(|c| (place(c), c.clone())),
+                    key: key.clone(),
+                    token: token.cloned(),
+                })
+            })
+            .collect()
+    }
+
+    /// Whether `request` (with `method`) is this handshake.
+    pub fn matches(&self, method: &http::Method, reader: &Reader<'_>) -> bool {
+        let method_ok =
+            *method == self.method || (self.method == http::Method::GET && *method == http::Method::HEAD);
+        method_ok
+            && self
+                .select
+                .iter()
+                .all(|(place, equals)| match (reader.value(*place), equals) {
+                    (Ok(value), Some(expected)) => *value == **expected,
+                    (Ok(_), None) => true,
+                    (Err(_), _) => false,
+                })
+    }
+
+    /// The answer to `request`, which [`Self::matches`].
+    pub fn answer(&self, request: &Request<'_>) -> Result<Answer, Refused> {
+        let reader = Reader::new(request);
+        for place in &self.tokens {
+            let given = reader.value(*place).map_err(|_| Refused::Missing(place.name()))?;
+            let token = self.token.as_ref().map(Secret::expose).unwrap_or_default();
+            if !signature_matches(given.as_bytes(), token.as_bytes()) {
+                return Err(Refused::WrongToken(place.name()));
+            }
+        }
+        let value = |value: &Value| -> Result<String, Refused> {
+            match value {
+                Value::Literal(text) => Ok(text.clone()),
+                Value::At(place) => Ok(reader
+                    .value(*place)
+                    .map_err(|_| Refused::Missing(place.name()))?
+                    .into_owned()),
+                Value::Hmac(place, encoding) => {
+                    let text = reader.value(*place).map_err(|_| Refused::Missing(place.name()))?;
+                    let key = self.key.as_ref().ok_or(Refused::Missing("key"))?;
+                    Ok(encode(*encoding, &key.tag(&[text.as_bytes()])))
+                }
+            }
+        };
+        let mut headers = Vec::with_capacity(self.headers.len() + 1);
+        if let Some(content_type) = &self.content_type {
+            headers.push(("content-type".to_string(), content_type.clone()));
+        }
+        for (name, v) in &self.headers {
+            headers.push((name.clone(), value(v)?));
+        }
+        let body = if self.json.is_empty() {
+            let mut body = Vec::new();
+            for v in &self.body {
+                body.extend_from_slice(value(v)?.as_bytes());
+            }
+            body
+        } else {
+            let mut object = serde_json::Map::new();
+            for (name, v) in &self.json {
+                object.insert(name.clone(), serde_json::Value::String(value(v)?));
+            }
+            serde_json::Value::Object(object).to_string().into_bytes()
+        };
+        let confirm = match &self.confirm {
+            Some((place, spec)) => {
+                let url = reader.value(*place).map_err(|_| Refused::Missing(place.name()))?;
+                if !confirmable(spec, &url) {
+                    return Err(Refused::Missing(place.name()));
+                }
+                Some(Confirm {
+                    url: url.into_owned(),
+                    allow_private: spec.allow_private,
+                })
+            }
+            None => None,
+        };
+        Ok(Answer {
+            status: self.status,
+            headers,
+            body,
+            confirm,
+        })
+    }
+}
+
+/// Whether `url` is one `spec` lets the host GET: `https` (or `http` when
+/// allowed), no credentials, a host matching a pattern.
+fn confirmable(spec: &ConfirmSpec, url: &str) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let scheme_ok = parsed.scheme() == "https" || (spec.allow_http && parsed.scheme() == "http");
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    scheme_ok
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && spec
+            .hosts
+            .iter()
+            .any(|pattern| super::certs::host_matches(pattern, &host))
+}
+
+fn encode(encoding: Encoding, bytes: &[u8]) -> String {
+    match encoding {
+        Encoding::Hex => hex::encode(bytes),
+        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
+        Encoding::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
+    }
+}
+
+/// Where a located spec points, for `describe`.
+pub fn source_text(source: &Source) -> String {
+    match source {
+        Source::Header(h) => format!("header {h}"),
+        Source::Json(j) => format!("body field {j}"),
+        Source::Query(q) => format!("query {q}"),
+    }
+}
+
+#[cfg(test)]
+#[path = "handshake_tests.rs"]
+mod tests;
