@@ -61,6 +61,31 @@ pub const JWKS_FETCHES: &str = "webhook_jwks_fetches_total";
 /// `head_431` (malformed, over-long or oversized request heads).
 pub const HTTP_REJECTIONS: &str = "webhook_http_rejections_total";
 
+/// Handshakes answered on this instance since it started, by route,
+/// provider and handshake.
+#[derive(Default)]
+pub struct HandshakeCounts(
+    std::sync::Mutex<std::collections::BTreeMap<(String, &'static str, &'static str), u64>>,
+);
+
+impl HandshakeCounts {
+    pub fn add(&self, route: &str, provider: &'static str, handshake: &'static str) {
+        let mut counts = self.0.lock().expect("not poisoned");
+        *counts
+            .entry((route.to_string(), provider, handshake))
+            .or_default() += 1;
+    }
+
+    /// (route, provider, handshake, answered), sorted.
+    pub fn snapshot(&self) -> Vec<(String, &'static str, &'static str, u64)> {
+        let counts = self.0.lock().expect("not poisoned");
+        counts
+            .iter()
+            .map(|((route, provider, name), n)| (route.clone(), *provider, *name, *n))
+            .collect()
+    }
+}
+
 /// Counts one request or connection turned away at the edge.
 pub fn count_rejection(reason: &'static str) {
     metrics::counter!(HTTP_REJECTIONS, "reason" => reason).increment(1);

@@ -1,15 +1,12 @@
 //! Answering a provider's handshake on a webhook route: the route's
 //! verifier says which handshake a request is (its presets declare them);
-//! a signed one verifies first, exactly as an event would (a bad signature
-//! is 401, as Discord probes); the answer is written from the request, a
+//! the intake verifies a signed one first, exactly as an event (a bad
+//! signature is 401, as Discord probes); the answer is written from the request, a
 //! confirmation URL is fetched through the outbound guard. Nothing is
 //! stored: handshakes are counted (the metric and the console's table).
 
-use std::collections::BTreeMap;
-use std::sync::Mutex;
-
 use axum::body::Body;
-use axum::http::{HeaderMap, HeaderName, HeaderValue, Method, StatusCode};
+use axum::http::{HeaderName, HeaderValue, StatusCode};
 use axum::response::Response;
 
 use super::error::ApiError;
@@ -19,55 +16,13 @@ use crate::routes::Route;
 use crate::verify::handshake::{Answer, Confirm, Handshake};
 use crate::verify::{self, Request};
 
-/// Handshakes answered on this instance since it started, by route,
-/// provider and handshake.
-#[derive(Default)]
-pub struct HandshakeCounts(Mutex<BTreeMap<(String, &'static str, &'static str), u64>>);
-
-impl HandshakeCounts {
-    fn add(&self, route: &str, handshake: &Handshake) {
-        let mut counts = self.0.lock().expect("not poisoned");
-        *counts
-            .entry((route.to_string(), handshake.provider, handshake.name))
-            .or_default() += 1;
-    }
-
-    /// (route, provider, handshake, answered), sorted.
-    pub fn snapshot(&self) -> Vec<(String, &'static str, &'static str, u64)> {
-        let counts = self.0.lock().expect("not poisoned");
-        counts
-            .iter()
-            .map(|((route, provider, name), n)| (route.clone(), *provider, *name, *n))
-            .collect()
-    }
-}
-
-/// The answer when `request` is one of `route`'s handshakes; `None` when it
-/// is not one (an event, or an unknown request).
+/// The answer to `handshake` of `route` (verified already when it is signed).
 pub async fn answer(
     state: &AppState,
     route: &Route,
-    method: &Method,
-    headers: &HeaderMap,
-    request: &Request<'_>,
-) -> Option<Result<Response, ApiError>> {
-    let handshake = route.verifier.handshake(method, request)?;
-    Some(answer_one(state, route, handshake, headers, request).await)
-}
-
-async fn answer_one(
-    state: &AppState,
-    route: &Route,
     handshake: &Handshake,
-    headers: &HeaderMap,
     request: &Request<'_>,
 ) -> Result<Response, ApiError> {
-    if handshake.signed
-        && let Err(rejection) = route.verifier.verify(request).await
-    {
-        super::webhooks::record_rejection(&route.name, route.verifier.label(), headers, &rejection);
-        return Err(ApiError::unverified(&rejection));
-    }
     let answer = handshake.answer(request).map_err(|refused| {
         tracing::warn!(route = %route.name, handshake = handshake.name, "handshake refused: {refused}");
         let status = match refused {
@@ -93,7 +48,9 @@ async fn answer_one(
         "handshake" => handshake.name,
     )
     .increment(1);
-    state.handshakes.add(&route.name, handshake);
+    state
+        .handshakes
+        .add(&route.name, handshake.provider, handshake.name);
     tracing::info!(route = %route.name, provider = handshake.provider, handshake = handshake.name, "handshake answered");
     Ok(response(answer))
 }

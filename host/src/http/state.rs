@@ -33,7 +33,7 @@ pub struct AppState {
     /// The admin API's token; none leaves the API unmounted.
     pub admin_token: Option<Secret>,
     /// Handshakes answered on this instance (the console shows them).
-    pub handshakes: super::handshakes::HandshakeCounts,
+    pub handshakes: crate::telemetry::HandshakeCounts,
 }
 
 impl AppState {

@@ -77,12 +77,7 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
 const CLAIMED_IDS: [&str; 3] = ["x-fal-webhook-request-id", "webhook-id", "x-github-delivery"];
 
 /// Counts and logs (once, at warn) a request that did not verify.
-pub(super) fn record_rejection(
-    route: &str,
-    provider: &str,
-    headers: &HeaderMap,
-    rejection: &verify::Rejection,
-) {
+fn record_rejection(route: &str, provider: &str, headers: &HeaderMap, rejection: &verify::Rejection) {
     metrics::counter!(
         crate::telemetry::VERIFY_FAILURES,
         "route" => route.to_string(),
@@ -123,19 +118,15 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
     let request = verify::Request::new(&parts.headers, &body)
         .with_target(parts.method.as_str(), parts.uri.query().unwrap_or(""));
     if handshakes {
-        let answered = super::handshakes::answer(state, route, &parts.method, &parts.headers, &request).await;
-        if let Some(answered) = answered {
-            return answered;
+        if let Some(handshake) = route.verifier.handshake(&parts.method, &request) {
+            if handshake.signed {
+                verify(route, &parts.headers, &request).await?;
+            }
+            return super::handshakes::answer(state, route, handshake, &request).await;
         }
         check_event_request(route, &parts)?;
     }
-    let verified = match route.verifier.verify(&request).await {
-        Ok(verified) => verified,
-        Err(rejection) => {
-            record_rejection(&route.name, route.verifier.label(), &parts.headers, &rejection);
-            return Err(ApiError::unverified(&rejection));
-        }
-    };
+    let verified = verify(route, &parts.headers, &request).await?;
     let from_json = match route.body {
         BodyKind::Json => {
             let id_path = match &route.delivery_id {
@@ -180,6 +171,18 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         }
     };
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// Verifies `request` by the route's schemes; a rejection is counted and logged.
+async fn verify(
+    route: &Route,
+    headers: &HeaderMap,
+    request: &verify::Request<'_>,
+) -> Result<verify::Verified, ApiError> {
+    route.verifier.verify(request).await.map_err(|rejection| {
+        record_rejection(&route.name, route.verifier.label(), headers, &rejection);
+        ApiError::unverified(&rejection)
+    })
 }
 
 /// Refuses what cannot be an event: a method other than POST (405), a

@@ -24,6 +24,7 @@ pub mod fal_ed25519;
 pub mod fal_hmac;
 pub mod github;
 pub mod handshake;
+pub mod handshake_spec;
 pub mod jwks;
 pub mod keys;
 pub mod located;

@@ -28,7 +28,9 @@
 use anyhow::Result;
 use serde::Deserialize;
 
+pub use super::handshake_spec::HandshakeSpec;
 pub use super::located::{CertificateSpec, Located, Source};
+pub use super::scheme::Encoding;
 
 /// One provider's scheme.
 #[derive(Debug, Clone, Deserialize)]
@@ -52,9 +54,9 @@ pub struct Preset {
     #[serde(default)]
     pub certificate: Option<CertificateSpec>,
     /// Requests that prove the endpoint, answered without storing an event
-    /// (`[[handshake]]`, see [`super::handshake`]).
+    /// (`[[handshake]]`, see [`super::handshake_spec`]).
     #[serde(default, rename = "handshake")]
-    pub handshakes: Vec<super::handshake::HandshakeSpec>,
+    pub handshakes: Vec<HandshakeSpec>,
 }
 
 /// How the signature is made and where it is written.
@@ -230,16 +232,6 @@ pub enum KeyEncoding {
     /// The public key of an X.509 certificate whose URL the request names
     /// (`[certificate]`), fetched from an allow-listed host and kept.
     Certificate,
-}
-
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize)]
-#[serde(rename_all = "lowercase")]
-pub enum Encoding {
-    #[default]
-    Hex,
-    Base64,
-    /// URL-safe base64, padded or not.
-    Base64url,
 }
 
 /// One part of a signed message (or of a delivery id).

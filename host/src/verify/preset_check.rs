@@ -137,7 +137,7 @@ impl Preset {
             );
         }
         for handshake in &self.handshakes {
-            handshake.check(self)?;
+            handshake.check(self.signature.algorithm.is_hmac())?;
         }
         Ok(())
     }

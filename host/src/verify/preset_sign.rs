@@ -8,9 +8,8 @@ use base64::Engine as _;
 use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
-use super::handshake::HandshakeSpec;
 use super::keys::SigningKey;
-use super::preset::{Algorithm, Encoding, KeyEncoding, Located as _, Part, Preset, Source};
+use super::preset::{Algorithm, Encoding, HandshakeSpec, KeyEncoding, Located as _, Part, Preset, Source};
 use super::scheme::{Request, sha256_hex};
 use super::template::{Built, Reader, write_time};
 

@@ -14,6 +14,17 @@ use hmac::{Hmac, Mac};
 use sha2::Sha256;
 use subtle::ConstantTimeEq;
 
+/// How a signature's bytes are written.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Encoding {
+    #[default]
+    Hex,
+    Base64,
+    /// URL-safe base64, padded or not.
+    Base64url,
+}
+
 /// What a scheme learned from a request it accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verified {
