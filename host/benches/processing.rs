@@ -166,6 +166,7 @@ async fn processing(
                 route: route.into(),
                 delivery_id: id,
                 received_at_ms: webhook_host::now_ms(),
+                due_at_ms: webhook_host::now_ms(),
                 headers: vec![],
                 query: vec![],
                 body,

@@ -110,6 +110,17 @@ impl Application {
         let wake = Arc::new(Notify::new());
         inbox.spawn_listener(wake.clone());
         crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
+        let worker = Arc::new(Worker {
+            completer: Completer::spawn(inbox.clone()),
+            inbox: inbox.clone(),
+            runtime: runtime.clone(),
+            plugins: plugin_set.clone(),
+            routes: routes.clone(),
+            settings: settings.worker.clone(),
+            owner: settings.instance_id.clone(),
+            wake: wake.clone(),
+            threads: EventThreads::start(settings.worker.threads).context("starting the event threads")?,
+        });
         let state = Arc::new(AppState {
             intake: IntakeWriter::spawn(
                 inbox.clone(),
@@ -132,6 +143,7 @@ impl Application {
             json_max_depth: settings.http.json_max_depth,
             admin_token: settings.admin_token.clone(),
             handshakes: Default::default(),
+            worker: worker.clone(),
         });
         let scheduler = Arc::new(Scheduler::new(
             inbox.clone(),
@@ -139,17 +151,6 @@ impl Application {
             plugin_set.clone(),
             settings.instance_id.clone(),
         ));
-        let worker = Arc::new(Worker {
-            completer: Completer::spawn(inbox.clone()),
-            inbox,
-            runtime,
-            plugins: plugin_set,
-            routes,
-            settings: settings.worker.clone(),
-            owner: settings.instance_id.clone(),
-            wake,
-            threads: EventThreads::start(settings.worker.threads).context("starting the event threads")?,
-        });
         Ok(Self {
             _data_lock: data_lock,
             listener,

@@ -12,7 +12,7 @@ use anyhow::Result;
 use arc_swap::ArcSwap;
 
 use crate::config::RouteConfig;
-use crate::config::{BodyKind, DeliveryIdSource, Settings};
+use crate::config::{BodyKind, DeliveryIdSource, RouteMode, Settings};
 use crate::verify::catalogue::Lookup;
 use crate::verify::preset::Preset;
 use crate::verify::{BuildContext, RouteVerifier};
@@ -27,6 +27,32 @@ pub struct Route {
     pub body: BodyKind,
     pub max_attempts: u32,
     pub delivery_id: DeliveryIdSource,
+    /// For a sync route: how its handler's answer is given.
+    pub sync: Option<SyncAnswer>,
+}
+
+/// How a sync route answers: its handler's `ok(some(bytes))`, if the
+/// attempt ends within `deadline`, with `content_type`.
+#[derive(Debug, Clone)]
+pub struct SyncAnswer {
+    pub deadline: std::time::Duration,
+    pub content_type: http::HeaderValue,
+}
+
+impl SyncAnswer {
+    /// The sync answer `config` asks for, if any.
+    pub fn of(config: &RouteConfig) -> Result<Option<Self>> {
+        if config.mode != RouteMode::Sync {
+            return Ok(None);
+        }
+        let content_type = http::HeaderValue::from_str(&config.sync_content_type).map_err(|_| {
+            anyhow::anyhow!("route {:?}: sync_content_type is not a header value", config.name)
+        })?;
+        Ok(Some(Self {
+            deadline: std::time::Duration::from_millis(config.sync_deadline_ms.max(1)),
+            content_type,
+        }))
+    }
 }
 
 /// The routes: those of the host's config (fixed for the process's life)
@@ -70,6 +96,7 @@ impl RouteTable {
                 body: config.body,
                 max_attempts: settings.max_attempts(config),
                 delivery_id: config.delivery_id.clone(),
+                sync: SyncAnswer::of(config)?,
             };
             configured.insert(route.name.clone(), Arc::new(route));
         }
@@ -141,6 +168,7 @@ impl RouteTable {
             body: declared.body,
             max_attempts: declared.max_attempts.unwrap_or(self.default_max_attempts),
             delivery_id: declared.delivery_id.clone(),
+            sync: SyncAnswer::of(declared)?,
         })
     }
 

@@ -34,6 +34,8 @@ pub const HTTP_REQUESTS: &str = "webhook_http_requests_total";
 pub const HTTP_DURATION: &str = "webhook_http_request_duration_seconds";
 /// Deliveries refused by signature verification, by `route` and `reason`.
 pub const VERIFY_FAILURES: &str = "webhook_verification_failures_total";
+/// Sync-route deliveries whose handler did not answer within the route's deadline, by `route`.
+pub const SYNC_LATE: &str = "webhook_sync_answers_late_total";
 /// Provider handshakes answered (not stored), by `route`, `provider` and `handshake`.
 pub const HANDSHAKES: &str = "webhook_handshakes_total";
 /// Stored events by `status` (the whole inbox, read when scraped).
@@ -135,6 +137,10 @@ fn describe() {
     describe_counter!(
         VERIFY_FAILURES,
         "Deliveries refused by signature verification, by route and reason"
+    );
+    describe_counter!(
+        SYNC_LATE,
+        "Sync-route deliveries answered 202 because the handler did not answer within the deadline, by route"
     );
     describe_counter!(
         HANDSHAKES,

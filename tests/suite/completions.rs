@@ -31,6 +31,7 @@ async fn batched_completions_respect_leases(inbox: Inbox) {
                     route: "quiet".into(),
                     delivery_id: format!("quiet-{i}"),
                     received_at_ms: 0,
+                    due_at_ms: 0,
                     headers: vec![],
                     query: vec![],
                     body: b"{}".to_vec(),

@@ -22,5 +22,6 @@ mod remote;
 mod schedules;
 mod services;
 mod soak;
+mod sync;
 mod verification;
 mod workspace;

@@ -236,6 +236,7 @@ async fn run_once(
             route: manifest.name.clone(),
             delivery_id: "plugin-test".into(),
             received_at_ms: crate::now_ms(),
+            due_at_ms: crate::now_ms(),
             headers,
             query,
             body,

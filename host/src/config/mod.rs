@@ -17,7 +17,7 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use self::routes::default_routes;
-pub use self::routes::{BodyKind, DeliveryIdSource, RouteConfig, VerifyConfig};
+pub use self::routes::{BodyKind, DeliveryIdSource, RouteConfig, RouteMode, VerifyConfig};
 pub use self::secret::{Secret, SecretRef};
 pub use self::sections::{
     HttpSettings, OutboundSettings, RetentionSettings, RuntimeSettings, S3Settings, StorageSettings,

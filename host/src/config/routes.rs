@@ -51,6 +51,34 @@ pub struct RouteConfig {
     /// another scheme and host than the provider signed.
     #[serde(default)]
     pub public_url: Option<String>,
+    /// `async` (the default: 200 once stored, the plugin runs after) or
+    /// `sync`: stored, then run at once, and the handler's `ok(some(bytes))`
+    /// is the answer, if it comes within `sync_deadline_ms`.
+    #[serde(default)]
+    pub mode: RouteMode,
+    /// How long a sync route's answer may take (Zoom wants one within 3 s).
+    #[serde(default = "default_sync_deadline")]
+    pub sync_deadline_ms: u64,
+    /// The content type of a sync route's answer.
+    #[serde(default = "default_sync_content_type")]
+    pub sync_content_type: String,
+}
+
+/// Whether a route answers once a delivery is stored, or with its handler's answer.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Default)]
+#[serde(rename_all = "lowercase")]
+pub enum RouteMode {
+    #[default]
+    Async,
+    Sync,
+}
+
+fn default_sync_deadline() -> u64 {
+    3000
+}
+
+fn default_sync_content_type() -> String {
+    "application/json".into()
 }
 
 /// One signature scheme on a route. Keys are referenced, never inline: an
@@ -235,5 +263,8 @@ pub fn default_routes() -> Vec<RouteConfig> {
         max_attempts: None,
         delivery_id: DeliveryIdSource::Scheme,
         public_url: None,
+        mode: RouteMode::Async,
+        sync_deadline_ms: default_sync_deadline(),
+        sync_content_type: default_sync_content_type(),
     }]
 }

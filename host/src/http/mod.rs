@@ -18,6 +18,7 @@ pub mod observe;
 mod prometheus;
 pub mod server;
 pub mod state;
+mod sync_routes;
 mod webhooks;
 
 use std::sync::Arc;

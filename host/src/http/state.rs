@@ -34,6 +34,8 @@ pub struct AppState {
     pub admin_token: Option<Secret>,
     /// Handshakes answered on this instance (the console shows them).
     pub handshakes: crate::telemetry::HandshakeCounts,
+    /// Runs a sync route's delivery at once (the worker's own attempt).
+    pub worker: Arc<crate::worker::Worker>,
 }
 
 impl AppState {

@@ -147,10 +147,18 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
     let delivery_id = delivery_id(route, verified, from_json, &body);
     let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
+    let received_at_ms = crate::now_ms();
+    // A sync delivery is this instance's to run first: no worker claims it
+    // before its deadline has passed (then any does, should this one die).
+    let due_at_ms = match &route.sync {
+        Some(sync) => received_at_ms + sync.deadline.as_millis() as i64,
+        None => received_at_ms,
+    };
     let event = NewEvent {
         route: route.name.clone(),
         delivery_id,
-        received_at_ms: crate::now_ms(),
+        received_at_ms,
+        due_at_ms,
         headers: stored_headers(&parts.headers),
         query,
         body,
@@ -159,6 +167,9 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
     let answer = match state.intake.insert(event).await {
         Ok(Insert::Accepted { event_id }) => {
             log_accepted(route, &event_id);
+            if let Some(sync) = &route.sync {
+                return Ok(super::sync_routes::answer(state, route, sync, &event_id).await);
+            }
             json!({ "status": "accepted", "event_id": event_id })
         }
         Ok(Insert::Duplicate { event_id }) => {

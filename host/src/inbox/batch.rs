@@ -20,15 +20,15 @@ use crate::now_ms;
 
 const INSERT_ONE: &str = "INSERT INTO webhook_events \
      (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $4, $8) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8) \
      ON CONFLICT (route, delivery_id) DO NOTHING";
 
 const INSERT_MANY: &str = "INSERT INTO webhook_events \
      (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
-     SELECT id, route, delivery_id, received_at, headers, query, body, received_at, request_id \
+     SELECT id, route, delivery_id, received_at, headers, query, body, due_at, request_id \
      FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
-                 $7::BYTEA[], $8::TEXT[]) \
-          AS batch(id, route, delivery_id, received_at, headers, query, body, request_id) \
+                 $7::BYTEA[], $8::TEXT[], $9::BIGINT[]) \
+          AS batch(id, route, delivery_id, received_at, headers, query, body, request_id, due_at) \
      ON CONFLICT (route, delivery_id) DO NOTHING \
      RETURNING id";
 
@@ -50,6 +50,7 @@ pub async fn insert_sqlite(pool: &SqlitePool, events: Vec<NewEvent>) -> Result<V
             .bind(pairs_to_json(&event.query))
             .bind(&event.body)
             .bind(&event.request_id)
+            .bind(event.due_at_ms)
             .execute(&mut *tx)
             .await
             .context("storing the event")?;
@@ -108,6 +109,7 @@ pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec
                 .map(|&i| events[i].request_id.clone())
                 .collect::<Vec<Option<String>>>(),
         )
+        .bind(order.iter().map(|&i| events[i].due_at_ms).collect::<Vec<i64>>())
         .fetch_all(pool)
         .await
         .context("storing the events")?;

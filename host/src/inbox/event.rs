@@ -36,6 +36,9 @@ pub struct NewEvent {
     pub route: String,
     pub delivery_id: String,
     pub received_at_ms: i64,
+    /// When a worker may first claim it: `received_at_ms`, or later for a
+    /// sync route's delivery, which the instance that took it runs first.
+    pub due_at_ms: i64,
     pub headers: Vec<(String, String)>,
     pub query: Vec<(String, String)>,
     pub body: Vec<u8>,

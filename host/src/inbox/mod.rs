@@ -133,6 +133,24 @@ impl Inbox {
         self.events(&sql, &args).await.context("claiming due events")
     }
 
+    /// Leases event `id` to `owner` for `lease_ms` whether or not it is due
+    /// (a sync route's delivery, run by the instance that stored it); none
+    /// when it is done, dead or leased to another now.
+    pub async fn claim_one(&self, id: &str, owner: &str, lease_ms: i64) -> Result<Option<Event>> {
+        let now = now_ms();
+        let args = [
+            Arg::Text(owner),
+            Arg::Int(now + lease_ms),
+            Arg::Int(now),
+            Arg::Text(id),
+        ];
+        let mut claimed = self
+            .events(&sql::claim_one(), &args)
+            .await
+            .context("claiming the event")?;
+        Ok(claimed.pop())
+    }
+
     /// Marks the event `done` inside `tx` and commits. Returns false (and
     /// rolls back) when `owner` no longer holds the lease.
     pub async fn complete(&self, tx: EventTx, finish: Finish<'_>) -> Result<bool> {

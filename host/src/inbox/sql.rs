@@ -29,6 +29,17 @@ pub fn claim(lock: &str) -> String {
     )
 }
 
+/// Leases one event by id, due or not, unless it is done, dead or leased
+/// to someone now: $1 owner, $2 lease end, $3 now, $4 id.
+pub fn claim_one() -> String {
+    format!(
+        "UPDATE webhook_events \
+         SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+         WHERE id = $4 AND (status = 'pending' OR (status = 'processing' AND lease_until < $3)) \
+         RETURNING {COLUMNS}"
+    )
+}
+
 /// Pending and processing events (read from the due index).
 pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
 

@@ -33,6 +33,17 @@ use crate::routes::RouteTable;
 use crate::runtime::{InstanceSlot, Runtime};
 use crate::telemetry;
 
+/// What one attempt came to.
+#[derive(Debug, PartialEq, Eq)]
+pub enum Outcome {
+    /// Done and committed; the handler's answer, if it gave one.
+    Done(Option<Vec<u8>>),
+    /// Failed: it runs again later, or, when `dead`, never.
+    Failed { error: String, dead: bool },
+    /// The lease was lost before the commit: another instance owns the event.
+    LeaseLost,
+}
+
 pub struct Worker {
     pub inbox: Inbox,
     pub runtime: Arc<Runtime>,
@@ -82,7 +93,7 @@ impl Worker {
                             let worker = self.clone();
                             tasks.spawn_on(
                                 async move {
-                                    worker.process(event, instance).await;
+                                    let _ = worker.process(event, instance).await;
                                     drop(permit);
                                 },
                                 self.threads.handle(),
@@ -105,9 +116,20 @@ impl Worker {
         while tasks.join_next().await.is_some() {}
     }
 
+    /// Runs `event` (claimed by the caller) now on the event threads, on
+    /// the next free instance; a sync route's delivery runs so. The task
+    /// goes on if the caller stops waiting for it.
+    pub fn run_now(self: &Arc<Self>, event: Event) -> tokio::task::JoinHandle<Outcome> {
+        let worker = self.clone();
+        self.threads.handle().spawn(async move {
+            let instance = worker.runtime.reserve().await;
+            worker.process(event, instance).await
+        })
+    }
+
     /// Runs one claimed event to its next state, in an `event` span that
     /// every log line of the attempt (the plugin's own included) carries.
-    async fn process(&self, event: Event, instance: InstanceSlot) {
+    async fn process(&self, event: Event, instance: InstanceSlot) -> Outcome {
         let span = tracing::info_span!(
             "event",
             event_id = %event.id,
@@ -121,7 +143,7 @@ impl Worker {
         self.attempt(event, instance).instrument(span).await
     }
 
-    async fn attempt(&self, event: Event, instance: InstanceSlot) {
+    async fn attempt(&self, event: Event, instance: InstanceSlot) -> Outcome {
         let Some(route) = self.routes.get(&event.route) else {
             let finish = Finish {
                 event_id: &event.id,
@@ -181,17 +203,19 @@ impl Worker {
             .increment(1);
         }
         match (dispatched.result, dispatched.tx) {
-            (Ok(_), Some(tx)) => match self.commit(tx, finish).await {
+            (Ok(answer), Some(tx)) => match self.commit(tx, finish).await {
                 Ok(true) => {
                     observe("done");
                     count_attempt(&event.route, &plugin.name, "done");
                     tracing::info!(
                         event_id = %event.id, route = %event.route, plugin = %plugin.name,
                         attempt = event.attempts, elapsed_ms, "event done"
-                    )
+                    );
+                    Outcome::Done(answer)
                 }
                 Ok(false) => {
-                    tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event")
+                    tracing::warn!(event_id = %event.id, "lease lost before commit; another claimer owns the event");
+                    Outcome::LeaseLost
                 }
                 Err(e) => {
                     let error = format!("committing: {e:#}");
@@ -249,7 +273,7 @@ impl Worker {
         finish: Finish<'_>,
         error: String,
         retryable: bool,
-    ) {
+    ) -> Outcome {
         let retry_at = (retryable && event.attempts < max_attempts).then(|| {
             let delay = backoff::delay_ms(
                 event.attempts,
@@ -274,6 +298,10 @@ impl Worker {
         if let Err(e) = self.inbox.fail(finish, &error, retry_at).await {
             // The lease will expire and the event will be claimed again.
             tracing::error!(event_id = %event.id, "recording the failure failed: {e:#}");
+        }
+        Outcome::Failed {
+            error,
+            dead: retry_at.is_none(),
         }
     }
 }

@@ -21,6 +21,7 @@
 //! - `tagged`: records `<config tag> <event id>` (which version ran it),
 //!   after spinning `spin_ms` milliseconds when given;
 //! - `presign`: puts `presigned data` at `key` and records its presigned URL;
+//! - `answer`: records the effect and answers `{"answered":"<delivery id>","attempt":n}`;
 //! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
 //!   recording `kv <key> first|again count=<n>`.
 
@@ -123,6 +124,16 @@ impl Guest for Misbehave {
                 Ok(None)
             }
             "huge-return" => Ok(Some(vec![7u8; 8 << 20])),
+            // A sync route's answer: the delivery id and the attempt, after
+            // recording the effect (committed with it).
+            "answer" => {
+                record_effect(&event)?;
+                let answer = format!(
+                    r#"{{"answered":"{}","attempt":{}}}"#,
+                    event.delivery_id, event.attempt
+                );
+                Ok(Some(answer.into_bytes()))
+            }
             "db-storm" => {
                 let calls: u32 = field_of(&event.body, "calls")
                     .and_then(|n| n.parse().ok())
