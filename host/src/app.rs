@@ -73,6 +73,12 @@ impl Application {
         let store = Arc::new(PluginStore::new(db.clone(), services.blob.clone()));
         let runtime = Arc::new(Runtime::new(&settings.runtime, services)?);
         let plugin_set = Arc::new(PluginSet::default());
+        let gate = Arc::new(crate::plugins::gate::Gate {
+            plugins: plugin_set.clone(),
+            runtime: runtime.clone(),
+            db: db.clone(),
+        });
+        routes.run_verifiers_with(gate.clone());
         let sync = Arc::new(PluginSync::new(
             store,
             routes.clone(),
@@ -144,6 +150,7 @@ impl Application {
             admin_token: settings.admin_token.clone(),
             handshakes: Default::default(),
             worker: worker.clone(),
+            gate,
         });
         let scheduler = Arc::new(Scheduler::new(
             inbox.clone(),

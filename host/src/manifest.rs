@@ -26,6 +26,9 @@ use crate::verify::preset::Preset;
 pub struct Manifest {
     /// The plugin's name; routes refer to it.
     pub name: String,
+    /// What it is: `handler` (the default), `verifier` or `responder`.
+    #[serde(default)]
+    pub kind: PluginKind,
     /// Component file, relative to the manifest; default `<name>.wasm`.
     #[serde(default)]
     pub component: Option<String>,
@@ -55,6 +58,33 @@ pub struct Manifest {
     #[serde(default)]
     pub providers: Vec<Preset>,
 }
+
+/// What a plugin is: a handler of stored events, or a verifier or a
+/// responder, run on a request before anything is stored (the `verifier`
+/// and `responder` worlds): those get a tight budget by default and no
+/// database, storage or key-value store, nor routes or schedules.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, serde::Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum PluginKind {
+    #[default]
+    Handler,
+    Verifier,
+    Responder,
+}
+
+impl PluginKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Self::Handler => "handler",
+            Self::Verifier => "verifier",
+            Self::Responder => "responder",
+        }
+    }
+}
+
+/// The default budget of a verifier's or responder's call, and its memory.
+pub const GATE_TIMEOUT_MS: u64 = 50;
+pub const GATE_MEMORY_MB: u64 = 16;
 
 /// What a plugin's manifest grants it: one field per capability that is
 /// not universal, each the capability's own grant type.
@@ -147,6 +177,17 @@ impl Manifest {
         }
         manifest.grants.validate()?;
         manifest.secret_refs()?;
+        if manifest.kind != PluginKind::Handler {
+            let kind = manifest.kind.as_str();
+            let grants = &manifest.grants;
+            if grants.db.is_some() || grants.blob.is_some() || grants.kv {
+                bail!("a {kind} runs before anything is stored: it may be granted only http");
+            }
+            if !manifest.routes.is_empty() || !manifest.schedules.is_empty() || !manifest.providers.is_empty()
+            {
+                bail!("a {kind} declares no routes, schedules or providers: routes name it");
+            }
+        }
         for preset in &manifest.providers {
             preset
                 .check()
@@ -197,9 +238,13 @@ impl Manifest {
     }
 
     pub fn limits(&self, defaults: &RuntimeSettings) -> Limits {
+        let (memory_mb, timeout_ms) = match self.kind {
+            PluginKind::Handler => (defaults.memory_limit_mb, defaults.timeout_ms),
+            PluginKind::Verifier | PluginKind::Responder => (GATE_MEMORY_MB, GATE_TIMEOUT_MS),
+        };
         Limits {
-            memory_bytes: (self.limits.memory_mb.unwrap_or(defaults.memory_limit_mb) as usize) << 20,
-            timeout: Duration::from_millis(self.limits.timeout_ms.unwrap_or(defaults.timeout_ms)),
+            memory_bytes: (self.limits.memory_mb.unwrap_or(memory_mb) as usize) << 20,
+            timeout: Duration::from_millis(self.limits.timeout_ms.unwrap_or(timeout_ms)),
             max_db_calls: self.limits.max_db_calls.unwrap_or(defaults.max_db_calls),
         }
     }
@@ -238,6 +283,31 @@ mod tests {
         let m = Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"fal_avatar_status\" }\n").unwrap();
         assert_eq!(m.grants.db_role(), Some("fal_avatar_status"));
         assert!(Manifest::parse("name = \"ok\"\n[grants]\ndb = { role = \"x; DROP\" }\n").is_err());
+    }
+
+    #[test]
+    fn verifiers_and_responders_get_a_tight_budget_and_no_storage() {
+        let m = Manifest::parse(
+            "name = \"v\"\nkind = \"verifier\"\n[grants]\nhttp = { allow = [\"https://keys.test\"] }\n",
+        )
+        .unwrap();
+        let limits = m.limits(&RuntimeSettings::default());
+        assert_eq!(
+            (limits.timeout, limits.memory_bytes),
+            (Duration::from_millis(50), 16 << 20)
+        );
+        for extra in [
+            "[grants]\ndb = true",
+            "[grants]\nkv = true",
+            "[[routes]]\nname = \"r\"",
+            "[[schedules]]\nname = \"s\"\nevery_secs = 1",
+        ] {
+            for kind in ["verifier", "responder"] {
+                let text = format!("name = \"v\"\nkind = \"{kind}\"\n{extra}\n");
+                assert!(Manifest::parse(&text).is_err(), "{text}");
+            }
+        }
+        assert!(Manifest::parse("name = \"v\"\nkind = \"gatekeeper\"\n").is_err());
     }
 
     #[test]

@@ -14,6 +14,7 @@ use arc_swap::ArcSwap;
 use crate::config::RouteConfig;
 use crate::config::{BodyKind, DeliveryIdSource, RouteMode, Settings};
 use crate::verify::catalogue::Lookup;
+use crate::verify::plugin::{GateHandle, PluginVerifiers};
 use crate::verify::preset::Preset;
 use crate::verify::{BuildContext, RouteVerifier};
 
@@ -27,6 +28,8 @@ pub struct Route {
     pub body: BodyKind,
     pub max_attempts: u32,
     pub delivery_id: DeliveryIdSource,
+    /// The responder plugin asked first about each request, if any.
+    pub responder: Option<String>,
     /// For a sync route: how its handler's answer is given.
     pub sync: Option<SyncAnswer>,
 }
@@ -65,6 +68,8 @@ pub struct RouteTable {
     providers_dir: Option<PathBuf>,
     insecure_dev: bool,
     default_max_attempts: u32,
+    /// Where the routes' verifier plugins run (set once the runtime is up).
+    gate: GateHandle,
 }
 
 impl RouteTable {
@@ -72,6 +77,7 @@ impl RouteTable {
     pub fn build(settings: &Settings) -> Result<Self> {
         let mut configured = HashMap::new();
         let env_secret = |name: &str| settings.secrets.get(name).cloned();
+        let gate = GateHandle::default();
         let context = BuildContext {
             env_secret: &env_secret,
             data_dir: &settings.data_dir,
@@ -81,6 +87,7 @@ impl RouteTable {
                 declared: &[],
                 dir: settings.providers_dir.as_deref(),
             },
+            plugins: Some(&gate),
         };
         for config in &settings.routes {
             let context = BuildContext {
@@ -96,6 +103,7 @@ impl RouteTable {
                 body: config.body,
                 max_attempts: settings.max_attempts(config),
                 delivery_id: config.delivery_id.clone(),
+                responder: config.responder.clone(),
                 sync: SyncAnswer::of(config)?,
             };
             configured.insert(route.name.clone(), Arc::new(route));
@@ -107,6 +115,7 @@ impl RouteTable {
             providers_dir: settings.providers_dir.clone(),
             insecure_dev: settings.insecure_dev,
             default_max_attempts: settings.worker.max_attempts,
+            gate,
         })
     }
 
@@ -159,6 +168,7 @@ impl RouteTable {
                 declared: presets,
                 dir: self.providers_dir.as_deref(),
             },
+            plugins: Some(&self.gate),
         };
         Ok(Route {
             name: declared.name.clone(),
@@ -168,8 +178,14 @@ impl RouteTable {
             body: declared.body,
             max_attempts: declared.max_attempts.unwrap_or(self.default_max_attempts),
             delivery_id: declared.delivery_id.clone(),
+            responder: declared.responder.clone(),
             sync: SyncAnswer::of(declared)?,
         })
+    }
+
+    /// Lets the routes' verifier plugins run (once, when the runtime is up).
+    pub fn run_verifiers_with(&self, runner: Arc<dyn PluginVerifiers>) {
+        let _ = self.gate.set(runner);
     }
 
     /// Replaces the declared routes.

@@ -66,24 +66,21 @@ pub const HTTP_REJECTIONS: &str = "webhook_http_rejections_total";
 /// Handshakes answered on this instance since it started, by route,
 /// provider and handshake.
 #[derive(Default)]
-pub struct HandshakeCounts(
-    std::sync::Mutex<std::collections::BTreeMap<(String, &'static str, &'static str), u64>>,
-);
+pub struct HandshakeCounts(std::sync::Mutex<std::collections::BTreeMap<(String, String, &'static str), u64>>);
 
 impl HandshakeCounts {
-    pub fn add(&self, route: &str, provider: &'static str, handshake: &'static str) {
+    pub fn add(&self, route: &str, provider: &str, handshake: &'static str) {
         let mut counts = self.0.lock().expect("not poisoned");
-        *counts
-            .entry((route.to_string(), provider, handshake))
-            .or_default() += 1;
+        let key = (route.to_string(), provider.to_string(), handshake);
+        *counts.entry(key).or_default() += 1;
     }
 
     /// (route, provider, handshake, answered), sorted.
-    pub fn snapshot(&self) -> Vec<(String, &'static str, &'static str, u64)> {
+    pub fn snapshot(&self) -> Vec<(String, String, &'static str, u64)> {
         let counts = self.0.lock().expect("not poisoned");
         counts
             .iter()
-            .map(|((route, provider, name), n)| (route.clone(), *provider, *name, *n))
+            .map(|((route, provider, name), n)| (route.clone(), provider.clone(), *name, *n))
             .collect()
     }
 }

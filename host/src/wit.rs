@@ -2,9 +2,10 @@
 //! imports nothing of the host's. Every import is async, so a slow database
 //! never blocks a tokio worker.
 //!
-//! Two worlds: `handler` (every plugin) and `scheduled-handler` (a plugin
-//! that also exports `scheduled`); the second reuses the first's types and
-//! host traits, so one linker serves both.
+//! Four worlds: `handler` (every handler plugin), `scheduled-handler` (a
+//! handler that also exports `scheduled`), `verifier` and `responder`
+//! (plugins run before anything is stored); the others reuse the first's
+//! types and host traits, so one linker serves all.
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -28,6 +29,35 @@ pub mod with_schedules {
             "webhook:plugin/log": crate::wit::webhook::plugin::log,
             "webhook:plugin/blob": crate::wit::webhook::plugin::blob,
             "webhook:plugin/kv": crate::wit::webhook::plugin::kv,
+        },
+    });
+}
+
+pub mod as_verifier {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "verifier",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "webhook:plugin/types": crate::wit::webhook::plugin::types,
+            "webhook:plugin/config": crate::wit::webhook::plugin::config,
+            "webhook:plugin/log": crate::wit::webhook::plugin::log,
+        },
+    });
+}
+
+pub mod as_responder {
+    wasmtime::component::bindgen!({
+        path: "../wit",
+        world: "responder",
+        imports: { default: async },
+        exports: { default: async },
+        with: {
+            "webhook:plugin/types": crate::wit::webhook::plugin::types,
+            "webhook:plugin/config": crate::wit::webhook::plugin::config,
+            "webhook:plugin/log": crate::wit::webhook::plugin::log,
+            "webhook:plugin/request": crate::wit::as_verifier::webhook::plugin::request,
         },
     });
 }

@@ -70,6 +70,9 @@ pub struct Options<'a> {
     pub manifest_edits: &'a [(&'a str, &'a str, &'a str)],
     /// Plugins to install besides fal-avatar-status and test-misbehave.
     pub extra_plugins: &'a [&'a str],
+    /// More plugins made of a built component under another manifest:
+    /// (name, component's crate name, manifest).
+    pub plugin_copies: &'a [(&'a str, &'a str, &'a str)],
     /// Text replacements in the base config (its `[worker]` and `[runtime]`
     /// values): (from, to).
     pub config_edits: &'a [(&'a str, &'a str)],
@@ -177,6 +180,11 @@ impl TestHost {
             let wasm = plugin_dir().join(format!("{}.wasm", name.replace('-', "_")));
             std::fs::copy(&wasm, plugins.join(format!("{name}.wasm"))).unwrap();
             let manifest = test_manifest(name, options.manifest_edits);
+            std::fs::write(plugins.join(format!("{name}.toml")), manifest).unwrap();
+        }
+        for (name, component, manifest) in options.plugin_copies {
+            let wasm = plugin_dir().join(format!("{}.wasm", component.replace('-', "_")));
+            std::fs::copy(&wasm, plugins.join(format!("{name}.wasm"))).unwrap();
             std::fs::write(plugins.join(format!("{name}.toml")), manifest).unwrap();
         }
         let folder = dir.path().display().to_string();

@@ -8,6 +8,7 @@ mod console;
 mod crash;
 mod deployment;
 mod edge;
+mod gates;
 mod handshakes;
 mod harness;
 mod intake;

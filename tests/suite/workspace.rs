@@ -32,6 +32,8 @@ pub fn plugin_dir() -> &'static Path {
                 "test-misbehave",
                 "-p",
                 "github-activity",
+                "-p",
+                "test-gate",
             ])
             .status()
             .expect("running cargo to build the plugins");

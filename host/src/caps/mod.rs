@@ -127,7 +127,7 @@ pub fn check_import(import: &str, grants: &Grants) -> Result<()> {
         )
     };
     if let Some(name) = interface.strip_prefix("webhook:plugin/") {
-        if name == "types" {
+        if name == "types" || name == "request" {
             return Ok(());
         }
         if let Some((_, needs)) = REGISTERED.iter().find(|(registered, _)| *registered == name) {

@@ -46,6 +46,10 @@ pub struct RouteConfig {
     /// Where the id that drops repeated deliveries comes from.
     #[serde(default)]
     pub delivery_id: DeliveryIdSource,
+    /// A responder plugin asked first about every request on the route: its
+    /// answer, if it gives one, is sent as is and nothing is stored.
+    #[serde(default)]
+    pub responder: Option<String>,
     /// The URL the provider is given for this route, for presets that sign
     /// it (Twilio, Square, HubSpot): behind a TLS proxy the host sees
     /// another scheme and host than the provider signed.
@@ -98,6 +102,10 @@ pub struct VerifyConfig {
     /// A provider preset's name (`host/providers/`), instead of a scheme.
     #[serde(default)]
     pub provider: Option<String>,
+    /// A verifier plugin's name, instead of a scheme or a provider: the
+    /// plugin decides (it reads its own keys).
+    #[serde(default)]
+    pub plugin: Option<String>,
     #[serde(default)]
     pub secret_env: Option<String>,
     #[serde(default)]
@@ -131,6 +139,7 @@ impl VerifyConfig {
         Self {
             scheme: scheme.into(),
             provider: None,
+            plugin: None,
             secret_env: None,
             secret_file: None,
             secrets: Vec::new(),
@@ -144,7 +153,10 @@ impl VerifyConfig {
 
     /// What the entry verifies with, for messages: its provider or scheme.
     pub fn label(&self) -> &str {
-        self.provider.as_deref().unwrap_or(&self.scheme)
+        self.provider
+            .as_deref()
+            .or(self.plugin.as_deref())
+            .unwrap_or(&self.scheme)
     }
 
     pub fn with_secret_env(mut self, name: &str) -> Self {
@@ -263,6 +275,7 @@ pub fn default_routes() -> Vec<RouteConfig> {
         max_attempts: None,
         delivery_id: DeliveryIdSource::Scheme,
         public_url: None,
+        responder: None,
         mode: RouteMode::Async,
         sync_deadline_ms: default_sync_deadline(),
         sync_content_type: default_sync_content_type(),

@@ -41,6 +41,11 @@ impl ApiError {
                 "verification_unavailable",
                 Some(30),
             ),
+            crate::verify::Rejection::VerifierFailed(_) => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                "verification_unavailable",
+                Some(30),
+            ),
             crate::verify::Rejection::KeysRefreshing { retry_after_secs } => (
                 StatusCode::SERVICE_UNAVAILABLE,
                 "verification_unavailable",

@@ -55,6 +55,49 @@ pub async fn answer(
     Ok(response(answer))
 }
 
+/// The answer of `route`'s responder plugin to `request`, if it gives one
+/// (counted as the handshake `respond`); a responder that fails answers 503.
+pub async fn ask_responder(
+    state: &AppState,
+    route: &Route,
+    plugin: &str,
+    request: &Request<'_>,
+) -> Result<Option<Response>, ApiError> {
+    let answer = state
+        .gate
+        .respond(plugin, &route.name, request)
+        .await
+        .map_err(|why| {
+            let mut error = ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "responder_failed",
+                format!("the route's responder could not answer: {why}"),
+            );
+            error.retry_after = Some(30);
+            error
+        })?;
+    let Some(answer) = answer else {
+        return Ok(None);
+    };
+    metrics::counter!(
+        crate::telemetry::HANDSHAKES,
+        "route" => route.name.clone(),
+        "provider" => format!("plugin:{plugin}"),
+        "handshake" => "respond",
+    )
+    .increment(1);
+    state
+        .handshakes
+        .add(&route.name, &format!("plugin:{plugin}"), "respond");
+    tracing::info!(route = %route.name, plugin, status = answer.status, "answered by the route's responder");
+    Ok(Some(response(Answer {
+        status: answer.status,
+        headers: answer.headers.into_iter().map(|h| (h.name, h.value)).collect(),
+        body: answer.body,
+        confirm: None,
+    })))
+}
+
 /// GETs the confirmation URL through the outbound guard: allowed for its
 /// own host only (which the handshake's patterns admitted), public
 /// addresses only unless the preset allows private ones (tests).

@@ -36,6 +36,8 @@ pub struct AppState {
     pub handshakes: crate::telemetry::HandshakeCounts,
     /// Runs a sync route's delivery at once (the worker's own attempt).
     pub worker: Arc<crate::worker::Worker>,
+    /// Runs the routes' responder plugins.
+    pub gate: Arc<crate::plugins::gate::Gate>,
 }
 
 impl AppState {

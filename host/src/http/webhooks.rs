@@ -110,7 +110,7 @@ fn delivery_id(route: &Route, verified: verify::Verified, from_json: Option<Stri
 
 async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
-    let handshakes = route.verifier.has_handshakes();
+    let handshakes = route.verifier.has_handshakes() || route.responder.is_some();
     if !handshakes {
         check_event_request(route, &parts)?;
     }
@@ -118,6 +118,11 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
     let request = verify::Request::new(&parts.headers, &body)
         .with_target(parts.method.as_str(), parts.uri.query().unwrap_or(""));
     if handshakes {
+        if let Some(responder) = &route.responder
+            && let Some(answer) = super::handshakes::ask_responder(state, route, responder, &request).await?
+        {
+            return Ok(answer);
+        }
         if let Some(handshake) = route.verifier.handshake(&parts.method, &request) {
             if handshake.signed {
                 verify(route, &parts.headers, &request).await?;

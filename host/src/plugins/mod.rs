@@ -15,6 +15,7 @@ use arc_swap::ArcSwap;
 
 use crate::runtime::LoadedPlugin;
 
+pub mod gate;
 pub mod oci;
 pub mod store;
 pub mod sync;

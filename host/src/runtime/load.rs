@@ -8,8 +8,10 @@ use super::engine::Runtime;
 use super::instance::State;
 use crate::caps::{self, PluginCaps};
 use crate::config::RuntimeSettings;
-use crate::manifest::{Grants, Limits, Manifest, ManifestSchedule};
+use crate::manifest::{Grants, Limits, Manifest, ManifestSchedule, PluginKind};
 use crate::wit::HandlerPre;
+use crate::wit::as_responder::ResponderPre;
+use crate::wit::as_verifier::VerifierPre;
 use crate::wit::with_schedules::ScheduledHandlerPre;
 
 /// A plugin version compiled, checked against its grants and pre-linked.
@@ -26,9 +28,20 @@ pub struct LoadedPlugin {
     /// The schedules its manifest declares (their component exports
     /// `scheduled`, checked at load).
     pub schedules: Vec<ManifestSchedule>,
-    pub(super) pre: HandlerPre<State>,
-    /// Present when the plugin declares schedules.
-    pub(super) scheduled: Option<ScheduledHandlerPre<State>>,
+    pub kind: PluginKind,
+    /// Its exports, pre-linked for its kind.
+    pub(super) entry: Entry,
+}
+
+/// What a plugin exports, by its kind.
+pub(super) enum Entry {
+    Handler {
+        handle: HandlerPre<State>,
+        /// Present when the plugin declares schedules.
+        scheduled: Option<ScheduledHandlerPre<State>>,
+    },
+    Verifier(VerifierPre<State>),
+    Responder(ResponderPre<State>),
 }
 
 impl std::fmt::Debug for LoadedPlugin {
@@ -79,15 +92,28 @@ impl Runtime {
             .linker
             .instantiate_pre(&component)
             .map_err(|e| anyhow!("plugin {name}: cannot be linked: {e}"))?;
-        let scheduled = if manifest.schedules.is_empty() {
-            None
-        } else {
-            Some(ScheduledHandlerPre::new(pre.clone()).map_err(|e| {
-                anyhow!("plugin {name}: declares schedules but does not export `scheduled`: {e}")
-            })?)
+        let entry = match manifest.kind {
+            PluginKind::Handler => {
+                let scheduled = if manifest.schedules.is_empty() {
+                    None
+                } else {
+                    Some(ScheduledHandlerPre::new(pre.clone()).map_err(|e| {
+                        anyhow!("plugin {name}: declares schedules but does not export `scheduled`: {e}")
+                    })?)
+                };
+                let handle = HandlerPre::new(pre)
+                    .map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
+                Entry::Handler { handle, scheduled }
+            }
+            PluginKind::Verifier => Entry::Verifier(
+                VerifierPre::new(pre)
+                    .map_err(|e| anyhow!("plugin {name}: a verifier must export `verify`: {e}"))?,
+            ),
+            PluginKind::Responder => Entry::Responder(
+                ResponderPre::new(pre)
+                    .map_err(|e| anyhow!("plugin {name}: a responder must export `respond`: {e}"))?,
+            ),
         };
-        let pre =
-            HandlerPre::new(pre).map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
         Ok(LoadedPlugin {
             name: name.to_string(),
             version: version.to_string(),
@@ -96,8 +122,8 @@ impl Runtime {
             caps,
             imports,
             schedules: manifest.schedules.clone(),
-            pre,
-            scheduled,
+            kind: manifest.kind,
+            entry,
         })
     }
 }

@@ -25,6 +25,7 @@
 
 pub mod cache;
 pub mod engine;
+pub mod gate;
 pub mod instance;
 pub mod load;
 mod output;

@@ -8,7 +8,7 @@ use wasmtime::{Store, UpdateDeadline};
 
 use super::engine::{InstanceSlot, Runtime};
 use super::instance::State;
-use super::load::LoadedPlugin;
+use super::load::{Entry, LoadedPlugin};
 use crate::db::tx::EventTx;
 use crate::inbox::event::Event;
 use crate::wit::types::HandlerError;
@@ -57,6 +57,24 @@ impl DispatchError {
     }
 }
 
+impl From<HandlerError> for DispatchError {
+    fn from(error: HandlerError) -> Self {
+        match error {
+            HandlerError::Invalid(m) => DispatchError::Invalid(m),
+            HandlerError::Retry(m) => DispatchError::Retry(m),
+            HandlerError::Fatal(m) => DispatchError::Fatal(m),
+        }
+    }
+}
+
+/// One call in a fresh store: its value or why there is none, the
+/// transaction handed back, the time it took.
+pub(super) struct Ran<T> {
+    pub result: Result<T, DispatchError>,
+    pub tx: Option<EventTx>,
+    pub elapsed: Duration,
+}
+
 /// The result of one attempt, with the event's transaction handed back.
 pub struct Dispatched {
     pub result: Result<Option<Vec<u8>>, DispatchError>,
@@ -75,12 +93,21 @@ impl Runtime {
         tx: EventTx,
         slot: Option<InstanceSlot>,
     ) -> Dispatched {
+        let Entry::Handler { handle, .. } = &plugin.entry else {
+            return not_a(plugin, "handler", tx);
+        };
         let wit_event = to_wit(event);
-        self.run(plugin, &event.id, tx, slot, async |store| {
-            let handler: Handler = plugin.pre.instantiate_async(&mut *store).await?;
-            handler.call_handle(&mut *store, &wit_event).await
-        })
-        .await
+        let ran = self
+            .run(plugin, &event.id, tx, slot, async |store| {
+                let handler: Handler = handle.instantiate_async(&mut *store).await?;
+                handler.call_handle(&mut *store, &wit_event).await
+            })
+            .await;
+        Dispatched {
+            result: ran.result.and_then(|r| r.map_err(DispatchError::from)),
+            tx: ran.tx,
+            elapsed: ran.elapsed,
+        }
     }
 
     /// Runs schedule `schedule` of `plugin` once (`run_id` tags its log
@@ -92,25 +119,29 @@ impl Runtime {
         run_id: &str,
         tx: EventTx,
     ) -> Dispatched {
-        let Some(scheduled) = &plugin.scheduled else {
-            return Dispatched {
-                result: Err(DispatchError::Fatal(format!(
-                    "plugin {} declares no schedules",
-                    plugin.name
-                ))),
-                tx: Some(tx),
-                elapsed: Duration::ZERO,
-            };
+        let Entry::Handler {
+            scheduled: Some(scheduled),
+            ..
+        } = &plugin.entry
+        else {
+            return not_a(plugin, "handler with schedules", tx);
         };
-        self.run(plugin, run_id, tx, None, async |store| {
-            let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
-            handler
-                .webhook_plugin_scheduled()
-                .call_run_scheduled(&mut *store, schedule)
-                .await
-                .map(|result| result.map(|()| None))
-        })
-        .await
+        let ran = self
+            .run(plugin, run_id, tx, None, async |store| {
+                let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
+                handler
+                    .webhook_plugin_scheduled()
+                    .call_run_scheduled(&mut *store, schedule)
+                    .await
+            })
+            .await;
+        Dispatched {
+            result: ran
+                .result
+                .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
+            tx: ran.tx,
+            elapsed: ran.elapsed,
+        }
     }
 
     /// What one instance of `plugin` gets (see [`State::new`]); the
@@ -128,18 +159,18 @@ impl Runtime {
     }
 
     /// A fresh store for `plugin` (limits, deadline, capabilities bound to
-    /// `tx`), then `call` in it; the outcome classified and the transaction
-    /// handed back.
-    async fn run<F>(
+    /// `tx`), then `call` in it; a trap, timeout or memory limit
+    /// classified, and the transaction handed back.
+    pub(super) async fn run<T, F>(
         &self,
         plugin: &LoadedPlugin,
         tag: &str,
         tx: EventTx,
         slot: Option<InstanceSlot>,
         call: F,
-    ) -> Dispatched
+    ) -> Ran<T>
     where
-        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<Result<Option<Vec<u8>>, HandlerError>>,
+        F: AsyncFnOnce(&mut Store<State>) -> wasmtime::Result<T>,
     {
         // Waiting for a slot (in arrival order: the semaphore is fair) is
         // not the plugin's time; its budget starts once it has an instance.
@@ -166,10 +197,7 @@ impl Runtime {
         let timeout_ms = plugin.limits.timeout.as_millis() as u64;
         let result = match outcome {
             Err(_) => Err(DispatchError::Timeout(timeout_ms)),
-            Ok(Ok(Ok(body))) => Ok(body),
-            Ok(Ok(Err(HandlerError::Invalid(m)))) => Err(DispatchError::Invalid(m)),
-            Ok(Ok(Err(HandlerError::Retry(m)))) => Err(DispatchError::Retry(m)),
-            Ok(Ok(Err(HandlerError::Fatal(m)))) => Err(DispatchError::Fatal(m)),
+            Ok(Ok(value)) => Ok(value),
             Ok(Err(trap)) => {
                 let state = store.data();
                 Err(if state.timed_out {
@@ -192,11 +220,25 @@ impl Runtime {
             }
         };
         let tx = store.data_mut().caps.db.take_tx();
-        Dispatched {
+        Ran {
             result,
             tx,
             elapsed: started.elapsed(),
         }
+    }
+}
+
+/// The answer to a call of an export `plugin` does not have (a route or
+/// schedule naming a plugin of another kind).
+fn not_a(plugin: &LoadedPlugin, what: &str, tx: EventTx) -> Dispatched {
+    Dispatched {
+        result: Err(DispatchError::Fatal(format!(
+            "plugin {} is a {}, not a {what}",
+            plugin.name,
+            plugin.kind.as_str()
+        ))),
+        tx: Some(tx),
+        elapsed: Duration::ZERO,
     }
 }
 

@@ -148,6 +148,9 @@ pub async fn explain(setup: &Setup<'_>, captured: &Captured, now: i64) -> Result
         Rejection::KeysUnavailable | Rejection::KeysRefreshing { .. } => {
             out.push("the keys to check it could not be fetched now; the sender is told to retry".into())
         }
+        Rejection::PluginRejected(_) | Rejection::VerifierFailed(_) => {
+            out.push("a verifier plugin decided; presets explain only their own schemes".into())
+        }
         Rejection::NoMatchingSignature => {
             out.extend(no_match(setup, &scheme, captured, public_url.as_deref(), now)?);
         }

@@ -28,6 +28,7 @@ pub mod handshake_spec;
 pub mod jwks;
 pub mod keys;
 pub mod located;
+pub mod plugin;
 pub mod preset;
 mod preset_check;
 pub mod preset_sign;
@@ -166,6 +167,8 @@ pub struct BuildContext<'a> {
     pub public_url: Option<&'a str>,
     /// Where the route's provider presets are found.
     pub providers: catalogue::Lookup<'a>,
+    /// Where verifier plugins run, where they can (the host's routes).
+    pub plugins: Option<&'a plugin::GateHandle>,
 }
 
 /// The schemes one route accepts.
@@ -186,6 +189,23 @@ impl RouteVerifier {
         let mut handshakes = Vec::new();
         let mut labels: Vec<&str> = Vec::new();
         for config in configs {
+            if let Some(name) = &config.plugin {
+                let alone = config.scheme.is_empty()
+                    && config.provider.is_none()
+                    && config.secret_refs()?.is_empty()
+                    && config.options.is_empty();
+                if !alone {
+                    bail!(
+                        "route {route:?}: a verify entry naming a plugin takes no scheme, provider, keys or options (the plugin reads its own)"
+                    );
+                }
+                let Some(gate) = context.plugins else {
+                    bail!("route {route:?}: verifier plugins run only on the host's routes");
+                };
+                schemes.push(Box::new(plugin::PluginScheme::new(name, route, gate.clone())));
+                labels.push(config.label());
+                continue;
+            }
             let keys = config.resolve_keys(context.env_secret)?;
             let no_keys = keys.is_empty();
             // Built first, so that its options are checked even when its
@@ -323,6 +343,7 @@ mod tests {
             insecure_dev,
             public_url: None,
             providers: Default::default(),
+            plugins: None,
         }
     }
 

@@ -51,6 +51,13 @@ pub enum Rejection {
     /// and the rate limit holds back the refresh that may find a new one.
     #[error("no cached key matches and the key refresh is rate-limited; retry in {retry_after_secs} s")]
     KeysRefreshing { retry_after_secs: u64 },
+    /// The route's verifier plugin says the request is not authentic.
+    #[error("the route's verifier refused it: {0}")]
+    PluginRejected(String),
+    /// The route's verifier plugin could not decide: it said so, trapped,
+    /// or ran out of time or memory.
+    #[error("the route's verifier could not decide: {0}")]
+    VerifierFailed(String),
 }
 
 impl Rejection {
@@ -58,7 +65,7 @@ impl Rejection {
     pub fn is_retryable(&self) -> bool {
         matches!(
             self,
-            Rejection::KeysUnavailable | Rejection::KeysRefreshing { .. }
+            Rejection::KeysUnavailable | Rejection::KeysRefreshing { .. } | Rejection::VerifierFailed(_)
         )
     }
 
@@ -72,6 +79,8 @@ impl Rejection {
             Rejection::NoMatchingSignature => "no_matching_signature",
             Rejection::KeysUnavailable => "keys_unavailable",
             Rejection::KeysRefreshing { .. } => "keys_refreshing",
+            Rejection::PluginRejected(_) => "plugin_rejected",
+            Rejection::VerifierFailed(_) => "verifier_failed",
         }
     }
 }
