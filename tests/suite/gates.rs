@@ -29,7 +29,8 @@ responder = "test-gate-responder"
 verify = [{ scheme = "fal-hmac", secret_env = "FAL_WEBHOOK_SECRET" }]
 "#;
 
-const RESPONDER: &str = "name = \"test-gate-responder\"\nkind = \"responder\"\n";
+const RESPONDER: &str = "name = \"test-gate-responder\"\nkind = \"responder\"\n\
+     [grants]\nhttp = { allow = [\"http://127.0.0.1:*\"], allow_private = true }\n";
 
 /// The headers of a delivery signed as test-gate checks it.
 fn gate_headers(body: &str, id: &str, extra: &[(&'static str, &str)]) -> Vec<(&'static str, String)> {
@@ -162,6 +163,31 @@ async fn a_verifier_plugin_guards_its_route_and_its_failures_stay_there() {
         );
     }
 
+    // A key the verifier fetches through its http grant is kept by the host:
+    // one fetch for five deliveries (each a fresh instance).
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let key_url = format!("http://{}/key", listener.local_addr().unwrap());
+    let fetches = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let counter = fetches.clone();
+    let app = axum::Router::new().route(
+        "/key",
+        axum::routing::get(move || {
+            counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            async { KEY }
+        }),
+    );
+    crate::remote::serve_on_own_thread(listener, app);
+    for i in 0..5 {
+        let (status, answer) = post_gated(&host, 0, &format!("k-{i}"), &[("x-gate-key-url", &key_url)]).await;
+        assert_eq!(status, 200, "{answer}");
+    }
+    assert_eq!(
+        fetches.load(std::sync::atomic::Ordering::SeqCst),
+        1,
+        "the key was fetched once"
+    );
+
     // The responder answers a challenge itself; other requests go on.
     let response = host
         .http
@@ -246,7 +272,8 @@ async fn a_verifier_deployed_to_a_cluster_takes_effect_on_both_and_rolls_back() 
     let wasm = std::fs::read(crate::workspace::plugin_dir().join("test_gate.wasm")).unwrap();
     let deploy = |version: &str| {
         let manifest = format!(
-            "name = \"test-gate\"\nkind = \"verifier\"\n[config]\nversion = \"{version}\"\n[secrets]\nsigning_key = \"env:TEST_GATE_KEY\"\n"
+            "name = \"test-gate\"\nkind = \"verifier\"\n[config]\nversion = \"{version}\"\n[secrets]\nsigning_key = \"env:TEST_GATE_KEY\"\n\
+             [grants]\nhttp = {{ allow = [\"http://127.0.0.1:*\"], allow_private = true }}\n"
         );
         serde_json::json!({
             "manifest": manifest,

@@ -55,7 +55,11 @@ macro_rules! capabilities {
             pub fn prepare(manifest: &Manifest, limits: &Limits, services: &Services) -> Result<Self> {
                 Ok(Self {
                     $($name: <$state as Capability>::prepare(manifest, limits, services)?,)*
-                    http: Arc::new(HttpPolicy::new(manifest.grants.http.as_ref(), &services.outbound)?),
+                    http: Arc::new({
+                        let mut policy = HttpPolicy::new(manifest.grants.http.as_ref(), &services.outbound)?;
+                        policy.cache_gets = manifest.kind != crate::manifest::PluginKind::Handler;
+                        policy
+                    }),
                 })
             }
         }

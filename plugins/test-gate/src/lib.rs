@@ -4,7 +4,9 @@
 //! As a verifier it checks a scheme no preset has:
 //! `x-gate-signature: hex(HMAC-SHA256(secret "signing_key", "{x-gate-timestamp}.{body}"))`,
 //! the timestamp within 300 s of the host's clock; `x-gate-id` is the
-//! delivery id. A request's `x-gate-version`, when given, must be the
+//! delivery id. With `x-gate-key-url` the key is fetched from that URL (the
+//! body of its answer) instead: the host keeps such GETs, so the key
+//! server sees one fetch for many deliveries. A request's `x-gate-version`, when given, must be the
 //! manifest's `version` config value (1 by default): the rollout tests tell
 //! versions apart by it. The header `x-gate-mode` makes it misbehave: `loop`
 //! (spins forever), `oom` (allocates without bound), `trap` (panics), `slow`
@@ -97,8 +99,20 @@ impl Guest for Gate {
                 version()
             )));
         }
-        let secret =
-            config::secret("signing_key").ok_or_else(|| Rejection::Unavailable("no signing_key".into()))?;
+        let secret = match header(&request, "x-gate-key-url") {
+            Some(url) => {
+                let response = waki::Client::new()
+                    .get(url)
+                    .send()
+                    .map_err(|e| Rejection::Unavailable(format!("fetching the key: {e}")))?;
+                let body = response
+                    .body()
+                    .map_err(|e| Rejection::Unavailable(format!("reading the key: {e}")))?;
+                String::from_utf8_lossy(&body).trim().to_string()
+            }
+            None => config::secret("signing_key")
+                .ok_or_else(|| Rejection::Unavailable("no signing_key".into()))?,
+        };
         let timestamp = header(&request, "x-gate-timestamp")
             .ok_or_else(|| Rejection::Unauthentic("no x-gate-timestamp".into()))?;
         let signed_at: i64 = timestamp

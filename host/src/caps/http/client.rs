@@ -18,6 +18,8 @@ use crate::config::OutboundSettings;
 pub struct HttpService {
     public_only: reqwest::Client,
     any_address: reqwest::Client,
+    /// GETs of verifiers and responders, kept.
+    pub gets: Arc<super::cache::GetCache>,
 }
 
 impl HttpService {
@@ -36,6 +38,7 @@ impl HttpService {
         Ok(Self {
             public_only: build(true)?,
             any_address: build(false)?,
+            gets: Arc::default(),
         })
     }
 

@@ -1,7 +1,8 @@
 //! The `wasi:http` send hook: every request a plugin sends through the
 //! standard `outgoing-handler` is admitted by the instance's [`Outbound`]
 //! gate, sent by the host's client without following redirects, and its
-//! response read under the size cap before the plugin sees it.
+//! response read under the size cap before the plugin sees it. A verifier's
+//! or responder's GETs are answered from the host's cache while fresh.
 
 use std::sync::Arc;
 
@@ -56,6 +57,7 @@ impl WasiHttpHooks for HttpHooks {
     ) -> SendFuture {
         let outbound = self.outbound.clone();
         let client = self.service.client(outbound.policy()).clone();
+        let gets = self.service.gets.clone();
         Box::new(async move {
             let policy = outbound.policy();
             let (parts, body) = request.into_parts();
@@ -67,6 +69,15 @@ impl WasiHttpHooks for HttpHooks {
                 .await
                 .map_err(|_| HttpError::HttpRequestBodySize(None))?
                 .to_bytes();
+            let cacheable = policy.cache_gets && parts.method == http::Method::GET && body.is_empty();
+            if cacheable && let Some(kept) = gets.get(outbound.plugin(), url.as_str()) {
+                crate::caps::trace::trace_call!(
+                    "http GET {}://{} -> 200 (kept)",
+                    url.scheme(),
+                    url.host_str().unwrap_or("")
+                );
+                return Ok(answer(http::StatusCode::OK, &kept.headers, kept.body)?);
+            }
             let mut headers = parts.headers;
             headers.remove(http::header::HOST);
             let method = parts.method.clone();
@@ -104,16 +115,34 @@ impl WasiHttpHooks for HttpHooks {
                     outbound.refused(refusal);
                     HttpError::HttpResponseBodySize(Some(policy.max_response_bytes))
                 })?;
-            let mut builder = http::Response::builder().status(status);
-            for (name, value) in &headers {
-                if name != http::header::TRANSFER_ENCODING {
-                    builder = builder.header(name, value);
-                }
+            if cacheable && status == http::StatusCode::OK {
+                gets.put(outbound.plugin(), url.as_str(), &headers, bytes.clone());
             }
-            let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
-            let response = builder.body(body).map_err(|_| HttpError::HttpProtocolError)?;
-            let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
-            Ok((response, done))
+            answer(status, &headers, bytes)
         })
     }
+}
+
+/// A response for the plugin, its body read already.
+fn answer(
+    status: http::StatusCode,
+    headers: &http::HeaderMap,
+    bytes: bytes::Bytes,
+) -> Result<
+    (
+        http::Response<WasiBody>,
+        Box<dyn Future<Output = Result<(), HttpError>> + Send>,
+    ),
+    HttpError,
+> {
+    let mut builder = http::Response::builder().status(status);
+    for (name, value) in headers {
+        if name != http::header::TRANSFER_ENCODING {
+            builder = builder.header(name, value);
+        }
+    }
+    let body = Full::new(bytes).map_err(|never| match never {}).boxed_unsync();
+    let response = builder.body(body).map_err(|_| HttpError::HttpProtocolError)?;
+    let done: Box<dyn Future<Output = Result<(), HttpError>> + Send> = Box::new(async { Ok(()) });
+    Ok((response, done))
 }

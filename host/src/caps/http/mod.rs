@@ -12,10 +12,12 @@
 //! Responses are capped in size and time.
 //!
 //! - [`grant`]: the manifest's `http` grant and its allow-list entries;
+//! - [`cache`]: GETs of verifier and responder plugins, kept by the host;
 //! - [`policy`]: the plugin's policy and the per-instance gate;
 //! - [`client`]: the host's shared clients;
 //! - [`hooks`]: the `wasi:http` send hook.
 
+pub mod cache;
 pub mod client;
 pub mod grant;
 pub mod hooks;

@@ -56,6 +56,9 @@ pub struct HttpPolicy {
     pub max_requests_per_event: u32,
     pub max_response_bytes: u64,
     pub timeout: Duration,
+    /// Keeps `200` answers to GETs in the host's cache ([`super::cache`]):
+    /// for verifiers and responders, whose every call is a fresh instance.
+    pub cache_gets: bool,
 }
 
 impl HttpPolicy {
@@ -75,6 +78,7 @@ impl HttpPolicy {
                 .and_then(|g| g.max_response_bytes)
                 .unwrap_or(defaults.max_response_bytes),
             timeout: Duration::from_millis(grant.and_then(|g| g.timeout_ms).unwrap_or(defaults.timeout_ms)),
+            cache_gets: false,
         })
     }
 
@@ -166,6 +170,11 @@ impl Outbound {
 
     pub fn policy(&self) -> &HttpPolicy {
         &self.policy
+    }
+
+    /// The plugin whose instance this is.
+    pub fn plugin(&self) -> &str {
+        &self.plugin
     }
 
     /// Counts a request to `url` against the event's budget and checks it
