@@ -26,7 +26,9 @@ pub async fn answer(
     let answer = handshake.answer(request).map_err(|refused| {
         tracing::warn!(route = %route.name, handshake = handshake.name, "handshake refused: {refused}");
         let status = match refused {
-            verify::handshake::Refused::WrongToken(_) => StatusCode::FORBIDDEN,
+            verify::handshake::Refused::WrongToken(_) | verify::handshake::Refused::NoToken(_) => {
+                StatusCode::FORBIDDEN
+            }
             verify::handshake::Refused::Missing(_) => StatusCode::BAD_REQUEST,
         };
         ApiError::new(status, "handshake_refused", refused.to_string())

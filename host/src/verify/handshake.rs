@@ -4,7 +4,7 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use base64::Engine as _;
 
 use super::handshake_spec::{ConfirmSpec, ValueSpec};
@@ -41,6 +41,9 @@ pub enum Refused {
     /// A `token` condition's value is not the route's handshake token.
     #[error("the handshake's {0} is not this route's handshake token")]
     WrongToken(&'static str),
+    /// The route has no handshake token to compare with.
+    #[error("this route has no handshake token (handshake_token_env) to compare the handshake's {0} with")]
+    NoToken(&'static str),
     /// The answer needs a value the request does not carry.
     #[error("the handshake has no {0}")]
     Missing(&'static str),
@@ -87,9 +90,10 @@ impl Handshake {
     pub fn build_all(preset: &Preset, keys: &[Secret], token: Option<&Secret>) -> Result<Vec<Self>> {
         let needs_token = preset.handshakes.iter().any(|h| h.when.iter().any(|c| c.token));
         if needs_token && token.is_none() {
-            bail!(
-                "provider {}: its handshake compares a token; give the route handshake_token_env or handshake_token_file",
-                preset.name
+            tracing::warn!(
+                provider = %preset.name,
+                "the route has no handshake token (handshake_token_env or handshake_token_file): \
+                 the provider's verification handshake will be refused"
             );
         }
         let key = match keys.first() {
@@ -159,8 +163,8 @@ impl Handshake {
         let reader = Reader::new(request);
         for place in &self.tokens {
             let given = reader.value(*place).map_err(|_| Refused::Missing(place.name()))?;
-            let token = self.token.as_ref().map(Secret::expose).unwrap_or_default();
-            if !signature_matches(given.as_bytes(), token.as_bytes()) {
+            let token = self.token.as_ref().ok_or(Refused::NoToken(place.name()))?;
+            if !signature_matches(given.as_bytes(), token.expose().as_bytes()) {
                 return Err(Refused::WrongToken(place.name()));
             }
         }

@@ -57,12 +57,10 @@ fn meta_echoes_the_challenge_only_for_the_route_token() {
 }
 
 #[test]
-fn a_preset_whose_handshake_compares_a_token_needs_one() {
-    let preset = catalogue::builtin("meta").unwrap();
-    let err = Handshake::build_all(&preset, &[Secret::new("k")], None)
-        .err()
-        .unwrap();
-    assert!(err.to_string().contains("handshake_token_env"), "{err}");
+fn a_handshake_comparing_a_token_is_refused_on_a_route_without_one() {
+    let refused = answer("meta", "app-secret", None).unwrap_err();
+    assert_eq!(refused, Refused::NoToken("hub.verify_token"));
+    assert!(refused.to_string().contains("handshake_token_env"), "{refused}");
 }
 
 #[test]
