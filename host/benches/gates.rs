@@ -10,6 +10,7 @@
 //!   POST → 200 committed, and the difference.
 
 #[path = "../../tests/suite/workspace.rs"]
+#[allow(dead_code)]
 mod workspace;
 
 use std::time::{Duration, Instant};
