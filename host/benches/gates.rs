@@ -201,12 +201,100 @@ async fn run() {
     server.await.unwrap().unwrap();
 }
 
+/// The same two verifications in process, without HTTP or storage: the
+/// preset's `verify`, and the verifier plugin's call (fresh instance).
+async fn in_process() {
+    use webhook_host::config::{RuntimeSettings, Secret};
+    use webhook_host::runtime::gate::Incoming;
+    use webhook_host::verify::{Request, Scheme as _};
+    println!("== in process, one verification");
+    let data = tempfile::tempdir().unwrap();
+    let inbox = webhook_host::inbox::Inbox::open_sqlite(data.path(), 2)
+        .await
+        .unwrap();
+    let runtime = webhook_host::runtime::Runtime::new(
+        &RuntimeSettings::default(),
+        webhook_host::caps::Services::embedded(data.path()).unwrap(),
+    )
+    .unwrap();
+    let text =
+        std::fs::read_to_string(workspace::workspace().join("plugins/test-gate/manifest.toml")).unwrap();
+    let manifest = webhook_host::manifest::Manifest::parse(&text).unwrap();
+    let bytes = std::fs::read(plugin_dir().join("test_gate.wasm")).unwrap();
+    let plugin = runtime
+        .load(&manifest, "bench", &bytes, &RuntimeSettings::default())
+        .unwrap();
+    let preset = webhook_host::verify::preset::Preset::parse(GATE_PRESET).unwrap();
+    let scheme = webhook_host::verify::declarative::Declarative::new(
+        std::sync::Arc::new(preset),
+        &[Secret::new(KEY)],
+        300,
+        None,
+    )
+    .unwrap();
+    let body = br#"{"mode":"ok","n":"x"}"#;
+    let timestamp = webhook_host::verify::unix_now().to_string();
+    let mut mac = Hmac::<sha2::Sha256>::new_from_slice(KEY.as_bytes()).unwrap();
+    mac.update(format!("{timestamp}.").as_bytes());
+    mac.update(body);
+    let signature = hex::encode(mac.finalize().into_bytes());
+    let mut headers = http::HeaderMap::new();
+    headers.insert("x-gate-timestamp", timestamp.parse().unwrap());
+    headers.insert("x-gate-signature", signature.parse().unwrap());
+    headers.insert("x-gate-id", "x".parse().unwrap());
+    let request = Request::new(&headers, body);
+    let mut preset_samples = Vec::new();
+    let mut plugin_samples = Vec::new();
+    for i in 0..WARMUP + SAMPLES {
+        let started = Instant::now();
+        assert!(scheme.verify(&request).await.is_ok());
+        let preset_took = started.elapsed();
+        let started = Instant::now();
+        let incoming = Incoming {
+            route: "plugin".into(),
+            method: "POST".into(),
+            query: String::new(),
+            headers: headers
+                .iter()
+                .map(|(n, v)| webhook_host::wit::types::Header {
+                    name: n.as_str().into(),
+                    value: v.to_str().unwrap().into(),
+                })
+                .collect(),
+            body: body.to_vec(),
+            now_unix: request.now_unix,
+        };
+        let verdict = runtime
+            .verify_request(&plugin, &incoming, "bench", inbox.db())
+            .await;
+        let plugin_took = started.elapsed();
+        assert!(matches!(verdict, Ok(Ok(_))), "{verdict:?}");
+        if i >= WARMUP {
+            preset_samples.push(preset_took);
+            plugin_samples.push(plugin_took);
+        }
+    }
+    let preset = summary("preset verify", preset_samples);
+    let plugin = summary("verifier plugin: instantiate + verify", plugin_samples);
+    println!(
+        "{:<52} {:>+9.1?} per delivery at p50",
+        "added by the verifier plugin",
+        plugin.saturating_sub(preset)
+    );
+}
+
 fn main() {
+    // SAFETY: no other thread runs yet. The test-gate manifest reads its
+    // key from the process environment, as a deployed manifest would.
+    unsafe { std::env::set_var("TEST_GATE_KEY", KEY) };
     // Built before the clock starts.
     let _ = plugin_dir();
     tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .unwrap()
-        .block_on(run());
+        .block_on(async {
+            run().await;
+            in_process().await;
+        });
 }
