@@ -153,20 +153,7 @@ async fn every_handshake_is_answered_as_its_provider_expects_and_nothing_is_stor
         }
     }
     // The tools: `providers show` names the handshake; `send --handshake` sends it.
-    let bin = env!("CARGO_BIN_EXE_webhook-host");
-    let run = |args: &[&str], env: &[(&str, &str)]| {
-        let output = std::process::Command::new(bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        let text = format!(
-            "{}{}",
-            String::from_utf8_lossy(&output.stdout),
-            String::from_utf8_lossy(&output.stderr)
-        );
-        (output.status.success(), text)
-    };
+    let run = crate::harness::run_cli;
     let (ok, show) = run(&["providers", "show", "zoom"], &[]);
     assert!(
         ok && show.contains("handshake:   endpoint.url_validation (POST body field /event"),
@@ -269,22 +256,7 @@ async fn every_handshake_is_answered_as_its_provider_expects_and_nothing_is_stor
         "{}",
         metrics.lines().filter(|l| l.contains("handshakes")).collect::<Vec<_>>().join("\n")
     );
-    let login = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap()
-        .post(host.url("/admin/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN}"))
-        .send()
-        .await
-        .unwrap();
-    let cookie = header(login.headers(), "set-cookie")
-        .split(';')
-        .next()
-        .unwrap()
-        .to_string();
-    assert!(cookie.starts_with("webhook_console="), "{cookie}");
+    let cookie = host.console_session(ADMIN).await;
     let dashboard = host
         .http
         .get(host.url("/admin/"))

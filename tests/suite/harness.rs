@@ -320,6 +320,23 @@ impl TestHost {
         request.send().await.unwrap().text().await.unwrap()
     }
 
+    /// Signs in to the console with `token`; the session cookie (`name=value`).
+    pub async fn console_session(&self, token: &str) -> String {
+        let login = reqwest::Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .build()
+            .unwrap()
+            .post(self.url("/admin/login"))
+            .header("content-type", "application/x-www-form-urlencoded")
+            .body(format!("token={token}"))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(login.status(), 303, "signing in");
+        let cookie = login.headers()["set-cookie"].to_str().unwrap();
+        cookie.split(';').next().unwrap().to_string()
+    }
+
     /// POSTs JSON `body` to the admin API of instance `i` with `token`;
     /// the answer (the call must succeed).
     pub async fn admin_post(&self, i: usize, path: &str, token: &str, body: Value) -> Value {
@@ -641,6 +658,47 @@ impl<'a> Signer<'a> {
         .filter(|(name, _)| Some(*name) != self.omit)
         .collect()
     }
+}
+
+/// Runs the `webhook-host` binary with `args` and `env`; (success, stdout + stderr).
+pub fn run_cli(args: &[&str], env: &[(&str, &str)]) -> (bool, String) {
+    let output = std::process::Command::new(env!("CARGO_BIN_EXE_webhook-host"))
+        .args(args)
+        .envs(env.iter().copied())
+        .output()
+        .unwrap();
+    let text = format!(
+        "{}{}",
+        String::from_utf8_lossy(&output.stdout),
+        String::from_utf8_lossy(&output.stderr)
+    );
+    (output.status.success(), text)
+}
+
+/// AWS SNS's shipped preset as `sns-local`, allowed to fetch its
+/// certificate from loopback over plain HTTP and, when `confirm` is set, to
+/// confirm subscriptions there too; written into `dir` (a PROVIDERS_DIR).
+pub fn sns_local_preset(dir: &std::path::Path, confirm: bool) -> String {
+    let shipped =
+        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/aws-sns.toml")).unwrap();
+    let hosts = "hosts = [\"sns.*.amazonaws.com\", \"sns.*.amazonaws.com.cn\"]";
+    let mut local = shipped
+        .replace("name = \"aws-sns\"", "name = \"sns-local\"")
+        .replacen(
+            &format!("{hosts}\n"),
+            "hosts = [\"127.0.0.1\"]\nallow_http = true\n",
+            1,
+        );
+    if confirm {
+        local = local.replace(
+            &format!("{hosts} }}"),
+            "hosts = [\"127.0.0.1\"], allow_http = true, allow_private = true }",
+        );
+        assert!(!local.contains("amazonaws.com\""), "{local}");
+    }
+    assert_ne!(local, shipped);
+    std::fs::write(dir.join("sns-local.toml"), &local).unwrap();
+    local
 }
 
 /// Seconds since the epoch, as signatures carry them.

@@ -214,20 +214,7 @@ async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
             .await
             .contains(&event_id)
     );
-    let browser = reqwest::Client::builder()
-        .redirect(reqwest::redirect::Policy::none())
-        .build()
-        .unwrap();
-    let login = browser
-        .post(host.url("/admin/login"))
-        .header("content-type", "application/x-www-form-urlencoded")
-        .body(format!("token={ADMIN}"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(login.status(), 303);
-    let cookie = login.headers()["set-cookie"].to_str().unwrap().to_string();
-    let session = cookie.split(';').next().unwrap().to_string();
+    let session = host.console_session(ADMIN).await;
     let page = host
         .http
         .get(host.url(&format!("/admin/events/{event_id}")))

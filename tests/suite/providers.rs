@@ -306,22 +306,7 @@ async fn presets_added_at_runtime_serve_on_both_instances_without_a_rebuild() {
 /// `providers list|show`, `send --provider` and `verify --explain`.
 #[tokio::test]
 async fn the_provider_tools_list_sign_and_explain() {
-    let bin = env!("CARGO_BIN_EXE_webhook-host");
-    let run = |args: &[&str], env: &[(&str, &str)]| {
-        let output = std::process::Command::new(bin)
-            .args(args)
-            .envs(env.iter().copied())
-            .output()
-            .unwrap();
-        (
-            output.status.success(),
-            format!(
-                "{}{}",
-                String::from_utf8_lossy(&output.stdout),
-                String::from_utf8_lossy(&output.stderr)
-            ),
-        )
-    };
+    let run = crate::harness::run_cli;
     let (ok, list) = run(&["providers", "list"], &[]);
     assert!(ok, "{list}");
     let names: Vec<&str> = list
@@ -428,17 +413,7 @@ async fn a_certificate_preset_fetches_the_named_certificate_once_from_an_allowed
     crate::remote::serve_on_own_thread(listener, app);
 
     let providers = tempfile::tempdir().unwrap();
-    let shipped =
-        std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/providers/aws-sns.toml")).unwrap();
-    let local = shipped
-        .replace("name = \"aws-sns\"", "name = \"sns-local\"")
-        .replacen(
-            "hosts = [\"sns.*.amazonaws.com\", \"sns.*.amazonaws.com.cn\"]\n",
-            "hosts = [\"127.0.0.1\"]\nallow_http = true\n",
-            1,
-        );
-    assert_ne!(local, shipped);
-    std::fs::write(providers.path().join("sns-local.toml"), &local).unwrap();
+    let local = crate::harness::sns_local_preset(providers.path(), false);
     let dir = providers.path().display().to_string();
     let host = TestHost::spawn_with(
         "[[routes]]\nname = \"sns\"\nplugin = \"test-misbehave\"\nbody = \"any\"\nverify = [{ provider = \"sns-local\" }]\n",
