@@ -470,6 +470,76 @@ async fn a_scaffolded_plugin_builds_and_plugin_test_runs_it() {
     );
 }
 
+/// `plugin new --kind verifier|responder` scaffolds that build, and
+/// `plugin test` gives them a request and prints the verdict or the answer.
+#[tokio::test(flavor = "multi_thread")]
+async fn scaffolded_verifiers_and_responders_build_and_plugin_test_runs_them() {
+    let dir = tempfile::tempdir().unwrap();
+    let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
+    let target = crate::harness::workspace().join("target/scaffold");
+    std::fs::write(dir.path().join("body.json"), "{}").unwrap();
+    let mut wasm = std::collections::HashMap::new();
+    for kind in ["verifier", "responder"] {
+        let name = format!("demo-{kind}");
+        let (ok, out) = crate::harness::run_cli(
+            &[
+                "plugin",
+                "new",
+                &name,
+                "--kind",
+                kind,
+                "--dir",
+                dir.path().to_str().unwrap(),
+            ],
+            &[],
+        );
+        assert!(ok, "{out}");
+        let built = std::process::Command::new(&cargo)
+            .current_dir(dir.path().join(&name))
+            .args(["build", "--release", "--target", "wasm32-wasip2"])
+            .env("CARGO_TARGET_DIR", &target)
+            .output()
+            .unwrap();
+        assert!(
+            built.status.success(),
+            "{kind}: {}",
+            String::from_utf8_lossy(&built.stderr)
+        );
+        wasm.insert(
+            kind,
+            target.join(format!("wasm32-wasip2/release/demo_{kind}.wasm")),
+        );
+    }
+    let test = |kind: &str, extra: &[&str], env: &[(&str, &str)]| {
+        let manifest = dir.path().join(format!("demo-{kind}/manifest.toml"));
+        let body = dir.path().join("body.json");
+        let mut args = vec![
+            "plugin",
+            "test",
+            wasm[kind].to_str().unwrap(),
+            "--manifest",
+            manifest.to_str().unwrap(),
+            "--payload",
+            body.to_str().unwrap(),
+        ];
+        args.extend(extra);
+        let (ok, out) = crate::harness::run_cli(&args, env);
+        (ok, out)
+    };
+    let key = [("DEMO_VERIFIER_SIGNING_KEY", "demo-key")];
+    let (ok, out) = test("verifier", &["--header", "x-example-token: demo-key"], &key);
+    assert!(ok && out.contains("result: verified"), "{out}");
+    let (ok, out) = test("verifier", &["--header", "x-example-token: another"], &key);
+    assert!(
+        !ok && out.contains("refused (401 plugin_rejected): the token does not match"),
+        "{out}"
+    );
+    let (ok, out) = test("responder", &["--query", "challenge=abc123"], &[]);
+    assert!(ok && out.contains("HTTP 200") && out.contains("abc123"), "{out}");
+    let (ok, out) = test("responder", &[], &[]);
+    assert!(ok && out.contains("no answer"), "{out}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn plugins_declare_routes_and_a_taken_route_is_refused() {
     use base64::Engine as _;

@@ -3,6 +3,7 @@
 mod db;
 mod events;
 mod plugin;
+mod plugin_gate_kit;
 mod plugin_kit;
 mod providers;
 mod schedules;

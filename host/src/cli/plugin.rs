@@ -63,6 +63,10 @@ pub enum Command {
         /// Where to create `<name>/`.
         #[arg(long, default_value = ".")]
         dir: PathBuf,
+        /// `handler` (the default), or `verifier` / `responder`: run on a
+        /// request before anything is stored.
+        #[arg(long, default_value = "handler", value_parser = ["handler", "verifier", "responder"])]
+        kind: String,
     },
     /// Run a component once, locally, on embedded backends, and print every
     /// capability call it makes and its result.
@@ -166,8 +170,13 @@ pub async fn run(server: Server, command: Command) -> Result<()> {
         return Ok(());
     }
     let command = match command {
-        Command::New { name, dir } => {
-            let root = super::plugin_kit::new_plugin(&name, &dir)?;
+        Command::New { name, dir, kind } => {
+            let kind = match kind.as_str() {
+                "verifier" => crate::manifest::PluginKind::Verifier,
+                "responder" => crate::manifest::PluginKind::Responder,
+                _ => crate::manifest::PluginKind::Handler,
+            };
+            let root = super::plugin_kit::new_plugin(&name, &dir, kind)?;
             println!("created {}", root.display());
             println!(
                 "build it: cd {} && cargo build --release --target wasm32-wasip2",

@@ -10,7 +10,7 @@ use anyhow::{Context, Result, bail};
 use crate::caps::Services;
 use crate::config::RuntimeSettings;
 use crate::inbox::{Finish, Inbox, Insert, NewEvent};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, PluginKind};
 use crate::plugins::store::version_of;
 use crate::runtime::Runtime;
 
@@ -49,8 +49,9 @@ fn valid_name(name: &str) -> bool {
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
-/// `plugin new <name>`: a crate in `<dir>/<name>`.
-pub fn new_plugin(name: &str, dir: &Path) -> Result<PathBuf> {
+/// `plugin new <name>`: a crate in `<dir>/<name>`, a handler or, with
+/// `kind`, a verifier or responder.
+pub fn new_plugin(name: &str, dir: &Path, kind: PluginKind) -> Result<PathBuf> {
     if !valid_name(name) {
         bail!("plugin name {name:?}: lowercase letters, digits and '-', starting with a letter");
     }
@@ -59,7 +60,7 @@ pub fn new_plugin(name: &str, dir: &Path) -> Result<PathBuf> {
         bail!("{} already exists", root.display());
     }
     let crate_name = name.replace('-', "_");
-    let files = [
+    let mut files = [
         ("wit/plugin.wit", WIT.to_string()),
         (
             "Cargo.toml",
@@ -152,6 +153,10 @@ timeout_ms = 10000
         ("sample.json", "{\"hello\": \"world\"}\n".to_string()),
         (".gitignore", "/target\n".to_string()),
     ];
+    if kind != PluginKind::Handler {
+        files[2].1 = super::plugin_gate_kit::lib_rs(kind, name, &crate_name);
+        files[3].1 = super::plugin_gate_kit::manifest(kind, name, &crate_name);
+    }
     for (path, text) in files {
         let path = root.join(path);
         std::fs::create_dir_all(path.parent().expect("files sit in the crate"))?;
@@ -231,6 +236,9 @@ async fn run_once(
         .iter()
         .map(|q| pair(q, '=', "query"))
         .collect::<Result<Vec<_>>>()?;
+    if plugin.kind != PluginKind::Handler {
+        return super::plugin_gate_kit::test_gate(&runtime, &plugin, headers, query, body, inbox.db()).await;
+    }
     let stored = inbox
         .insert(NewEvent {
             route: manifest.name.clone(),
