@@ -205,7 +205,6 @@ async fn run() {
 /// preset's `verify`, and the verifier plugin's call (fresh instance).
 async fn in_process() {
     use webhook_host::config::{RuntimeSettings, Secret};
-    use webhook_host::runtime::gate::Incoming;
     use webhook_host::verify::{Request, Scheme as _};
     println!("== in process, one verification");
     let data = tempfile::tempdir().unwrap();
@@ -250,20 +249,7 @@ async fn in_process() {
         assert!(scheme.verify(&request).await.is_ok());
         let preset_took = started.elapsed();
         let started = Instant::now();
-        let incoming = Incoming {
-            route: "plugin".into(),
-            method: "POST".into(),
-            query: String::new(),
-            headers: headers
-                .iter()
-                .map(|(n, v)| webhook_host::wit::types::Header {
-                    name: n.as_str().into(),
-                    value: v.to_str().unwrap().into(),
-                })
-                .collect(),
-            body: body.to_vec(),
-            now_unix: request.now_unix,
-        };
+        let incoming = webhook_host::plugins::gate::incoming("plugin", &request);
         let verdict = runtime
             .verify_request(&plugin, &incoming, "bench", inbox.db())
             .await;

@@ -43,18 +43,21 @@ pub async fn answer(
             )
         })?;
     }
+    answered(state, route, handshake.provider, handshake.name);
+    Ok(response(answer))
+}
+
+/// Counts an answered handshake (the metric and the console's table) and logs it.
+fn answered(state: &AppState, route: &Route, provider: &str, handshake: &'static str) {
     metrics::counter!(
         crate::telemetry::HANDSHAKES,
         "route" => route.name.clone(),
-        "provider" => handshake.provider,
-        "handshake" => handshake.name,
+        "provider" => provider.to_string(),
+        "handshake" => handshake,
     )
     .increment(1);
-    state
-        .handshakes
-        .add(&route.name, handshake.provider, handshake.name);
-    tracing::info!(route = %route.name, provider = handshake.provider, handshake = handshake.name, "handshake answered");
-    Ok(response(answer))
+    state.handshakes.add(&route.name, provider, handshake);
+    tracing::info!(route = %route.name, provider, handshake, "handshake answered");
 }
 
 /// The answer of `route`'s responder plugin to `request`, if it gives one
@@ -81,17 +84,7 @@ pub async fn ask_responder(
     let Some(answer) = answer else {
         return Ok(None);
     };
-    metrics::counter!(
-        crate::telemetry::HANDSHAKES,
-        "route" => route.name.clone(),
-        "provider" => format!("plugin:{plugin}"),
-        "handshake" => "respond",
-    )
-    .increment(1);
-    state
-        .handshakes
-        .add(&route.name, &format!("plugin:{plugin}"), "respond");
-    tracing::info!(route = %route.name, plugin, status = answer.status, "answered by the route's responder");
+    answered(state, route, &format!("plugin:{plugin}"), "respond");
     Ok(Some(response(Answer {
         status: answer.status,
         headers: answer.headers.into_iter().map(|h| (h.name, h.value)).collect(),

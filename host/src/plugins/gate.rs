@@ -91,7 +91,7 @@ fn cut(text: &str) -> String {
 }
 
 /// The request as the `request` interface gives it.
-fn incoming(route: &str, request: &Request<'_>) -> Incoming {
+pub fn incoming(route: &str, request: &Request<'_>) -> Incoming {
     Incoming {
         route: route.to_string(),
         method: request.method.to_string(),

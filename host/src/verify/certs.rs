@@ -84,18 +84,7 @@ impl CertCache {
 
     /// Whether `url` is one the policy allows.
     pub fn allows(&self, url: &str) -> bool {
-        let Ok(parsed) = url::Url::parse(url) else {
-            return false;
-        };
-        let scheme_ok = parsed.scheme() == "https" || (self.policy.allow_http && parsed.scheme() == "http");
-        let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
-        scheme_ok
-            && parsed.username().is_empty()
-            && self
-                .policy
-                .hosts
-                .iter()
-                .any(|pattern| host_matches(pattern, &host))
+        url_allowed(url, &self.policy.hosts, self.policy.allow_http)
     }
 
     /// The public key (SPKI DER) of the certificate at `url`.
@@ -146,8 +135,23 @@ impl CertCache {
     }
 }
 
+/// Whether the host may fetch `url` (a URL a request names): `https`, or
+/// `http` when `allow_http`; no credentials; a host matching one of
+/// `hosts`. Certificates and subscription confirmations go by it.
+pub(crate) fn url_allowed(url: &str, hosts: &[String], allow_http: bool) -> bool {
+    let Ok(parsed) = url::Url::parse(url) else {
+        return false;
+    };
+    let scheme_ok = parsed.scheme() == "https" || (allow_http && parsed.scheme() == "http");
+    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
+    scheme_ok
+        && parsed.username().is_empty()
+        && parsed.password().is_none()
+        && hosts.iter().any(|pattern| host_matches(pattern, &host))
+}
+
 /// Whether `host` matches `pattern`, where `*` stands for one DNS label.
-pub(crate) fn host_matches(pattern: &str, host: &str) -> bool {
+fn host_matches(pattern: &str, host: &str) -> bool {
     let pattern: Vec<&str> = pattern.split('.').collect();
     let host: Vec<&str> = host.split('.').collect();
     pattern.len() == host.len()

@@ -5,7 +5,6 @@
 use std::collections::BTreeMap;
 
 use anyhow::Result;
-use base64::Engine as _;
 
 use super::handshake_spec::{ConfirmSpec, ValueSpec};
 use super::keys::{self, MacKey};
@@ -178,7 +177,7 @@ impl Handshake {
                 Value::Hmac(place, encoding) => {
                     let text = reader.value(*place).map_err(|_| Refused::Missing(place.name()))?;
                     let key = self.key.as_ref().ok_or(Refused::Missing("key"))?;
-                    Ok(encode(*encoding, &key.tag(&[text.as_bytes()])))
+                    Ok(encoding.encode(&key.tag(&[text.as_bytes()])))
                 }
             }
         };
@@ -224,29 +223,9 @@ impl Handshake {
     }
 }
 
-/// Whether `url` is one `spec` lets the host GET: `https` (or `http` when
-/// allowed), no credentials, a host matching a pattern.
+/// Whether `url` is one `spec` lets the host GET.
 fn confirmable(spec: &ConfirmSpec, url: &str) -> bool {
-    let Ok(parsed) = url::Url::parse(url) else {
-        return false;
-    };
-    let scheme_ok = parsed.scheme() == "https" || (spec.allow_http && parsed.scheme() == "http");
-    let host = parsed.host_str().unwrap_or_default().to_ascii_lowercase();
-    scheme_ok
-        && parsed.username().is_empty()
-        && parsed.password().is_none()
-        && spec
-            .hosts
-            .iter()
-            .any(|pattern| super::certs::host_matches(pattern, &host))
-}
-
-fn encode(encoding: Encoding, bytes: &[u8]) -> String {
-    match encoding {
-        Encoding::Hex => hex::encode(bytes),
-        Encoding::Base64 => base64::engine::general_purpose::STANDARD.encode(bytes),
-        Encoding::Base64url => base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes),
-    }
+    super::certs::url_allowed(url, &spec.hosts, spec.allow_http)
 }
 
 #[cfg(test)]

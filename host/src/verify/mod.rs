@@ -128,14 +128,16 @@ pub(crate) fn preset_scheme(name: &str, keys: &[&str], tolerance_secs: u64) -> D
 /// A provider preset's scheme for a route entry: the preset from the
 /// catalogue with the entry's keys, or, for a JWKS preset, a key cache
 /// under the data folder (the entry may name other JWKS URLs and intervals).
-/// Other presets take no options.
+/// Other presets take no options. Returns whether the scheme needs keys,
+/// the scheme, and the preset (for its handshakes).
 fn preset_scheme_for(
     provider: &str,
     config: &VerifyConfig,
     keys: &[Secret],
     context: &BuildContext<'_>,
-) -> Result<(bool, Box<dyn Scheme>)> {
+) -> Result<(bool, Box<dyn Scheme>, std::sync::Arc<preset::Preset>)> {
     let preset = context.providers.find(provider)?;
+    let found = preset.clone();
     if preset.signature.key == KeyEncoding::Jwks {
         let mut options = jwks::JwksOptions::deserialize(toml::Value::Table(config.options.clone()))
             .map_err(|e| anyhow::anyhow!("provider {provider:?}: {e}"))?;
@@ -144,14 +146,14 @@ fn preset_scheme_for(
         }
         let cache = jwks::KeyCache::new(jwks::JwksSettings::from_options(&options, context.data_dir));
         let scheme = Declarative::with_key_cache(preset, cache, config.tolerance_secs)?;
-        return Ok((false, Box::new(scheme)));
+        return Ok((false, Box::new(scheme), found));
     }
     if let Some(option) = config.options.keys().next() {
         bail!("provider {provider:?}: unknown option `{option}`");
     }
     let needs_keys = preset.signature.key != KeyEncoding::Certificate;
     let scheme = Declarative::new(preset, keys, config.tolerance_secs, context.public_url)?;
-    Ok((needs_keys, Box::new(scheme)))
+    Ok((needs_keys, Box::new(scheme), found))
 }
 
 /// What building a route's schemes needs from the host.
@@ -236,7 +238,7 @@ impl RouteVerifier {
                     preset_scheme_for(entry.preset, config, &keys, &builtin)
                 }
             };
-            let (needs_keys, built) = built.map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?;
+            let (needs_keys, built, preset) = built.map_err(|e| anyhow::anyhow!("route {route:?}: {e:#}"))?;
             let missing_keys = needs_keys && no_keys;
             if missing_keys {
                 if config.optional {
@@ -255,11 +257,7 @@ impl RouteVerifier {
             }
             schemes.push(built);
             labels.push(config.label());
-            // The schemes named by their older names declare no handshakes.
-            if let Some(provider) = &config.provider
-                && let preset = context.providers.find(provider)?
-                && !preset.handshakes.is_empty()
-            {
+            if !preset.handshakes.is_empty() {
                 let token = config.resolve_handshake_token(context.env_secret)?;
                 handshakes.extend(
                     handshake::Handshake::build_all(&preset, &keys, token.as_ref())
@@ -299,7 +297,7 @@ impl RouteVerifier {
         self.handshakes.iter().find(|h| h.matches(method, &reader))
     }
 
-    /// Whether any handshake of this route is sent with `method`.
+    /// Whether the route's presets declare any handshake.
     pub fn has_handshakes(&self) -> bool {
         !self.handshakes.is_empty()
     }

@@ -9,7 +9,7 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use serde_json::Value;
 
 use super::keys::SigningKey;
-use super::preset::{Algorithm, Encoding, HandshakeSpec, KeyEncoding, Located as _, Part, Preset, Source};
+use super::preset::{Algorithm, HandshakeSpec, KeyEncoding, Located as _, Part, Preset, Source};
 use super::scheme::{Request, sha256_hex};
 use super::template::{Built, Reader, write_time};
 
@@ -236,9 +236,8 @@ fn sign_with(preset: &Preset, key: &str, delivery: &Delivery<'_>, headers: Heade
     let raw = signer.sign(&message)?;
     let encoded = match (signature.algorithm, signature.encoding) {
         (Algorithm::Token, _) => String::from_utf8(raw).context("a token is text")?,
-        (Algorithm::Basic, _) | (_, Encoding::Base64) => STANDARD.encode(raw),
-        (_, Encoding::Hex) => hex::encode(raw),
-        (_, Encoding::Base64url) => URL_SAFE_NO_PAD.encode(raw),
+        (Algorithm::Basic, _) => STANDARD.encode(raw),
+        (_, encoding) => encoding.encode(&raw),
     };
     let written = match &signature.list {
         None => format!("{}{encoded}", signature.prefix),

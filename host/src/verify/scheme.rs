@@ -25,6 +25,18 @@ pub enum Encoding {
     Base64url,
 }
 
+impl Encoding {
+    /// `bytes` written in this encoding (base64url without padding).
+    pub fn encode(self, bytes: &[u8]) -> String {
+        use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+        match self {
+            Encoding::Hex => hex::encode(bytes),
+            Encoding::Base64 => STANDARD.encode(bytes),
+            Encoding::Base64url => URL_SAFE_NO_PAD.encode(bytes),
+        }
+    }
+}
+
 /// What a scheme learned from a request it accepted.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Verified {
