@@ -23,6 +23,8 @@ set -eu
 : "${BODY_LIMIT:=1m}"
 : "${WEBHOOK_RATE:=50r/s}"
 : "${WEBHOOK_BURST:=100}"
+# How often the instances' names are looked up again (0: never).
+: "${NGINX_RESOLVE_SECS:=3}"
 export NGINX_RUN_DIR NGINX_WORKERS NGINX_ERROR_LOG NGINX_ACCESS_LOG HTTP_LISTEN HTTPS_LISTEN \
     FAL_HTTPS_LISTEN UPSTREAM_1 UPSTREAM_2 TLS_CERT TLS_KEY ADMIN_ALLOW_CIDR BODY_LIMIT \
     WEBHOOK_RATE WEBHOOK_BURST
@@ -47,6 +49,41 @@ if grep -n '\${[A-Z_0-9]*}' "$NGINX_CONF" >&2; then
     exit 1
 fi
 
+# nginx looks the instances' names up when it loads its configuration, and
+# a restarted or replaced instance container comes back with a new address
+# (Docker and podman both hand them out afresh). Watch what the names
+# resolve to and reload nginx, gracefully, when it changes; a failed reload
+# (a name gone for a moment) leaves the running configuration in place.
+watch_upstreams() {
+    nginx_bin=$1 hosts=""
+    for upstream in "$UPSTREAM_1" "$UPSTREAM_2"; do
+        host=${upstream%:*}
+        case "$host" in
+        *[!0-9.]*) hosts="$hosts $host" ;;
+        esac
+    done
+    [ -n "$hosts" ] && [ "$NGINX_RESOLVE_SECS" != 0 ] || return 0
+    (
+        resolved() {
+            for host in $hosts; do
+                getent hosts "$host" || echo "- $host"
+            done
+        }
+        last=$(resolved)
+        while sleep "$NGINX_RESOLVE_SECS"; do
+            now=$(resolved)
+            if [ "$now" != "$last" ]; then
+                echo "render-config: the instances' addresses changed; reloading nginx" >&2
+                "$nginx_bin" -c "$NGINX_CONF" -s reload || true
+                last=$now
+            fi
+        done
+    ) &
+}
+
 if [ "$#" -gt 0 ]; then
+    case "$1" in
+    nginx | */nginx) watch_upstreams "$1" ;;
+    esac
     exec "$@"
 fi

@@ -20,7 +20,8 @@ Every form waits until each instance has loaded the active version.
 Options:
   --manifest FILE    the plugin's manifest (default: the .toml beside the .wasm)
   --insecure-http    the registry speaks plain HTTP
-  --image IMAGE      the host image used to push (default: $REGISTRY/aisha-webhook-api:$TAG)
+  --image IMAGE      the host image used to push (default: $REGISTRY/webhook-api:$TAG,
+                     REGISTRY from the environment or prod.env, TAG default latest)
   --timeout SECONDS  how long to wait for every instance (default: 180)
   -h, --help         this text
 
@@ -93,7 +94,8 @@ push)
     [ -f "$manifest" ] || die "manifest $manifest not found (pass --manifest)"
     name=$(sed -n 's/^name *= *"\([^"]*\)".*/\1/p' "$manifest" | head -n 1)
     [ -n "$name" ] || die "$manifest has no name"
-    image=${image:-$REGISTRY/aisha-webhook-api:${TAG:-latest}}
+    REGISTRY=${REGISTRY:-$(env_file_value REGISTRY)}
+    image=${image:-$REGISTRY/$API_IMAGE:${TAG:-latest}}
     dir=$(cd "$(dirname "$component")" && pwd)
     mdir=$(cd "$(dirname "$manifest")" && pwd)
     step "pushing $name to $reference"

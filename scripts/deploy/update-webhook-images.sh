@@ -11,20 +11,27 @@ Usage: scripts/deploy/update-webhook-images.sh [options]
 
 Replaces aisha-webhook-api-1, then aisha-webhook-api-2, then
 aisha-nginx-webhook with images of the given tag, one at a time, each only
-after the previous one is healthy. Stops at the first unhealthy container
+after the previous one is healthy; nginx reloads after each instance (it
+resolves the instances' names when it loads its configuration, and a new
+container has a new address). Stops at the first unhealthy container
 (the others keep serving). Run from the repository root.
 
 Options:
   --tag TAG          image tag (default: the current commit, short)
-  --registry R       image registry/namespace (default: $REGISTRY or registry.example.com/aisha)
+  --registry R       image registry (default: REGISTRY from the env file, e.g. 192.168.0.4:5000)
   --env-file FILE    environment file (default: prod.env)
   --no-build         do not build; pull TAG from the registry
   --no-push          build, but do not push
-  --profile NAME     a compose profile the cluster runs with (e.g. local)
+  --insecure-registry  the registry speaks plain HTTP (podman: --tls-verify=false;
+                     Docker: list it in the daemon's insecure-registries)
+  --local            the cluster runs with docker-compose.webhook.local.yml
   --timeout SECONDS  how long to wait for each health check (default: 180)
   -h, --help         this text
 
 To go back, run it again with the previous tag and --no-build.
+
+Environment: DOCKER (docker or podman; default: whichever runs), COMPOSE,
+COMPOSE_FILE, HEALTH_TIMEOUT, BUILD_CA (as for webhook-complete.sh).
 USAGE
 }
 
@@ -38,14 +45,17 @@ require_docker
 require_files
 step "updating to tag $TAG from $REGISTRY"
 
-provide_images "${API_SERVICES[@]}" "$NGINX_SERVICE"
+provide_images
 
 ensure_network
 
 for service in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
     step "replacing $service"
-    compose "${PROFILES[@]}" up -d --no-deps "$service"
+    compose up -d --no-deps "$service"
     wait_healthy "$service" || die "update to $TAG stopped: $service is not healthy (the containers after it still run the old images)"
+    if [ "$service" != "$NGINX_SERVICE" ]; then
+        reload_nginx
+    fi
 done
 
 step "updated to $TAG"

@@ -9,21 +9,26 @@ usage() {
     cat <<'USAGE'
 Usage: scripts/deploy/webhook-complete.sh [options]
 
-Builds and pushes aisha-webhook-api and aisha-nginx-webhook, then replaces
-the running cluster (docker-compose.webhook.prod.yml) and checks its health.
+Builds and pushes the webhook-api and nginx-webhook images (tagged TAG and
+latest), then replaces the running cluster (docker-compose.webhook.prod.yml)
+and checks its health.
 Run from the repository root.
 
 Options:
   --tag TAG          image tag (default: the current commit, short)
-  --registry R       image registry/namespace (default: $REGISTRY or registry.example.com/aisha)
+  --registry R       image registry (default: REGISTRY from the env file, e.g. 192.168.0.4:5000)
   --env-file FILE    environment file (default: prod.env)
   --no-build         do not build; pull TAG from the registry instead
   --no-push          build, but do not push (single-box setups)
-  --profile NAME     also start a compose profile (e.g. local: PostgreSQL, MinIO, Redis)
+  --insecure-registry  the registry speaks plain HTTP (podman: --tls-verify=false;
+                     Docker: list it in the daemon's insecure-registries)
+  --local            also run PostgreSQL, MinIO and Redis (docker-compose.webhook.local.yml)
   --timeout SECONDS  how long to wait for each health check (default: 180)
   -h, --help         this text
 
-Environment: COMPOSE (e.g. "docker-compose"), COMPOSE_FILE, HEALTH_TIMEOUT.
+Environment: DOCKER (docker or podman; default: whichever runs), COMPOSE
+(e.g. "docker-compose"), COMPOSE_FILE, HEALTH_TIMEOUT, BUILD_CA (a CA
+bundle for the build's downloads, behind a TLS-inspecting proxy).
 USAGE
 }
 
@@ -37,17 +42,15 @@ require_docker
 require_files
 step "deploying tag $TAG from $REGISTRY"
 
-# No service names: every image.
-# shellcheck disable=SC2119
 provide_images
 
 ensure_network
 
 step "stopping the old containers"
-compose "${PROFILES[@]}" down --remove-orphans
+compose down --remove-orphans
 
 step "starting the new containers"
-compose "${PROFILES[@]}" up -d
+compose up -d
 
 for container in "${API_SERVICES[@]}" "$NGINX_SERVICE"; do
     wait_healthy "$container" || die "deployment of $TAG failed: $container is not healthy"

@@ -20,11 +20,15 @@ use crate::workspace::workspace;
 const FAL_PATH: &str = "/api/v1/avatar/status_update?training_type=portrait";
 const ADMIN_TOKEN: &str = "deployment-test-admin-token";
 
-fn compose() -> Value {
-    let text = std::fs::read_to_string(workspace().join("docker-compose.webhook.prod.yml")).unwrap();
+fn compose_file(name: &str) -> Value {
+    let text = std::fs::read_to_string(workspace().join(name)).unwrap();
     let mut compose: Value = serde_yaml::from_str(&text).unwrap();
     compose.apply_merge().unwrap();
     compose
+}
+
+fn compose() -> Value {
+    compose_file("docker-compose.webhook.prod.yml")
 }
 
 fn strings(value: &Value) -> Vec<String> {
@@ -40,7 +44,8 @@ fn strings(value: &Value) -> Vec<String> {
 }
 
 /// The services, ports, network, env file, health checks and limits the
-/// deployment doc names.
+/// deployment doc names, in keys both Docker Compose v2 and docker-compose
+/// 1.29 (Debian's, the one run against podman) read.
 #[test]
 fn the_compose_file_describes_the_documented_cluster() {
     let compose = compose();
@@ -53,7 +58,7 @@ fn the_compose_file_describes_the_documented_cluster() {
         assert_eq!(api["container_name"].as_str(), Some(name));
         let image = api["image"].as_str().unwrap();
         assert!(
-            image.starts_with("${REGISTRY:-") && image.contains("/aisha-webhook-api:"),
+            image.starts_with("${REGISTRY:?") && image.contains("}/webhook-api:${TAG"),
             "{image}"
         );
         let ports = strings(&api["ports"]);
@@ -64,32 +69,23 @@ fn the_compose_file_describes_the_documented_cluster() {
         assert_eq!(api["read_only"].as_bool(), Some(true), "{name}");
         let test = strings(&api["healthcheck"]["test"]);
         assert_eq!(test, ["CMD", "webhook-host", "healthcheck"], "{name}");
-        let limits = &api["deploy"]["resources"]["limits"];
-        assert!(limits["memory"].as_str().is_some() && limits["cpus"].as_str().is_some());
+        assert!(api["mem_limit"].as_str().is_some() && api["cpus"].as_f64().is_some());
         // The data folder (compile cache, JWKS cache) is a volume of its own.
         assert!(
             strings(&api["volumes"])
                 .iter()
                 .any(|v| v.ends_with(":/var/lib/webhook-host"))
         );
-        // The single-box services are optional dependencies.
-        assert_eq!(
-            api["depends_on"]["postgres"]["condition"].as_str(),
-            Some("service_healthy")
-        );
-        assert_eq!(api["depends_on"]["postgres"]["required"].as_bool(), Some(false));
+        // The external services are not the file's to wait for.
+        assert!(api["depends_on"].is_null(), "{name}");
     }
     let nginx = &services["aisha-nginx-webhook"];
     assert_eq!(nginx["container_name"].as_str(), Some("aisha-nginx-webhook"));
-    assert!(nginx["image"].as_str().unwrap().contains("/aisha-nginx-webhook:"));
+    assert!(nginx["image"].as_str().unwrap().contains("/nginx-webhook:${TAG"));
     assert_eq!(strings(&nginx["ports"]), ["80:80", "443:443", "8443:8443"]);
     assert_eq!(strings(&nginx["networks"]), ["aisha_webhook_cluster"]);
     assert!(nginx["healthcheck"]["test"].as_sequence().is_some());
-    assert!(
-        nginx["deploy"]["resources"]["limits"]["memory"]
-            .as_str()
-            .is_some()
-    );
+    assert!(nginx["mem_limit"].as_str().is_some());
     assert_eq!(nginx["read_only"].as_bool(), Some(true));
     // nginx gets its own settings, not prod.env's secrets; certificates are mounted.
     assert!(nginx["env_file"].is_null());
@@ -104,16 +100,40 @@ fn the_compose_file_describes_the_documented_cluster() {
             Some("service_healthy")
         );
     }
-    // The optional single-box services sit behind the `local` profile.
-    for name in ["postgres", "minio", "minio-init", "redis"] {
-        assert_eq!(strings(&services[name]["profiles"]), ["local"], "{name}");
-    }
+    // No key docker-compose 1.29 refuses.
+    assert!(compose["name"].is_null());
     let network = &compose["networks"]["aisha_webhook_cluster"];
     assert_eq!(network["name"].as_str(), Some("aisha_webhook_cluster"));
+    assert_eq!(network["external"].as_bool(), Some(true));
+
+    // The single-box services live in their own file, added with -f; there
+    // the instances wait for them.
+    let local = compose_file("docker-compose.webhook.local.yml");
+    let local_services = &local["services"];
+    for name in ["postgres", "minio", "minio-init", "redis"] {
+        assert_eq!(
+            strings(&local_services[name]["networks"]),
+            ["aisha_webhook_cluster"],
+            "{name}"
+        );
+    }
+    for api in ["aisha-webhook-api-1", "aisha-webhook-api-2"] {
+        let ready = &local_services[api]["depends_on"];
+        assert_eq!(ready["postgres"]["condition"].as_str(), Some("service_healthy"));
+        assert_eq!(
+            ready["minio-init"]["condition"].as_str(),
+            Some("service_completed_successfully")
+        );
+    }
     // Every service that runs all the time restarts and has a health check.
-    for (name, service) in services.as_mapping().unwrap() {
+    for (name, service) in services
+        .as_mapping()
+        .unwrap()
+        .iter()
+        .chain(local_services.as_mapping().unwrap())
+    {
         let name = name.as_str().unwrap();
-        if name == "minio-init" {
+        if name == "minio-init" || name.starts_with("aisha-webhook-api") && service["image"].is_null() {
             continue;
         }
         assert!(service["healthcheck"].is_mapping(), "{name} has no health check");
@@ -148,6 +168,7 @@ fn prod_env_example_lists_every_variable() {
         "TELEGRAM_BOT_TOKEN",
         "REGISTRY",
         "TAG",
+        "COMPOSE_PROJECT_NAME",
         "ADMIN_ALLOW_CIDR",
         "TLS_DIR",
         "POSTGRES_PASSWORD",
@@ -448,7 +469,7 @@ async fn two_instances_behind_nginx_survive_a_kill_during_a_stream() {
     );
 }
 
-/// A `docker` that records its calls (with TAG/REGISTRY for compose) and
+/// A `docker` (and `podman`) that records its calls (with TAG/REGISTRY for compose) and
 /// answers what the scripts ask: containers report "starting" once, then
 /// "healthy", unless FAKE_UNHEALTHY or FAKE_STUCK name them.
 const FAKE_DOCKER: &str = r#"#!/usr/bin/env bash
@@ -462,6 +483,7 @@ case "$1" in
 compose) exit 0 ;;
 network) [ "$2" = inspect ] && exit 1 ;;
 inspect)
+    case "$*" in *State.Status*) echo running; exit 0 ;; esac
     if [ "$last" = "${FAKE_UNHEALTHY:-}" ]; then echo unhealthy; exit 0; fi
     if [ "$last" = "${FAKE_STUCK:-}" ]; then echo starting; exit 0; fi
     seen="$FAKE_STATE/$last"
@@ -497,12 +519,12 @@ impl Scripts {
         let bin = dir.path().join("bin");
         std::fs::create_dir_all(&bin).unwrap();
         std::fs::create_dir_all(dir.path().join("state")).unwrap();
-        std::fs::write(bin.join("docker"), FAKE_DOCKER).unwrap();
-        std::fs::set_permissions(
-            bin.join("docker"),
-            std::os::unix::fs::PermissionsExt::from_mode(0o755),
-        )
-        .unwrap();
+        // podman takes the same commands; the fake records both alike.
+        for cli in ["docker", "podman"] {
+            std::fs::write(bin.join(cli), FAKE_DOCKER).unwrap();
+            std::fs::set_permissions(bin.join(cli), std::os::unix::fs::PermissionsExt::from_mode(0o755))
+                .unwrap();
+        }
         std::fs::copy(
             workspace().join("docker-compose.webhook.prod.yml"),
             dir.path().join("docker-compose.webhook.prod.yml"),
@@ -529,6 +551,7 @@ impl Scripts {
             .env("FAKE_DOCKER_LOG", self.dir.path().join("docker.log"))
             .env("FAKE_STATE", self.dir.path().join("state"))
             .env("HEALTH_INTERVAL", "1")
+            .env("DOCKER", "docker")
             .env_remove("REGISTRY")
             .env_remove("TAG")
             .envs(env.iter().copied())
@@ -582,10 +605,15 @@ fn webhook_complete_builds_pushes_replaces_and_waits_for_health() {
     assert_sequence(
         &calls,
         &[
-            &["build -f docker/Dockerfile.webhook-api -t reg.test/aisha/aisha-webhook-api:t1 ."],
-            &["build -f docker/nginx/Dockerfile -t reg.test/aisha/aisha-nginx-webhook:t1 ."],
-            &["push reg.test/aisha/aisha-webhook-api:t1"],
-            &["push reg.test/aisha/aisha-nginx-webhook:t1"],
+            &[
+                "build -f docker/Dockerfile.webhook-api -t reg.test/aisha/webhook-api:t1",
+                "-t reg.test/aisha/webhook-api:latest --label org.opencontainers.image.revision=t1 .",
+            ],
+            &["build -f docker/nginx/Dockerfile -t reg.test/aisha/nginx-webhook:t1"],
+            &["push reg.test/aisha/webhook-api:t1"],
+            &["push reg.test/aisha/webhook-api:latest"],
+            &["push reg.test/aisha/nginx-webhook:t1"],
+            &["push reg.test/aisha/nginx-webhook:latest"],
             &["network inspect aisha_webhook_cluster"],
             &["network create aisha_webhook_cluster"],
             &[COMPOSE, "down --remove-orphans"],
@@ -632,6 +660,43 @@ fn webhook_complete_builds_pushes_replaces_and_waits_for_health() {
         !scripts.calls().iter().any(|c| c.starts_with("push")),
         "--no-push pushed"
     );
+    // Without --registry, the env file's REGISTRY.
+    assert!(
+        scripts
+            .calls()
+            .iter()
+            .any(|c| c.contains("-t 192.168.0.4:5000/webhook-api:t1")),
+        "{:?}",
+        scripts.calls()
+    );
+
+    // Under podman: docker-format images (HEALTHCHECK kept), the build CA as
+    // a secret, plain HTTP to the registry when asked.
+    let ca = scripts.path().join("ca.pem");
+    std::fs::write(&ca, "example CA bundle\n").unwrap();
+    let podman_args = ["--tag", "t3", "--insecure-registry", "--timeout", "20"];
+    let podman = scripts.run(
+        "webhook-complete.sh",
+        &podman_args,
+        &[
+            ("DOCKER", "podman"),
+            ("COMPOSE", "docker compose"),
+            ("BUILD_CA", ca.to_str().unwrap()),
+        ],
+    );
+    assert!(podman.status.success(), "{}", stderr(&podman));
+    let secret = format!("--secret id=build_ca,src={}", ca.display());
+    assert_sequence(
+        &scripts.calls(),
+        &[
+            &[
+                "build -f docker/Dockerfile.webhook-api",
+                "--format docker",
+                &secret,
+            ],
+            &["push --tls-verify=false 192.168.0.4:5000/nginx-webhook:latest"],
+        ],
+    );
 
     std::fs::remove_file(scripts.path().join("prod.env")).unwrap();
     let no_env = scripts.run("webhook-complete.sh", &args, &[]);
@@ -647,8 +712,9 @@ fn webhook_complete_builds_pushes_replaces_and_waits_for_health() {
     );
 }
 
-/// update-webhook-images.sh replaces one instance at a time and stops at the
-/// first unhealthy one, leaving the next untouched.
+/// update-webhook-images.sh replaces one instance at a time, reloading
+/// nginx after each, and stops at the first unhealthy one, leaving the next
+/// untouched.
 #[test]
 fn update_images_rolls_one_instance_at_a_time() {
     let scripts = Scripts::new();
@@ -658,13 +724,16 @@ fn update_images_rolls_one_instance_at_a_time() {
     assert_sequence(
         &scripts.calls(),
         &[
-            &["build -f docker/Dockerfile.webhook-api -t reg.test/aisha/aisha-webhook-api:t2 ."],
-            &["push reg.test/aisha/aisha-nginx-webhook:t2"],
+            &["build -f docker/Dockerfile.webhook-api -t reg.test/aisha/webhook-api:t2"],
+            &["push reg.test/aisha/nginx-webhook:t2"],
             &["network inspect aisha_webhook_cluster"],
             &[COMPOSE, "up -d --no-deps aisha-webhook-api-1", "TAG=t2"],
             &["inspect", "aisha-webhook-api-1"],
+            // nginx finds the new container's address.
+            &["kill --signal HUP aisha-nginx-webhook"],
             &[COMPOSE, "up -d --no-deps aisha-webhook-api-2"],
             &["inspect", "aisha-webhook-api-2"],
+            &["kill --signal HUP aisha-nginx-webhook"],
             &[COMPOSE, "up -d --no-deps aisha-nginx-webhook"],
             &["inspect", "aisha-nginx-webhook"],
         ],
@@ -673,7 +742,14 @@ fn update_images_rolls_one_instance_at_a_time() {
     let pull = scripts.run("update-webhook-images.sh", &["--tag", "t1", "--no-build"], &[]);
     assert!(pull.status.success(), "{}", stderr(&pull));
     assert!(scripts.calls().iter().all(|c| !c.starts_with("build")));
-    assert_sequence(&scripts.calls(), &[&[COMPOSE, "pull", "TAG=t1"]]);
+    assert_sequence(
+        &scripts.calls(),
+        &[
+            &["pull 192.168.0.4:5000/webhook-api:t1"],
+            &["pull 192.168.0.4:5000/nginx-webhook:t1"],
+            &[COMPOSE, "up -d --no-deps aisha-webhook-api-1", "TAG=t1"],
+        ],
+    );
 
     let failed = scripts.run(
         "update-webhook-images.sh",
@@ -722,7 +798,7 @@ fn deploy_plugin_pushes_activates_and_waits_for_every_instance() {
         &[
             &[
                 "run --rm --network host",
-                "reg.test/aisha/aisha-webhook-api:t1",
+                "reg.test/aisha/webhook-api:t1",
                 "plugin push /plugin/component/fal-avatar-status.wasm reg.test/plugins/fal-avatar-status:1.2.0",
                 "--manifest /plugin/manifest/fal-avatar-status.toml --insecure-http",
             ],

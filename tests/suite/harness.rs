@@ -716,14 +716,7 @@ pub fn request_id_of(body: &[u8]) -> String {
 /// A FAL fixture body from `tests/fixtures/fal/`, with its request id
 /// replaced and its file URLs pointing at the loopback remote.
 pub fn fixture(name: &str, request_id: &str) -> Vec<u8> {
-    let path = workspace().join("tests/fixtures/fal").join(name);
-    let text = std::fs::read_to_string(path).unwrap().replace(
-        "https://v3.fal.media/",
-        &format!("{}/", crate::remote::shared().url),
-    );
-    let mut body: Value = serde_json::from_str(&text).unwrap();
-    body["request_id"] = request_id.into();
-    serde_json::to_vec(&body).unwrap()
+    crate::remote::shared().fixture(name, request_id)
 }
 
 #[derive(Debug)]

@@ -165,6 +165,21 @@ async fn chat(
 }
 
 impl Remote {
+    /// A FAL fixture body from `tests/fixtures/fal/`, with its request id
+    /// replaced and its file URLs pointing at this server.
+    #[allow(dead_code)]
+    pub fn fixture(&self, name: &str, request_id: &str) -> Vec<u8> {
+        let path = crate::workspace::workspace()
+            .join("tests/fixtures/fal")
+            .join(name);
+        let text = std::fs::read_to_string(path)
+            .unwrap()
+            .replace("https://v3.fal.media/", &format!("{}/", self.url));
+        let mut body: Value = serde_json::from_str(&text).unwrap();
+        body["request_id"] = request_id.into();
+        serde_json::to_vec(&body).unwrap()
+    }
+
     /// What was posted to `/chat/<channel>`.
     pub fn chat(&self, channel: &str) -> Vec<Value> {
         self.recorded
@@ -176,8 +191,8 @@ impl Remote {
             .unwrap_or_default()
     }
 
-    fn start() -> Remote {
-        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    fn start(host: &str) -> Remote {
+        let listener = std::net::TcpListener::bind((host, 0)).unwrap();
         listener.set_nonblocking(true).unwrap();
         let recorded = Arc::new(Mutex::new(Recorded::default()));
         let app = Router::new()
@@ -256,8 +271,23 @@ pub fn serve_on_own_thread(listener: std::net::TcpListener, app: Router) {
     });
 }
 
-/// The process's remote server.
+static SHARED: OnceLock<Remote> = OnceLock::new();
+
+/// The process's remote server, on 127.0.0.1 unless [`shared_at`] put it
+/// elsewhere first.
 pub fn shared() -> &'static Remote {
-    static SHARED: OnceLock<Remote> = OnceLock::new();
-    SHARED.get_or_init(Remote::start)
+    SHARED.get_or_init(|| Remote::start("127.0.0.1"))
+}
+
+/// The process's remote server, listening on `host` (a local address
+/// containers reach); call it before anything asks for [`shared`].
+#[allow(dead_code)]
+pub fn shared_at(host: &str) -> &'static Remote {
+    let remote = SHARED.get_or_init(|| Remote::start(host));
+    assert!(
+        remote.url.contains(host),
+        "the remote already runs at {}",
+        remote.url
+    );
+    remote
 }

@@ -43,15 +43,20 @@ pub fn plugin_dir() -> &'static Path {
 }
 
 /// fal-avatar-status's manifest with FAL's file hosts and the Bot API
-/// replaced by a loopback stand-in at `remote` (tests and benchmarks).
+/// replaced by a stand-in at `remote` (`http://<address>:<port>`, on
+/// loopback for tests and benchmarks).
 pub fn loopback_fal_manifest(remote: &str) -> String {
+    let address = remote
+        .trim_start_matches("http://")
+        .rsplit_once(':')
+        .map_or(remote, |(address, _)| address);
     let text = std::fs::read_to_string(workspace().join("plugins/fal-avatar-status/manifest.toml")).unwrap();
     let mut edited = text.clone();
     for (from, to) in [
         (
             r#"http = { allow = ["https://*.fal.media", "https://fal.media", "https://api.telegram.org", "https://queue.fal.run"] }"#
                 .to_string(),
-            r#"http = { allow = ["http://127.0.0.1:*"], allow_private = true }"#.to_string(),
+            format!(r#"http = {{ allow = ["http://{address}:*"], allow_private = true }}"#),
         ),
         (
             r#"telegram_api_base = "https://api.telegram.org""#.to_string(),

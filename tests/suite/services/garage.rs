@@ -7,7 +7,7 @@ use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
 
-use super::{free_port, keep, program, wait_for_port};
+use super::{free_port, host, keep, program, wait_for_port};
 
 /// Access key the harness imports into Garage (test value, loopback only).
 pub const S3_ACCESS_KEY: &str = "GK0123456789abcdef01234567";
@@ -38,16 +38,17 @@ impl Garage {
             &config,
             format!(
                 "metadata_dir = \"{d}/meta\"\ndata_dir = \"{d}/data\"\ndb_engine = \"sqlite\"\n\
-                 replication_factor = 1\nrpc_bind_addr = \"127.0.0.1:{rpc}\"\n\
-                 rpc_public_addr = \"127.0.0.1:{rpc}\"\nrpc_secret = \"{secret}\"\n\n\
-                 [s3_api]\ns3_region = \"{S3_REGION}\"\napi_bind_addr = \"127.0.0.1:{s3}\"\n\
+                 replication_factor = 1\nrpc_bind_addr = \"{h}:{rpc}\"\n\
+                 rpc_public_addr = \"{h}:{rpc}\"\nrpc_secret = \"{secret}\"\n\n\
+                 [s3_api]\ns3_region = \"{S3_REGION}\"\napi_bind_addr = \"{h}:{s3}\"\n\
                  root_domain = \".s3.garage.localhost\"\n",
-                d = dir.path().display()
+                d = dir.path().display(),
+                h = host()
             ),
         )
         .unwrap();
         let garage = Garage {
-            endpoint: format!("http://127.0.0.1:{s3}"),
+            endpoint: format!("http://{}:{s3}", host()),
             config,
             s3_port: s3,
             server: std::sync::Mutex::new(0),
@@ -87,7 +88,7 @@ impl Garage {
         let pid = *self.server.lock().unwrap();
         // SAFETY: signalling a child process this struct started.
         unsafe { libc::kill(pid as i32, libc::SIGKILL) };
-        while std::net::TcpStream::connect(("127.0.0.1", self.s3_port)).is_ok() {
+        while std::net::TcpStream::connect((host(), self.s3_port)).is_ok() {
             std::thread::sleep(Duration::from_millis(20));
         }
     }

@@ -11,16 +11,33 @@ pub mod registry;
 
 use std::path::{Path, PathBuf};
 use std::process::Child;
-use std::sync::Mutex;
+use std::sync::{Mutex, OnceLock};
 use std::time::{Duration, Instant};
 
 pub use garage::{Garage, garage};
 pub use redis::redis;
 pub use registry::oci_registry;
 
-/// A port free on 127.0.0.1 right now.
+static HOST: OnceLock<String> = OnceLock::new();
+
+/// The address the services listen on and are reached at: 127.0.0.1,
+/// unless the test binary chose another local address with [`listen_on`]
+/// before starting any (the container test: one its containers reach).
+pub fn host() -> &'static str {
+    HOST.get_or_init(|| "127.0.0.1".into())
+}
+
+/// Makes the services listen on `address` (a local address) instead of
+/// 127.0.0.1; call it before the first service starts.
+#[allow(dead_code)]
+pub fn listen_on(address: &str) {
+    HOST.set(address.into())
+        .expect("listen_on is called before any service starts");
+}
+
+/// A port free on [`host`] right now.
 pub fn free_port() -> u16 {
-    std::net::TcpListener::bind("127.0.0.1:0")
+    std::net::TcpListener::bind((host(), 0))
         .unwrap()
         .local_addr()
         .unwrap()
@@ -50,7 +67,7 @@ pub fn keep(child: Child) {
 
 pub fn wait_for_port(port: u16, what: &str) {
     let started = Instant::now();
-    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+    while std::net::TcpStream::connect((host(), port)).is_err() {
         assert!(
             started.elapsed() < Duration::from_secs(30),
             "{what} did not start"

@@ -181,7 +181,7 @@ fn nginx_binary() -> PathBuf {
 
 /// A one-day test CA and a server certificate it signs for 127.0.0.1 and
 /// localhost (key.pem, cert.pem); returns the CA's PEM, which clients trust.
-fn self_signed(dir: &Path) -> Vec<u8> {
+pub fn self_signed(dir: &Path) -> Vec<u8> {
     let ec = [
         "-newkey",
         "ec",

@@ -1,5 +1,5 @@
 //! Real PostgreSQL servers for the tests: Debian's binaries, a cluster in a
-//! temporary folder, listening on 127.0.0.1 on a free port. One server is
+//! temporary folder, listening on 127.0.0.1 (or [`host`]) on a free port. One server is
 //! shared by the whole test run (each test gets its own database); a test
 //! that stops and starts PostgreSQL gets a private one.
 
@@ -7,7 +7,7 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::sync::OnceLock;
 
-use super::free_port;
+use super::{free_port, host};
 
 /// Roles the test plugins run as; cluster-wide, created once per server.
 const ROLES: &str = "
@@ -148,6 +148,14 @@ impl PgServer {
                 "--no-sync",
             ],
         );
+        if host() != "127.0.0.1" {
+            // Clients come from other addresses (containers); the server
+            // listens on the chosen local address only.
+            let hba = Path::new(&data).join("pg_hba.conf");
+            let mut rules = std::fs::read_to_string(&hba).unwrap();
+            rules.push_str("host all all all trust\n");
+            std::fs::write(&hba, rules).unwrap();
+        }
         let server = PgServer {
             port: free_port(),
             dir,
@@ -159,7 +167,7 @@ impl PgServer {
         let output = Command::new(server.bin.join("psql"))
             .args([
                 "-h",
-                "127.0.0.1",
+                host(),
                 "-p",
                 &server.port.to_string(),
                 "-U",
@@ -186,8 +194,9 @@ impl PgServer {
             " -c fsync=off -c synchronous_commit=off"
         };
         let options = format!(
-            "-p {} -c listen_addresses=127.0.0.1 -k {}{speed} -c max_connections=300",
+            "-p {} -c listen_addresses={} -k {}{speed} -c max_connections=300",
             self.port,
+            host(),
             self.dir.display()
         );
         let log = self.dir.join("server.log");
@@ -218,7 +227,7 @@ impl PgServer {
 
     /// The URL of database `name` on this server.
     pub fn url(&self, name: &str) -> String {
-        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+        format!("postgres://postgres@{}:{}/{name}", host(), self.port)
     }
 
     /// Creates a fresh database with a random name; returns its URL.
@@ -276,7 +285,7 @@ pub fn drop_database(bin: &Path, port: u16, name: &str) {
     let _ = Command::new(bin.join("psql"))
         .args([
             "-h",
-            "127.0.0.1",
+            host(),
             "-p",
             &port.to_string(),
             "-U",

@@ -3,7 +3,7 @@
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use super::{free_port, keep, program, wait_for_port};
+use super::{free_port, host, keep, program, wait_for_port};
 
 pub struct Redis {
     pub url: String,
@@ -20,7 +20,12 @@ pub fn redis() -> &'static Redis {
             .unwrap();
         let port = free_port();
         let child = Command::new(program("redis-server"))
-            .args(["--bind", "127.0.0.1", "--port", &port.to_string()])
+            .args(["--bind", host(), "--port", &port.to_string()])
+            // Clients from other addresses (containers) when not on loopback.
+            .args([
+                "--protected-mode",
+                if host() == "127.0.0.1" { "yes" } else { "no" },
+            ])
             .args(["--save", "", "--appendonly", "no", "--dir"])
             .arg(dir.path())
             .stdout(Stdio::null())
@@ -30,7 +35,7 @@ pub fn redis() -> &'static Redis {
         keep(child);
         wait_for_port(port, "redis-server");
         Redis {
-            url: format!("redis://127.0.0.1:{port}/"),
+            url: format!("redis://{}:{port}/", host()),
             _dir: dir,
         }
     })

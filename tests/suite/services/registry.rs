@@ -4,10 +4,10 @@
 use std::process::{Command, Stdio};
 use std::sync::OnceLock;
 
-use super::{free_port, keep, program, wait_for_port};
+use super::{free_port, host, keep, program, wait_for_port};
 
 pub struct OciRegistry {
-    /// `127.0.0.1:<port>`, plain HTTP.
+    /// `127.0.0.1:<port>` (or [`host`]), plain HTTP.
     pub address: String,
     _dir: tempfile::TempDir,
 }
@@ -22,8 +22,9 @@ pub fn oci_registry() -> &'static OciRegistry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: 127.0.0.1:{port}\n",
-                dir.path().join("data").display()
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {}:{port}\n",
+                dir.path().join("data").display(),
+                host()
             ),
         )
         .unwrap();
@@ -37,7 +38,7 @@ pub fn oci_registry() -> &'static OciRegistry {
         keep(child);
         wait_for_port(port, "docker-registry");
         OciRegistry {
-            address: format!("127.0.0.1:{port}"),
+            address: format!("{}:{port}", host()),
             _dir: dir,
         }
     })
