@@ -210,7 +210,11 @@ async fn the_deployment_doc_runs_as_written() {
     // CA bundle the machine trusts (a build secret, never in the image).
     env.push(("BUILD_CA".into(), "/etc/ssl/certs/ca-certificates.crt".into()));
     let deployment = Deployment::new(&prod_env(&database_url, &registry, &bucket), env);
-    let _down = Teardown(&deployment);
+    let _down = Teardown {
+        deployment: &deployment,
+        podman: &podman,
+        registry: &registry,
+    };
 
     // The full deployment, as the doc runs it.
     let complete = deployment.script(
@@ -497,13 +501,28 @@ async fn wait_all_done(db: &PgPool) {
     }
 }
 
-/// Stops the stack when the test ends, however it ends.
-struct Teardown<'a>(&'a Deployment);
+/// Stops the stack when the test ends, however it ends, and removes what
+/// it leaves behind: the containers, their volumes, the network and the
+/// images' tags in the test's registry (the layers stay as build cache).
+struct Teardown<'a> {
+    deployment: &'a Deployment,
+    podman: &'a Podman,
+    registry: &'a str,
+}
 
 impl Drop for Teardown<'_> {
     fn drop(&mut self) {
         let _ = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-            self.0.compose(&["down", "--remove-orphans", "--timeout", "5"])
+            self.deployment
+                .compose(&["down", "--remove-orphans", "--volumes", "--timeout", "5"])
         }));
+        self.podman.remove_leftovers();
+        let tags = self
+            .podman
+            .ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+        let ours = format!("{}/", self.registry);
+        for tag in tags.lines().filter(|tag| tag.starts_with(&ours)) {
+            self.podman.run(&["untag", tag, tag]);
+        }
     }
 }

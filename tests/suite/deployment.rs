@@ -483,7 +483,7 @@ case "$1" in
 compose) exit 0 ;;
 network) [ "$2" = inspect ] && exit 1 ;;
 inspect)
-    case "$*" in *State.Status*) echo running; exit 0 ;; esac
+    case "$*" in "inspect --format {{.State.Status}} "*) echo running; exit 0 ;; esac
     if [ "$last" = "${FAKE_UNHEALTHY:-}" ]; then echo unhealthy; exit 0; fi
     if [ "$last" = "${FAKE_STUCK:-}" ]; then echo starting; exit 0; fi
     seen="$FAKE_STATE/$last"
