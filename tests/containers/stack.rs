@@ -269,6 +269,19 @@ impl Deployment {
         assert!(output.status.success(), "docker {args:?}: {}", text(&output));
         String::from_utf8_lossy(&output.stdout).into_owned()
     }
+
+    /// A shell command line (the doc's `docker save … > file`), run in the
+    /// deployment folder; its output, which must say success.
+    pub fn shell(&self, line: &str) -> String {
+        let output = self
+            .command("sh")
+            .current_dir(self.path())
+            .args(["-c", line])
+            .output()
+            .expect("running sh");
+        assert!(output.status.success(), "{line}: {}", text(&output));
+        text(&output)
+    }
 }
 
 /// The last `lines` lines of `text`.
