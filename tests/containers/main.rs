@@ -20,6 +20,7 @@ mod stack;
 #[path = "../suite/workspace.rs"]
 mod workspace;
 
+mod checks;
 mod stream;
 
 use std::collections::HashSet;
@@ -27,13 +28,13 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::PgPool;
-use webhook_host::verify::fal_hmac;
 use webhook_host::verify::preset::Preset;
 
+use checks::{get, objects_under, post_fal, seed_avatar, wait_all_done, wait_completed};
 use stack::{CONTAINERS, Deployment, LocalAddress, NETWORK, Podman, SERVICES_ADDRESS, text};
 
 const ADMIN_TOKEN: &str = "container-test-admin-token";
-const FAL_SECRET: &str = "container-test-fal-secret";
+pub const FAL_SECRET: &str = "container-test-fal-secret";
 const FAL_PATH: &str = "/api/v1/avatar/status_update?training_type=portrait";
 const ACME_SECRET: &str = "container-test-acme-secret";
 
@@ -85,100 +86,6 @@ fn prod_env(database_url: &str, registry: &str, bucket: &str) -> String {
     ];
     lines.extend(garage.env(bucket).into_iter().map(|(k, v)| format!("{k}={v}")));
     lines.join("\n") + "\n"
-}
-
-/// A signed FAL delivery of `body` to `url`; the status and the answer.
-async fn post_fal(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16, String) {
-    let request_id = serde_json::from_slice::<Value>(body).unwrap()["request_id"]
-        .as_str()
-        .unwrap()
-        .to_string();
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let message = fal_hmac::canonical_message(&request_id, "test-user", &timestamp, body);
-    let response = client
-        .post(url)
-        .header("content-type", "application/json")
-        .header(fal_hmac::REQUEST_ID, &request_id)
-        .header(fal_hmac::USER_ID, "test-user")
-        .header(fal_hmac::TIMESTAMP, &timestamp)
-        .header(fal_hmac::SIGNATURE, fal_hmac::sign(FAL_SECRET, &message))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
-    let status = response.status().as_u16();
-    (status, response.text().await.unwrap_or_default())
-}
-
-/// An avatar in training for FAL request `request_id`; its id.
-async fn seed_avatar(db: &PgPool, request_id: &str) -> String {
-    let user = uuid::Uuid::now_v7().to_string();
-    let avatar = uuid::Uuid::now_v7().to_string();
-    sqlx::query("INSERT INTO users (id, telegram_id) VALUES (CAST($1 AS UUID), $2)")
-        .bind(&user)
-        .bind(format!("tg-{user}"))
-        .execute(db)
-        .await
-        .unwrap();
-    sqlx::query(
-        "INSERT INTO avatars (id, user_id, name, status, fal_request_id, training_progress) \
-         VALUES (CAST($1 AS UUID), CAST($2 AS UUID), 'Test', 'training', $3, 10)",
-    )
-    .bind(&avatar)
-    .bind(&user)
-    .bind(request_id)
-    .execute(db)
-    .await
-    .unwrap();
-    avatar
-}
-
-/// Waits until the avatar's status is `completed`.
-async fn wait_completed(db: &PgPool, avatar: &str) {
-    let started = Instant::now();
-    loop {
-        let status: String = sqlx::query_scalar("SELECT status FROM avatars WHERE id = CAST($1 AS UUID)")
-            .bind(avatar)
-            .fetch_one(db)
-            .await
-            .unwrap();
-        if status == "completed" {
-            return;
-        }
-        if started.elapsed() > Duration::from_secs(120) {
-            let events: Vec<(String, Option<String>)> =
-                sqlx::query_as("SELECT status, last_error FROM webhook_events")
-                    .fetch_all(db)
-                    .await
-                    .unwrap();
-            panic!("avatar {avatar} is still {status}; events: {events:?}");
-        }
-        tokio::time::sleep(Duration::from_millis(500)).await;
-    }
-}
-
-/// The objects stored under `prefix` in `bucket`.
-async fn objects_under(bucket: &str, prefix: &str) -> Vec<String> {
-    use futures_util::TryStreamExt;
-    use object_store::ObjectStore;
-    let store = services::garage().store(bucket);
-    let prefix = object_store::path::Path::from(prefix);
-    let listed: Vec<_> = store.list(Some(&prefix)).try_collect().await.unwrap();
-    listed.into_iter().map(|meta| meta.location.to_string()).collect()
-}
-
-async fn get(url: &str) -> (u16, String) {
-    let response = reqwest::Client::new()
-        .get(url)
-        .timeout(Duration::from_secs(10))
-        .send()
-        .await
-        .unwrap();
-    (response.status().as_u16(), response.text().await.unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -478,26 +385,6 @@ async fn wait_healthy(podman: &Podman, container: &str) {
             "{container} is {state}"
         );
         tokio::time::sleep(Duration::from_secs(1)).await;
-    }
-}
-
-/// Waits until no stored event is waiting or running.
-async fn wait_all_done(db: &PgPool) {
-    let started = Instant::now();
-    loop {
-        let open: i64 =
-            sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status NOT IN ('done', 'dead')")
-                .fetch_one(db)
-                .await
-                .unwrap();
-        if open == 0 {
-            return;
-        }
-        assert!(
-            started.elapsed() < Duration::from_secs(120),
-            "{open} events still open"
-        );
-        tokio::time::sleep(Duration::from_millis(500)).await;
     }
 }
 
