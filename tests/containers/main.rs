@@ -40,21 +40,8 @@ const ACME_SECRET: &str = "container-test-acme-secret";
 
 /// A provider the host image has never heard of: its preset travels in
 /// the plugin's manifest, beside the route that names it.
-const ACME: &str = r#"
-[[providers]]
-name = "acme"
-docs = "https://acme.test/docs/webhooks#signatures"
-[providers.signature]
-algorithm = "hmac-sha512"
-header = "X-Acme-Signature"
-prefix = "sha512="
-encoding = "base64"
-message = ["timestamp", { literal = "." }, "body"]
-[providers.timestamp]
-header = "X-Acme-Timestamp"
-[providers.delivery_id]
-header = "X-Acme-Delivery"
-
+const ACME: &str = include_str!("../fixtures/providers/acme.toml");
+const ACME_ROUTE: &str = r#"
 [[routes]]
 name = "acme"
 verify = [{ provider = "acme", secret_env = "ACME_WEBHOOK_SECRET" }]
@@ -100,13 +87,10 @@ async fn the_deployment_doc_runs_as_written() {
         std::fs::read_to_string(workspace::workspace().join("examples/avatars.postgres.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(&db).await.unwrap();
     // What the new provider's plugin writes, one row per delivery applied.
-    sqlx::raw_sql(
-        "CREATE TABLE plugin_effects (event_id TEXT NOT NULL); \
-         GRANT SELECT, INSERT ON plugin_effects TO misbehave_plugin;",
-    )
-    .execute(&db)
-    .await
-    .unwrap();
+    sqlx::raw_sql(include_str!("../fixtures/plugin_effects.postgres.sql"))
+        .execute(&db)
+        .await
+        .unwrap();
     let bucket = services::garage().bucket();
     let registry = services::oci_registry().address.clone();
 
@@ -216,6 +200,29 @@ async fn the_deployment_doc_runs_as_written() {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap();
+    // The doc's unsigned test POST: over plain HTTP a redirect to HTTPS,
+    // over HTTPS refused for its missing signature.
+    let unsigned = r#"{"status": "completed", "request_id": "test-123"}"#;
+    let redirect = reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .build()
+        .unwrap()
+        .post("http://localhost/api/v1/avatar/status_update")
+        .header("content-type", "application/json")
+        .body(unsigned)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(redirect.status(), 301);
+    let refused = client
+        .post("https://localhost/api/v1/avatar/status_update")
+        .header("content-type", "application/json")
+        .body(unsigned)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(refused.status(), 401);
+    assert!(refused.text().await.unwrap().contains("invalid_signature"));
     for port in [443, 8443] {
         let request_id = format!("containers-ok-{port}");
         let avatar = seed_avatar(&db, &request_id).await;
@@ -235,7 +242,7 @@ async fn the_deployment_doc_runs_as_written() {
     let manifest = deployment.path().join("acme.toml");
     let plugin_manifest =
         std::fs::read_to_string(workspace::workspace().join("plugins/test-misbehave/manifest.toml")).unwrap();
-    std::fs::write(&manifest, format!("{plugin_manifest}\n{ACME}")).unwrap();
+    std::fs::write(&manifest, format!("{plugin_manifest}\n{ACME}\n{ACME_ROUTE}")).unwrap();
     let wasm = workspace::plugin_dir().join("test_misbehave.wasm");
     let reference = format!("{registry}/plugins/acme-orders:1.0.0");
     let deployed = deployment.script(
@@ -250,12 +257,7 @@ async fn the_deployment_doc_runs_as_written() {
         &[("TAG", "t1")],
     );
     assert!(deployed.status.success(), "{}", text(&deployed));
-    let acme = Preset::parse(
-        &ACME[..ACME.find("[[routes]]").unwrap()]
-            .replace("[[providers]]", "")
-            .replace("[providers.", "["),
-    )
-    .unwrap();
+    let acme = Preset::parse(&ACME.replace("[[providers]]", "").replace("[providers.", "[")).unwrap();
     let acme = stream::Sender::new(client.clone(), "https://localhost/hooks/acme", acme, ACME_SECRET);
     for port in [8001, 8002] {
         let direct = stream::Sender::new(

@@ -229,13 +229,10 @@ impl TestHost {
                 let schema =
                     std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
                 sqlx::raw_sql(&schema).execute(&db).await.unwrap();
-                sqlx::raw_sql(
-                    "CREATE TABLE plugin_effects (event_id TEXT NOT NULL); \
-                     GRANT SELECT, INSERT ON plugin_effects TO misbehave_plugin;",
-                )
-                .execute(&db)
-                .await
-                .unwrap();
+                sqlx::raw_sql(include_str!("../fixtures/plugin_effects.postgres.sql"))
+                    .execute(&db)
+                    .await
+                    .unwrap();
                 env.push(("DATABASE_URL".into(), url.clone()));
                 let name = url.rsplit('/').next().unwrap().to_string();
                 (

@@ -165,21 +165,8 @@ async fn every_preset_accepts_its_provider_and_refuses_changed_deliveries() {
     );
 }
 
-const ACME: &str = r#"
-[[providers]]
-name = "acme"
-docs = "https://acme.test/docs/webhooks#signatures"
-[providers.signature]
-algorithm = "hmac-sha512"
-header = "X-Acme-Signature"
-prefix = "sha512="
-encoding = "base64"
-message = ["timestamp", { literal = "." }, "body"]
-[providers.timestamp]
-header = "X-Acme-Timestamp"
-[providers.delivery_id]
-header = "X-Acme-Delivery"
-"#;
+/// A provider no host build knows, in a plugin manifest's `[[providers]]`.
+const ACME: &str = include_str!("../fixtures/providers/acme.toml");
 
 const BETA: &str = "name = \"beta\"\ndocs = \"https://beta.test/webhooks\"\n[signature]\nalgorithm = \"hmac-sha1\"\nheader = \"X-Beta-Signature\"\nencoding = \"hex\"\n";
 
