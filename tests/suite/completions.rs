@@ -1,5 +1,6 @@
 //! Completions of events whose plugins never touched the database: marked
-//! `done` in shared batches, on both backends, and only by the lease owner.
+//! `done` in shared batches, on both backends, and only by the lease owner;
+//! and every write of an attempt fenced by its claim.
 
 use tokio::task::JoinSet;
 use webhook_host::config::Secret;
@@ -15,6 +16,7 @@ fn finish<'a>(id: &'a str, owner: &'a str) -> Finish<'a> {
     Finish {
         event_id: id,
         owner,
+        attempt: 1,
         plugin: PLUGIN,
         plugin_version: Some(VERSION),
     }
@@ -109,4 +111,73 @@ async fn batched_completions_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
     let inbox = Inbox::open_sqlite(dir.path(), 4).await.unwrap();
     batched_completions_respect_leases(inbox).await;
+}
+
+/// Claims are fenced by attempt, not only by instance: an attempt whose
+/// lease expired and was claimed again, by the same instance even, can
+/// neither finish, fail, nor renew the event; the new attempt can, and the
+/// takeover says why the old one ended.
+async fn a_stale_attempt_changes_nothing(inbox: Inbox) {
+    let stored = inbox
+        .insert_batch(vec![NewEvent {
+            route: "quiet".into(),
+            delivery_id: "fenced".into(),
+            received_at_ms: 0,
+            due_at_ms: 0,
+            headers: vec![],
+            query: vec![],
+            body: b"{}".to_vec(),
+            request_id: None,
+        }])
+        .await
+        .unwrap();
+    assert_eq!(stored.len(), 1);
+    let first = inbox.claim("owner-a", 1, 1).await.unwrap().pop().unwrap();
+    assert_eq!(first.attempts, 1);
+    tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    let second = inbox.claim("owner-a", 1, 60_000).await.unwrap().pop().unwrap();
+    assert_eq!((second.id.as_str(), second.attempts), (first.id.as_str(), 2));
+    let why = second.last_error.clone().unwrap();
+    assert!(
+        why.contains("attempt 1 ended without a result") && why.contains("owner-a"),
+        "{why}"
+    );
+
+    let stale = Finish {
+        attempt: 1,
+        ..finish(&first.id, "owner-a")
+    };
+    assert!(!inbox.extend_lease(&first.id, "owner-a", 1, 60_000).await.unwrap());
+    inbox.fail(stale, "a stale failure", Some(0)).await.unwrap();
+    assert_eq!(inbox.complete_untouched(&[stale]).await.unwrap(), vec![false]);
+    let event = inbox.get(&first.id).await.unwrap().unwrap();
+    assert_eq!(
+        event.status,
+        Status::Processing,
+        "the stale failure changed nothing"
+    );
+    assert_eq!(event.last_error.as_deref(), Some(why.as_str()));
+
+    assert!(inbox.extend_lease(&first.id, "owner-a", 2, 60_000).await.unwrap());
+    let current = Finish {
+        attempt: 2,
+        ..finish(&first.id, "owner-a")
+    };
+    assert_eq!(inbox.complete_untouched(&[current]).await.unwrap(), vec![true]);
+    let event = inbox.get(&first.id).await.unwrap().unwrap();
+    assert_eq!((event.status, event.attempts), (Status::Done, 2));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_attempt_changes_nothing_on_postgres() {
+    let url = crate::services::postgres::shared().create_database().await;
+    let inbox = Inbox::connect_postgres(&Secret::new(url), 8, true).await.unwrap();
+    a_stale_attempt_changes_nothing(inbox).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stale_attempt_changes_nothing_on_sqlite() {
+    let dir = tempfile::tempdir().unwrap();
+    let inbox = Inbox::open_sqlite(dir.path(), 4).await.unwrap();
+    a_stale_attempt_changes_nothing(inbox).await;
 }

@@ -265,6 +265,7 @@ async fn run_once(
     let finish = Finish {
         event_id: &event.id,
         owner,
+        attempt: event.attempts,
         plugin: &plugin.name,
         plugin_version: Some(&plugin.version),
     };

@@ -155,12 +155,14 @@ pub async fn complete_sqlite(pool: &SqlitePool, finishes: &[Finish<'_>]) -> Resu
 pub async fn complete_postgres(pool: &PgPool, finishes: &[Finish<'_>]) -> Result<Vec<bool>> {
     let mut order: Vec<usize> = (0..finishes.len()).collect();
     order.sort_by_key(|&i| finishes[i].event_id);
-    let (mut ids, mut owners, mut plugins, mut versions) = (vec![], vec![], vec![], vec![]);
+    let (mut ids, mut owners, mut plugins, mut versions, mut attempts) =
+        (vec![], vec![], vec![], vec![], vec![]);
     for &i in &order {
         ids.push(finishes[i].event_id);
         owners.push(finishes[i].owner);
         plugins.push(finishes[i].plugin);
         versions.push(finishes[i].plugin_version);
+        attempts.push(i64::from(finishes[i].attempt));
     }
     let marked: Vec<String> = sqlx::query_scalar(sql::MARK_DONE_MANY_POSTGRES)
         .bind(now_ms())
@@ -168,6 +170,7 @@ pub async fn complete_postgres(pool: &PgPool, finishes: &[Finish<'_>]) -> Result
         .bind(owners)
         .bind(plugins)
         .bind(versions)
+        .bind(attempts)
         .fetch_all(pool)
         .await
         .context("marking events done")?;

@@ -23,6 +23,7 @@ const MAX_BATCH: usize = 512;
 struct Job {
     event_id: String,
     owner: String,
+    attempt: u32,
     plugin: String,
     plugin_version: Option<String>,
     reply: oneshot::Sender<Result<bool, String>>,
@@ -50,6 +51,7 @@ impl Completer {
         let job = Job {
             event_id: finish.event_id.to_owned(),
             owner: finish.owner.to_owned(),
+            attempt: finish.attempt,
             plugin: finish.plugin.to_owned(),
             plugin_version: finish.plugin_version.map(str::to_owned),
             reply,
@@ -72,6 +74,7 @@ async fn write(inbox: Inbox, mut jobs: mpsc::UnboundedReceiver<Job>) {
             .map(|job| Finish {
                 event_id: &job.event_id,
                 owner: &job.owner,
+                attempt: job.attempt,
                 plugin: &job.plugin,
                 plugin_version: job.plugin_version.as_deref(),
             })

@@ -89,6 +89,10 @@ pub struct Finish<'a> {
     pub event_id: &'a str,
     /// The lease owner that claimed it; a finish from anyone else is ignored.
     pub owner: &'a str,
+    /// The attempt it claimed ([`Event::attempts`] as claimed): the claim's
+    /// fence. Once the event is claimed again (its lease expired) this
+    /// attempt can change nothing, even from the same owner.
+    pub attempt: u32,
     pub plugin: &'a str,
     pub plugin_version: Option<&'a str>,
 }

@@ -197,6 +197,7 @@ impl Inbox {
             Arg::MaybeText(finish.plugin_version),
             Arg::Text(finish.event_id),
             Arg::Text(finish.owner),
+            Arg::Int(i64::from(finish.attempt)),
         ];
         self.db
             .execute(sql::FAIL, &args)
@@ -205,13 +206,21 @@ impl Inbox {
         Ok(())
     }
 
-    /// Pushes the lease of an event `owner` is still working on `lease_ms`
-    /// into the future. False when the lease was lost.
-    pub async fn extend_lease(&self, event_id: &str, owner: &str, lease_ms: i64) -> Result<bool> {
+    /// Pushes the lease of attempt `attempt` of an event `owner` is still
+    /// working on `lease_ms` into the future. False when the lease was lost
+    /// (expired and claimed again, or the event finished).
+    pub async fn extend_lease(
+        &self,
+        event_id: &str,
+        owner: &str,
+        attempt: u32,
+        lease_ms: i64,
+    ) -> Result<bool> {
         let args = [
             Arg::Int(now_ms() + lease_ms),
             Arg::Text(event_id),
             Arg::Text(owner),
+            Arg::Int(i64::from(attempt)),
         ];
         let extended = self
             .db
@@ -249,11 +258,7 @@ impl Inbox {
     /// Returns how many.
     pub async fn release_all_leases(&self) -> Result<u64> {
         self.db
-            .execute(
-                "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL \
-                 WHERE status = 'processing'",
-                &[],
-            )
+            .execute(sql::RELEASE_ALL, &[])
             .await
             .context("releasing leases")
     }

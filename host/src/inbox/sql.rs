@@ -13,13 +13,41 @@ pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, 
      CAST(attempts AS BIGINT) AS attempts, next_attempt_at, lease_owner, plugin, plugin_version, \
      last_error, finished_at, request_id";
 
+/// Why a leased attempt ended when its lease is taken back (the row as it
+/// was: `attempts` is that attempt's number).
+macro_rules! ended_without_result {
+    () => {
+        "'attempt ' || attempts || ' ended without a result: ' || \
+         COALESCE(lease_owner, 'its instance') || ' stopped or lost the lease while running it'"
+    };
+}
+
+/// What a claim sets: the lease, the next attempt number (every claim is
+/// an attempt, and its number fences the attempt's later writes), and, when
+/// it takes over an expired lease, why the attempt before ended (the
+/// right-hand side reads the row as it was).
+const CLAIM_SET: &str = concat!(
+    "SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1, \
+     last_error = CASE WHEN status = 'processing' THEN ",
+    ended_without_result!(),
+    " ELSE last_error END"
+);
+
+/// Every leased event back to `pending`, saying why its attempt ended
+/// (embedded mode at start: no other process can hold a lease).
+pub const RELEASE_ALL: &str = concat!(
+    "UPDATE webhook_events SET status = 'pending', lease_owner = NULL, lease_until = NULL, \
+     last_error = ",
+    ended_without_result!(),
+    " WHERE status = 'processing'"
+);
+
 /// Leases due events: $1 owner, $2 lease end, $3 now, $4 limit. `lock` ends
 /// the selection of due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
 /// that concurrent claimers pass each other by).
 pub fn claim(lock: &str) -> String {
     format!(
-        "UPDATE webhook_events \
-         SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+        "UPDATE webhook_events {CLAIM_SET} \
          WHERE id IN (SELECT id FROM webhook_events \
              WHERE status IN ('pending', 'processing') \
                AND ((status = 'pending' AND next_attempt_at <= $3) \
@@ -33,8 +61,7 @@ pub fn claim(lock: &str) -> String {
 /// to someone now: $1 owner, $2 lease end, $3 now, $4 id.
 pub fn claim_one() -> String {
     format!(
-        "UPDATE webhook_events \
-         SET status = 'processing', lease_owner = $1, lease_until = $2, attempts = attempts + 1 \
+        "UPDATE webhook_events {CLAIM_SET} \
          WHERE id = $4 AND (status = 'pending' OR (status = 'processing' AND lease_until < $3)) \
          RETURNING {COLUMNS}"
     )
@@ -46,46 +73,50 @@ pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN (
 pub const FIND_DUPLICATE: &str = "SELECT id FROM webhook_events WHERE route = $1 AND delivery_id = $2";
 
 /// [`MARK_DONE`]'s arguments for `finish` at `now`.
-pub fn mark_done_args(finish: Finish<'_>, now: i64) -> [Arg<'_>; 5] {
+pub fn mark_done_args(finish: Finish<'_>, now: i64) -> [Arg<'_>; 6] {
     [
         Arg::Int(now),
         Arg::Text(finish.plugin),
         Arg::MaybeText(finish.plugin_version),
         Arg::Text(finish.event_id),
         Arg::Text(finish.owner),
+        Arg::Int(i64::from(finish.attempt)),
     ]
 }
 
-/// $1 now, $2 plugin, $3 version, $4 id, $5 owner.
+/// $1 now, $2 plugin, $3 version, $4 id, $5 owner, $6 attempt (the fence).
 pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
      plugin_version = $3, last_error = NULL, lease_owner = NULL, lease_until = NULL \
-     WHERE id = $4 AND lease_owner = $5 AND status = 'processing'";
+     WHERE id = $4 AND lease_owner = $5 AND attempts = $6 AND status = 'processing'";
 
-/// Many events at once: $1 now, then arrays of ids, owners, plugins and
-/// versions (PostgreSQL). Returns the ids marked.
+/// Many events at once: $1 now, then arrays of ids, owners, plugins,
+/// versions and attempts (PostgreSQL). Returns the ids marked.
 pub const MARK_DONE_MANY_POSTGRES: &str = "UPDATE webhook_events AS e SET status = 'done', \
      finished_at = $1, plugin = b.plugin, plugin_version = b.version, last_error = NULL, \
      lease_owner = NULL, lease_until = NULL \
-     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[]) AS b(id, owner, plugin, version) \
-     WHERE e.id = b.id AND e.lease_owner = b.owner AND e.status = 'processing' \
+     FROM UNNEST($2::text[], $3::text[], $4::text[], $5::text[], $6::bigint[]) \
+         AS b(id, owner, plugin, version, attempt) \
+     WHERE e.id = b.id AND e.lease_owner = b.owner AND e.attempts = b.attempt \
+       AND e.status = 'processing' \
      RETURNING e.id";
 
-/// $1 retry time or NULL (dead), $2 now, $3 error, $4 plugin, $5 version, $6 id, $7 owner.
+/// $1 retry time or NULL (dead), $2 now, $3 error, $4 plugin, $5 version, $6 id, $7 owner,
+/// $8 attempt (the fence: a stale attempt cannot undo a newer one's lease).
 pub const FAIL: &str = "UPDATE webhook_events SET \
        status = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN 'dead' ELSE 'pending' END, \
        next_attempt_at = COALESCE(CAST($1 AS BIGINT), next_attempt_at), \
        finished_at = CASE WHEN CAST($1 AS BIGINT) IS NULL THEN $2 ELSE NULL END, \
        last_error = $3, plugin = $4, plugin_version = $5, \
        lease_owner = NULL, lease_until = NULL \
-     WHERE id = $6 AND lease_owner = $7";
+     WHERE id = $6 AND lease_owner = $7 AND attempts = $8 AND status = 'processing'";
 
 /// $1 new lease end, $2 plugin, $3 schedule, $4 owner.
 pub const SCHEDULE_GUARD: &str = "UPDATE schedule_leases SET lease_until = $1 \
      WHERE plugin = $2 AND schedule = $3 AND owner = $4";
 
-/// $1 new lease end, $2 id, $3 owner.
+/// $1 new lease end, $2 id, $3 owner, $4 attempt.
 pub const EXTEND_LEASE: &str = "UPDATE webhook_events SET lease_until = $1 \
-     WHERE id = $2 AND lease_owner = $3 AND status = 'processing'";
+     WHERE id = $2 AND lease_owner = $3 AND attempts = $4 AND status = 'processing'";
 
 const REPLAY: &str = "UPDATE webhook_events SET status = 'pending', attempts = 0, next_attempt_at = $1, \
      lease_owner = NULL, lease_until = NULL, finished_at = NULL";

@@ -148,6 +148,7 @@ impl Worker {
             let finish = Finish {
                 event_id: &event.id,
                 owner: &self.owner,
+                attempt: event.attempts,
                 plugin: "",
                 plugin_version: None,
             };
@@ -161,6 +162,7 @@ impl Worker {
             let finish = Finish {
                 event_id: &event.id,
                 owner: &self.owner,
+                attempt: event.attempts,
                 plugin: &route.plugin,
                 plugin_version: None,
             };
@@ -176,13 +178,33 @@ impl Worker {
         let finish = Finish {
             event_id: &event.id,
             owner: &self.owner,
+            attempt: event.attempts,
             plugin: &plugin.name,
             plugin_version: Some(&plugin.version),
         };
+        if event.attempts > route.max_attempts {
+            // Every claim counts as an attempt, so one past the limit means
+            // the last one ended without a result: its instance stopped (or
+            // lost the lease) while running it. An event that kills the host
+            // is not run again and again.
+            drop(instance);
+            let why = event
+                .last_error
+                .as_deref()
+                .unwrap_or("the last attempt ended without a result");
+            let error = format!(
+                "{why}; {} attempts, the route's limit is {}",
+                event.attempts - 1,
+                route.max_attempts
+            );
+            return self
+                .record_failure(&event, route.max_attempts, finish, error, false)
+                .await;
+        }
         let tx = plugin.caps.db.begin(self.inbox.db());
         let dispatched = tokio::select! {
             dispatched = self.runtime.dispatch(&plugin, &event, tx, Some(instance)) => dispatched,
-            never = self.keep_lease(&event.id) => match never {},
+            never = self.keep_lease(&event.id, event.attempts) => match never {},
         };
         let elapsed_ms = dispatched.elapsed.as_secs_f64() * 1000.0;
         let observe = |outcome: &'static str| {
@@ -252,13 +274,17 @@ impl Worker {
     /// Renews the event's lease every third of its length, for as long as
     /// the event runs, so that a long event is not taken over by another
     /// instance. Never returns.
-    async fn keep_lease(&self, event_id: &str) -> std::convert::Infallible {
+    async fn keep_lease(&self, event_id: &str, attempt: u32) -> std::convert::Infallible {
         let lease_ms = self.settings.lease_ms as i64;
         let mut every = tokio::time::interval(Duration::from_millis((lease_ms / 3).max(1) as u64));
         every.tick().await;
         loop {
             every.tick().await;
-            match self.inbox.extend_lease(event_id, &self.owner, lease_ms).await {
+            match self
+                .inbox
+                .extend_lease(event_id, &self.owner, attempt, lease_ms)
+                .await
+            {
                 Ok(true) => {}
                 Ok(false) => tracing::warn!(event_id, "the lease was lost while the event ran"),
                 Err(e) => tracing::warn!(event_id, "renewing the lease failed: {e:#}"),
