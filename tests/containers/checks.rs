@@ -5,33 +5,26 @@ use std::time::{Duration, Instant};
 
 use serde_json::Value;
 use sqlx::PgPool;
-use webhook_host::verify::fal_hmac;
+use webhook_host::verify::{sign, unix_now};
 
 use crate::FAL_SECRET;
 
-/// A signed FAL delivery of `body` to `url`; the status and the answer.
+/// A signed FAL delivery of `body` to `url` (`fal-hmac`, as `webhook-host
+/// send` signs it); the status and the answer.
 pub async fn post_fal(client: &reqwest::Client, url: &str, body: &[u8]) -> (u16, String) {
     let request_id = serde_json::from_slice::<Value>(body).unwrap()["request_id"]
         .as_str()
         .unwrap()
         .to_string();
-    let timestamp = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .unwrap()
-        .as_secs()
-        .to_string();
-    let message = fal_hmac::canonical_message(&request_id, "test-user", &timestamp, body);
-    let response = client
+    let headers = sign::headers("fal-hmac", FAL_SECRET, &request_id, body, unix_now()).unwrap();
+    let mut request = client
         .post(url)
         .header("content-type", "application/json")
-        .header(fal_hmac::REQUEST_ID, &request_id)
-        .header(fal_hmac::USER_ID, "test-user")
-        .header(fal_hmac::TIMESTAMP, &timestamp)
-        .header(fal_hmac::SIGNATURE, fal_hmac::sign(FAL_SECRET, &message))
-        .body(body.to_vec())
-        .send()
-        .await
-        .unwrap();
+        .body(body.to_vec());
+    for (name, value) in headers {
+        request = request.header(name, value);
+    }
+    let response = request.send().await.unwrap();
     let status = response.status().as_u16();
     (status, response.text().await.unwrap_or_default())
 }

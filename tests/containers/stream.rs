@@ -7,6 +7,7 @@ use std::time::{Duration, Instant};
 
 use webhook_host::verify::preset::Preset;
 use webhook_host::verify::preset_sign::{Delivery, sign};
+use webhook_host::verify::unix_now;
 
 /// The body every delivery carries: the plugin records one effect row.
 const BODY: &[u8] = br#"{"mode":"effect"}"#;
@@ -36,10 +37,6 @@ impl Sender {
     /// One delivery with id `id`, signed now; the status, or `None` when no
     /// answer came (connection refused or cut).
     pub async fn send(&self, id: &str) -> Option<u16> {
-        let now = std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_secs() as i64;
         let signed = sign(
             &self.preset,
             &self.secret,
@@ -50,7 +47,7 @@ impl Sender {
                 query: "",
                 certificate_url: None,
                 delivery_id: id,
-                now_unix: now,
+                now_unix: unix_now(),
             },
         )
         .unwrap();

@@ -22,25 +22,37 @@ fn finish<'a>(id: &'a str, owner: &'a str) -> Finish<'a> {
     }
 }
 
+/// A due event of the "quiet" route.
+fn quiet_event(delivery_id: String) -> NewEvent {
+    NewEvent {
+        route: "quiet".into(),
+        delivery_id,
+        received_at_ms: 0,
+        due_at_ms: 0,
+        headers: vec![],
+        query: vec![],
+        body: b"{}".to_vec(),
+        request_id: None,
+    }
+}
+
+/// An inbox on a fresh database of the shared PostgreSQL.
+async fn postgres_inbox() -> Inbox {
+    let url = crate::services::postgres::shared().create_database().await;
+    Inbox::connect_postgres(&Secret::new(url), 8, true).await.unwrap()
+}
+
+/// An inbox on SQLite in `dir`.
+async fn sqlite_inbox(dir: &tempfile::TempDir) -> Inbox {
+    Inbox::open_sqlite(dir.path(), 4).await.unwrap()
+}
+
 /// 60 claimed events: 57 completed concurrently through the completer, one
 /// by a stranger to its lease (refused), one through `complete` with a
 /// transaction nobody began, one by the direct batch call with its owner.
 async fn batched_completions_respect_leases(inbox: Inbox) {
     let stored = inbox
-        .insert_batch(
-            (0..60)
-                .map(|i| NewEvent {
-                    route: "quiet".into(),
-                    delivery_id: format!("quiet-{i}"),
-                    received_at_ms: 0,
-                    due_at_ms: 0,
-                    headers: vec![],
-                    query: vec![],
-                    body: b"{}".to_vec(),
-                    request_id: None,
-                })
-                .collect(),
-        )
+        .insert_batch((0..60).map(|i| quiet_event(format!("quiet-{i}"))).collect())
         .await
         .unwrap();
     assert_eq!(stored.len(), 60);
@@ -101,16 +113,13 @@ async fn batched_completions_respect_leases(inbox: Inbox) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_completions_on_postgres() {
-    let url = crate::services::postgres::shared().create_database().await;
-    let inbox = Inbox::connect_postgres(&Secret::new(url), 8, true).await.unwrap();
-    batched_completions_respect_leases(inbox).await;
+    batched_completions_respect_leases(postgres_inbox().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn batched_completions_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let inbox = Inbox::open_sqlite(dir.path(), 4).await.unwrap();
-    batched_completions_respect_leases(inbox).await;
+    batched_completions_respect_leases(sqlite_inbox(&dir).await).await;
 }
 
 /// Claims are fenced by attempt, not only by instance: an attempt whose
@@ -119,16 +128,7 @@ async fn batched_completions_on_sqlite() {
 /// takeover says why the old one ended.
 async fn a_stale_attempt_changes_nothing(inbox: Inbox) {
     let stored = inbox
-        .insert_batch(vec![NewEvent {
-            route: "quiet".into(),
-            delivery_id: "fenced".into(),
-            received_at_ms: 0,
-            due_at_ms: 0,
-            headers: vec![],
-            query: vec![],
-            body: b"{}".to_vec(),
-            request_id: None,
-        }])
+        .insert_batch(vec![quiet_event("fenced".into())])
         .await
         .unwrap();
     assert_eq!(stored.len(), 1);
@@ -170,14 +170,11 @@ async fn a_stale_attempt_changes_nothing(inbox: Inbox) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_attempt_changes_nothing_on_postgres() {
-    let url = crate::services::postgres::shared().create_database().await;
-    let inbox = Inbox::connect_postgres(&Secret::new(url), 8, true).await.unwrap();
-    a_stale_attempt_changes_nothing(inbox).await;
+    a_stale_attempt_changes_nothing(postgres_inbox().await).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stale_attempt_changes_nothing_on_sqlite() {
     let dir = tempfile::tempdir().unwrap();
-    let inbox = Inbox::open_sqlite(dir.path(), 4).await.unwrap();
-    a_stale_attempt_changes_nothing(inbox).await;
+    a_stale_attempt_changes_nothing(sqlite_inbox(&dir).await).await;
 }
