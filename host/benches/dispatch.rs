@@ -5,7 +5,7 @@
 //!   transaction, rolled back each time; the first call, which copies the
 //!   files, printed apart);
 //! - the same fal-avatar-status logic compiled natively (its `avatar.rs`,
-//!   `body.rs` and `notice.rs`, included by path) calling the same host
+//!   `body.rs`, `notice.rs` and `effects.rs`, included by path) calling the same host
 //!   capabilities on the same kind of state, and the Wasm/native ratio;
 //! - end-to-end in embedded mode: signed POST → 200 (ack), and POST → event
 //!   `done` with the LoRA file (70 KB, from a loopback file host) copied into
@@ -35,11 +35,14 @@ mod body;
 #[allow(unused_imports)]
 #[path = "../../plugins/fal-avatar-status/src/notice.rs"]
 mod notice;
+#[allow(dead_code)]
+#[path = "../../plugins/fal-avatar-status/src/effects.rs"]
+mod effects;
 #[path = "support/fal_native.rs"]
 mod webhook;
 
-/// The native build sends no Telegram notice: the benchmark's runs find
-/// the notice marker already set by the Wasm runs and never get here.
+/// The native build sends no Telegram notice: the notice is a follow-up,
+/// which the benchmark's handle calls only queue.
 mod telegram {
     pub fn post_json(_url: &str, _body: &serde_json::Value) -> Result<(u16, Vec<u8>), String> {
         Err("the native benchmark build has no outbound HTTP".into())
@@ -92,6 +95,8 @@ fn event(id: usize, route: &str, body: Vec<u8>) -> StoredEvent {
         last_error: None,
         finished_at_ms: None,
         request_id: None,
+        parent_id: None,
+        task: None,
     }
 }
 
@@ -157,7 +162,7 @@ async fn dispatch_costs(wasm: &Path) {
     ] {
         let mut samples = Vec::new();
         for i in 0..2200 {
-            let tx = plugin.caps.db.begin(inbox.db());
+            let tx = plugin.caps.db.begin(inbox.processing_db());
             let done = runtime
                 .dispatch(plugin, &event(i, "bench", body.clone()), tx, None)
                 .await;
@@ -178,8 +183,8 @@ async fn dispatch_costs(wasm: &Path) {
 }
 
 /// The fal logic compiled natively, on the same capabilities, inbox and
-/// storage as the Wasm runs before it (so the files and the notice marker
-/// are already there, as for those runs after their first).
+/// storage as the Wasm runs before it (so the files are already there, as
+/// for those runs after their first).
 async fn native_fal(
     runtime: &Runtime,
     inbox: &Inbox,

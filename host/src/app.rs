@@ -43,7 +43,8 @@ impl Application {
     /// Opens the store, loads plugins, builds routes and binds `HOST:PORT`.
     pub async fn build(settings: Settings) -> Result<Self> {
         let routes = Arc::new(RouteTable::build(&settings)?);
-        let pool_size = settings.worker.concurrency as u32 + 4;
+        // Every running event, and a scheduled run or two beside them.
+        let pool_size = settings.worker.concurrency as u32 + 2;
         let data_lock = match &settings.database_url {
             Some(_) => None,
             None => Some(lock_data_dir(&settings.data_dir)?),
@@ -156,6 +157,7 @@ impl Application {
             inbox.clone(),
             runtime.clone(),
             plugin_set.clone(),
+            routes.clone(),
             settings.instance_id.clone(),
         ));
         Ok(Self {

@@ -11,9 +11,9 @@ use std::sync::Arc;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 
-use crate::config::RouteConfig;
-use crate::config::{BodyKind, DeliveryIdSource, RouteMode, Settings};
+use crate::config::{BodyKind, DeliveryIdSource, RouteConfig, RouteMode, Settings};
 use crate::verify::catalogue::Lookup;
+use crate::worker::backoff::RetryRule;
 use crate::verify::plugin::{GateHandle, PluginVerifiers};
 use crate::verify::preset::Preset;
 use crate::verify::{BuildContext, RouteVerifier};
@@ -26,12 +26,23 @@ pub struct Route {
     pub plugin: String,
     pub verifier: RouteVerifier,
     pub body: BodyKind,
-    pub max_attempts: u32,
+    /// How its failed events are retried.
+    pub retry: RetryRule,
     pub delivery_id: DeliveryIdSource,
     /// The responder plugin asked first about each request, if any.
     pub responder: Option<String>,
     /// For a sync route: how its handler's answer is given.
     pub sync: Option<SyncAnswer>,
+}
+
+/// The retry rule a route's settings give.
+fn retry_rule(config: &RouteConfig) -> Result<RetryRule> {
+    RetryRule::of(
+        config.max_attempts,
+        config.retry_schedule.as_deref(),
+        config.retry_after_max.as_deref(),
+    )
+    .map_err(|e| anyhow::anyhow!("route {:?}: {e}", config.name))
 }
 
 /// How a sync route answers: its handler's `ok(some(bytes))`, if the
@@ -67,7 +78,6 @@ pub struct RouteTable {
     data_dir: PathBuf,
     providers_dir: Option<PathBuf>,
     insecure_dev: bool,
-    default_max_attempts: u32,
     /// Where the routes' verifier plugins run (set once the runtime is up).
     gate: GateHandle,
 }
@@ -101,7 +111,7 @@ impl RouteTable {
                 plugin: config.plugin.clone(),
                 verifier,
                 body: config.body,
-                max_attempts: settings.max_attempts(config),
+                retry: retry_rule(config)?,
                 delivery_id: config.delivery_id.clone(),
                 responder: config.responder.clone(),
                 sync: SyncAnswer::of(config)?,
@@ -114,7 +124,6 @@ impl RouteTable {
             data_dir: settings.data_dir.clone(),
             providers_dir: settings.providers_dir.clone(),
             insecure_dev: settings.insecure_dev,
-            default_max_attempts: settings.worker.max_attempts,
             gate,
         })
     }
@@ -138,7 +147,15 @@ impl RouteTable {
         all
     }
 
-    /// Who serves route `name` now, if anyone: `None` when it is free.
+    /// A route `plugin` serves (the first by name), if any: where its
+    /// scheduled runs' follow-ups go.
+    pub fn serving(&self, plugin: &str) -> Option<Arc<Route>> {
+        let mut serving: Vec<Arc<Route>> = self.all().into_iter().filter(|r| r.plugin == plugin).collect();
+        serving.sort_by(|a, b| a.name.cmp(&b.name));
+        serving.into_iter().next()
+    }
+
+        /// Who serves route `name` now, if anyone: `None` when it is free.
     pub fn taken_by(&self, name: &str, except_plugin: &str) -> Option<String> {
         if self.configured.contains_key(name) {
             return Some("the host's config".into());
@@ -176,7 +193,7 @@ impl RouteTable {
             plugin: plugin.to_string(),
             verifier: RouteVerifier::build(&declared.name, &declared.verify, &context)?,
             body: declared.body,
-            max_attempts: declared.max_attempts.unwrap_or(self.default_max_attempts),
+            retry: retry_rule(declared)?,
             delivery_id: declared.delivery_id.clone(),
             responder: declared.responder.clone(),
             sync: SyncAnswer::of(declared)?,

@@ -21,10 +21,11 @@ use tokio::sync::watch;
 use tracing::Instrument;
 
 use crate::db::pool::{Db, on_pool};
-use crate::inbox::{Inbox, ScheduleGuard};
+use crate::inbox::{Inbox, ScheduleGuard, Spawn};
 use crate::manifest::{ManifestSchedule, short_version};
 use crate::now_ms;
 use crate::plugins::PluginSet;
+use crate::routes::RouteTable;
 use crate::runtime::{LoadedPlugin, Runtime};
 
 /// How often every instance looks for due schedules.
@@ -41,6 +42,8 @@ pub struct Scheduler {
     pub inbox: Inbox,
     pub runtime: Arc<Runtime>,
     pub plugins: Arc<PluginSet>,
+    /// Where a run's follow-ups are stored: a route its plugin serves.
+    pub routes: Arc<RouteTable>,
     /// This instance's lease owner name.
     pub owner: String,
     /// Schedules this instance is running now.
@@ -74,11 +77,18 @@ pub struct Run {
 }
 
 impl Scheduler {
-    pub fn new(inbox: Inbox, runtime: Arc<Runtime>, plugins: Arc<PluginSet>, owner: String) -> Self {
+    pub fn new(
+        inbox: Inbox,
+        runtime: Arc<Runtime>,
+        plugins: Arc<PluginSet>,
+        routes: Arc<RouteTable>,
+        owner: String,
+    ) -> Self {
         Self {
             inbox,
             runtime,
             plugins,
+            routes,
             owner,
             running: Mutex::new(HashSet::new()),
         }
@@ -224,7 +234,7 @@ impl Scheduler {
 
     /// The plugin call inside its transaction, committed under the lease.
     async fn attempt(&self, plugin: &LoadedPlugin, schedule: &ManifestSchedule, run_id: &str) -> Result<()> {
-        let tx = plugin.caps.db.begin(self.inbox.db());
+        let tx = plugin.caps.db.begin(self.inbox.processing_db());
         let lease = lease_ms(plugin);
         let dispatched = tokio::select! {
             dispatched = self.runtime.run_scheduled(plugin, &schedule.name, run_id, tx) => dispatched,
@@ -240,8 +250,23 @@ impl Scheduler {
             owner: &self.owner,
             lease_until_ms: now_ms() + lease,
         };
+        // Its follow-ups go to a route the plugin serves, as an event's do.
+        let followups = dispatched.after.followups;
+        let route = match followups.is_empty() {
+            true => None,
+            false => Some(self.routes.serving(&plugin.name).with_context(|| {
+                format!("the run queued follow-ups, but no route serves plugin {}", plugin.name)
+            })?),
+        };
+        let parent_id = format!("schedule:{}", schedule.name);
+        let spawn = route.as_ref().map(|route| Spawn {
+            route: &route.name,
+            parent_id: &parent_id,
+            request_id: None,
+            followups: &followups,
+        });
         anyhow::ensure!(
-            self.inbox.commit_scheduled(tx, guard).await?,
+            self.inbox.commit_scheduled(tx, guard, spawn).await?,
             "another instance took the schedule's lease; nothing committed"
         );
         Ok(())

@@ -2,10 +2,12 @@
 //! imports nothing of the host's. Every import is async, so a slow database
 //! never blocks a tokio worker.
 //!
-//! Four worlds: `handler` (every handler plugin), `scheduled-handler` (a
-//! handler that also exports `scheduled`), `verifier` and `responder`
-//! (plugins run before anything is stored); the others reuse the first's
-//! types and host traits, so one linker serves all.
+//! Five worlds: `handler` (every handler plugin), `scheduled-handler` (a
+//! handler that also exports `scheduled`), `followup-handler` (one that
+//! exports `followup`), `verifier` and `responder` (plugins run before
+//! anything is stored); the others reuse the first's types and host
+//! traits, so one linker serves all. (`scheduled-followup-handler` is both
+//! of the middle two: a component of it is instantiated as either.)
 
 wasmtime::component::bindgen!({
     path: "../wit",
@@ -14,23 +16,36 @@ wasmtime::component::bindgen!({
     exports: { default: async },
 });
 
-pub use webhook::plugin::{blob, config, db, kv, log, types};
+pub use webhook::plugin::{attempt, blob, config, db, followups, kv, log, types};
+
+/// The handler world's interfaces, for the other worlds' `with`.
+macro_rules! handler_interfaces {
+    ($($extra:tt)*) => {
+        wasmtime::component::bindgen!({
+            path: "../wit",
+            imports: { default: async },
+            exports: { default: async },
+            with: {
+                "webhook:plugin/types": crate::wit::webhook::plugin::types,
+                "webhook:plugin/db": crate::wit::webhook::plugin::db,
+                "webhook:plugin/config": crate::wit::webhook::plugin::config,
+                "webhook:plugin/log": crate::wit::webhook::plugin::log,
+                "webhook:plugin/blob": crate::wit::webhook::plugin::blob,
+                "webhook:plugin/kv": crate::wit::webhook::plugin::kv,
+                "webhook:plugin/attempt": crate::wit::webhook::plugin::attempt,
+                "webhook:plugin/followups": crate::wit::webhook::plugin::followups,
+            },
+            $($extra)*
+        });
+    };
+}
 
 pub mod with_schedules {
-    wasmtime::component::bindgen!({
-        path: "../wit",
-        world: "scheduled-handler",
-        imports: { default: async },
-        exports: { default: async },
-        with: {
-            "webhook:plugin/types": crate::wit::webhook::plugin::types,
-            "webhook:plugin/db": crate::wit::webhook::plugin::db,
-            "webhook:plugin/config": crate::wit::webhook::plugin::config,
-            "webhook:plugin/log": crate::wit::webhook::plugin::log,
-            "webhook:plugin/blob": crate::wit::webhook::plugin::blob,
-            "webhook:plugin/kv": crate::wit::webhook::plugin::kv,
-        },
-    });
+    handler_interfaces!(world: "scheduled-handler",);
+}
+
+pub mod with_followups {
+    handler_interfaces!(world: "followup-handler",);
 }
 
 pub mod as_verifier {

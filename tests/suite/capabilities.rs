@@ -132,6 +132,8 @@ async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_
             .contains("/files/cap-ok-1/")
     );
 
+    // Photos and the notice are follow-ups of that commit, run after it.
+    host.wait_until_all_done().await;
     // Photos: only the first by upload_order is left, in the table and the bucket.
     let left = host
         .texts(&format!(
@@ -189,9 +191,9 @@ async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_
     assert_eq!(fetched.status(), 200);
     assert_eq!(fetched.text().await.unwrap(), "presigned data");
 
-    // A retry after the notice went out: the first attempt's final UPDATE
-    // fails (a trigger, once), the second attempt sends nothing and copies
-    // nothing again.
+    // A retry of the completion: the first attempt's UPDATE fails (a
+    // trigger, once), so nothing was queued; the second copies nothing
+    // again, and its notice goes out once.
     let second = host.seed_avatar("cap-ok-2").await;
     let chat2 = telegram_id(&host, &second).await;
     host.execute(
@@ -207,6 +209,7 @@ async fn fal_completion_on_s3_postgres_and_redis_stores_files_cleans_photos_and_
     let row = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
     assert_eq!(row.attempts, 2, "the first attempt must have failed: {row:?}");
     assert_eq!(host.avatar(&second).await.status, "completed");
+    host.wait_until_all_done().await;
     assert_eq!(remote.notices_to(&chat2).len(), 1, "one notice across the retry");
     assert_eq!(
         remote.file_hits("cap-ok-2/pytorch_lora_weights.safetensors"),

@@ -83,7 +83,7 @@ async fn batched_completions_respect_leases(inbox: Inbox) {
     );
     assert!(
         inbox
-            .complete(untouched, finish(&ids[58], "owner-a"))
+            .complete(untouched, finish(&ids[58], "owner-a"), None)
             .await
             .unwrap()
     );

@@ -60,3 +60,77 @@ async fn an_event_that_keeps_killing_the_host_ends_dead() {
     host.wait_for(&other, "done").await;
     assert_eq!(host.count("SELECT COUNT(*) FROM plugin_effects").await, 1);
 }
+
+/// An instance stalls (SIGSTOP) while its event runs, so its lease
+/// renewals stop: the lease expires, the other instance takes the event
+/// over and commits it; when the first wakes up and finishes, its attempt
+/// changes nothing (its effect row is rolled back). Two attempts, one
+/// effect.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_stalled_attempt_loses_its_lease_and_changes_nothing() {
+    use std::time::{Duration, Instant};
+    let host = TestHost::start_with(crate::harness::Options {
+        backend: crate::harness::Backend::Postgres,
+        instances: 2,
+        manifest_edits: &[("test-misbehave", "timeout_ms = 1000", "timeout_ms = 60000")],
+        ..Default::default()
+    })
+    .await;
+    let delivery = format!("stall-{}", uuid::Uuid::now_v7().simple());
+    let (status, answer) = host
+        .post(
+            "/hooks/misbehave",
+            br#"{"mode":"slow","ms":"5000"}"#,
+            crate::harness::Signer::fal(&delivery),
+        )
+        .await;
+    assert_eq!(status, 200, "{answer}");
+    let event = answer["event_id"].as_str().unwrap().to_string();
+    let started = Instant::now();
+    let owner = loop {
+        let owner = host
+            .texts(&format!(
+                "SELECT lease_owner FROM webhook_events WHERE id = '{event}' \
+                 AND status = 'processing' AND attempts = 1"
+            ))
+            .await;
+        if let Some(owner) = owner.into_iter().next() {
+            break owner;
+        }
+        assert!(started.elapsed() < Duration::from_secs(30), "the event never started");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    };
+    let first = usize::from(owner != "test-host");
+    let signal = |name: &str| {
+        let sent = std::process::Command::new("kill")
+            .args([name, &host.pid(first).to_string()])
+            .status()
+            .unwrap();
+        assert!(sent.success(), "kill {name}");
+    };
+    signal("-STOP");
+    // The lease (3 s) runs out without renewals; the other instance claims.
+    while host.event(&event).await.unwrap().attempts < 2 {
+        assert!(started.elapsed() < Duration::from_secs(30), "no takeover");
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    signal("-CONT");
+    let done = host.wait_for(&event, "done").await;
+    assert_eq!(done.attempts, 2, "{done:?}");
+    // The first attempt ends too, and is refused at its commit.
+    while !host.log_of(first).contains("lease lost before commit") {
+        assert!(
+            started.elapsed() < Duration::from_secs(60),
+            "the stalled attempt never finished: {}",
+            host.log_of(first)
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let effects = host
+        .count(&format!(
+            "SELECT COUNT(*) FROM plugin_effects WHERE event_id = '{event}'"
+        ))
+        .await;
+    assert_eq!(effects, 1, "only the attempt that held the lease committed");
+    assert_eq!(host.event(&event).await.unwrap().status, "done");
+}

@@ -40,11 +40,13 @@ name = "fal-avatar-status"
 path = "/api/v1/avatar/status_update"
 plugin = "fal-avatar-status"
 verify = [{ scheme = "fal-hmac", secret_env = "FAL_WEBHOOK_SECRET" }]
+retry_schedule = []
 
 [[routes]]
 name = "misbehave"
 plugin = "test-misbehave"
 verify = [{ scheme = "fal-hmac", secret_env = "FAL_WEBHOOK_SECRET" }]
+retry_schedule = []
 "#;
 
 /// Which database the hosts run on.

@@ -8,6 +8,7 @@ mod console;
 mod crash;
 mod deployment;
 mod edge;
+mod effects;
 mod gates;
 mod handshakes;
 mod harness;

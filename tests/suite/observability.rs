@@ -179,6 +179,7 @@ async fn json_logs_carry_request_and_event_spans_and_never_secrets_or_bodies() {
     assert_eq!(status, 200, "{answer}");
     host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
     assert_eq!(host.avatar(&avatar).await.status, "completed");
+    host.wait_until_all_done().await; // the notice follow-up
 
     // A delivery with a marker in its body and nginx's request id.
     let body = format!(r#"{{"mode":"effect","note":"{MARKER}"}}"#);

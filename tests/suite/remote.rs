@@ -6,7 +6,11 @@
 //!   the path, so a test can recompute them with [`content`];
 //! - `GET /missing/…`: 404;
 //! - `GET /huge/…`: announces 2 GiB and sends a little;
-//! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`;
+//! - `GET /slow/<any path>?secs=S[&size=N]`: the same bytes, spread over S
+//!   seconds;
+//! - `POST /bot<token>/sendMessage`: records the call, answers `{"ok":true}`,
+//!   unless the test set faults for the chat ([`Remote::fail_notices`],
+//!   [`Remote::stall_notices`]);
 //! - `POST /chat/<channel>`: records the body (a chat's incoming webhook);
 //! - `GET /queue/<app>/requests/<id>/status` and `…/requests/<id>`: FAL's
 //!   queue API for the requests a test set with [`Remote::set_queue`]
@@ -43,6 +47,11 @@ struct Recorded {
     queue: HashMap<String, QueueEntry>,
     /// Queue API calls per request id, with the Authorization they carried.
     queue_calls: HashMap<String, Vec<String>>,
+    /// `sendMessage` calls per chat id, answered or not.
+    notice_calls: HashMap<String, u32>,
+    /// Per chat id: how many first calls fail, and how many of those hang
+    /// (for how long) before failing.
+    notice_faults: HashMap<String, (u32, u32, std::time::Duration)>,
 }
 
 /// What FAL's queue says about one request.
@@ -125,6 +134,27 @@ async fn file(
         .into_response()
 }
 
+/// A file's bytes, announced and sent in 10 pieces over `secs` seconds.
+async fn slow(Path(path): Path<String>, Query(query): Query<HashMap<String, String>>) -> Response {
+    let size = query.get("size").and_then(|s| s.parse().ok()).unwrap_or(70_000);
+    let secs: f64 = query.get("secs").and_then(|s| s.parse().ok()).unwrap_or(5.0);
+    let bytes = Bytes::from(content(&path, size));
+    let pause = std::time::Duration::from_secs_f64(secs / 10.0);
+    let piece = size.div_ceil(10).max(1);
+    let chunks = futures_util::stream::iter(0..size.div_ceil(piece)).then(move |i| {
+        let bytes = bytes.clone();
+        async move {
+            tokio::time::sleep(pause).await;
+            Ok::<_, std::io::Error>(bytes.slice(i * piece..((i + 1) * piece).min(bytes.len())))
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_LENGTH, size.to_string())
+        .header(header::CONTENT_TYPE, "application/octet-stream")
+        .body(axum::body::Body::from_stream(chunks))
+        .unwrap()
+}
+
 /// Two GiB, announced and (lazily) streamed, so the length is honest.
 async fn huge() -> Response {
     let chunk = Bytes::from(vec![0u8; 1 << 20]);
@@ -141,6 +171,32 @@ async fn send_message(
     body: Bytes,
 ) -> Response {
     let body: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
+    let chat_id = body["chat_id"].as_str().unwrap_or_default().to_string();
+    let (call, (failing, stalling, stall)) = {
+        let mut recorded = recorded.lock().unwrap();
+        let calls = recorded.notice_calls.entry(chat_id.clone()).or_default();
+        *calls += 1;
+        let call = *calls;
+        (call, recorded.notice_faults.get(&chat_id).copied().unwrap_or_default())
+    };
+    if call <= stalling {
+        // A call that hangs (its sender may be killed meanwhile), then fails.
+        tokio::time::sleep(stall).await;
+    }
+    if call <= failing {
+        return match call {
+            // Telegram's flood control says when to come back.
+            1 => (
+                StatusCode::TOO_MANY_REQUESTS,
+                r#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 1","parameters":{"retry_after":1}}"#,
+            ),
+            _ => (
+                StatusCode::SERVICE_UNAVAILABLE,
+                r#"{"ok":false,"error_code":503,"description":"Service Unavailable"}"#,
+            ),
+        }
+        .into_response();
+    }
     recorded.lock().unwrap().notices.push(Notice {
         token: bot.trim_start_matches("bot").to_string(),
         body,
@@ -207,6 +263,7 @@ impl Remote {
                     StatusCode::OK
                 }),
             )
+            .route("/slow/{*path}", get(slow))
             .route("/{bot}/sendMessage", post(send_message))
             .route("/chat/{channel}", post(chat))
             .route("/queue/{*path}", get(queue))
@@ -214,6 +271,29 @@ impl Remote {
         let url = format!("http://{}", listener.local_addr().unwrap());
         serve_on_own_thread(listener, app);
         Remote { url, recorded }
+    }
+
+    /// Makes the first `calls` notices to `chat_id` fail: the first with
+    /// 429 and `retry_after` 1, the others 503.
+    #[allow(dead_code)]
+    pub fn fail_notices(&self, chat_id: &str, calls: u32) {
+        let faults = &mut self.recorded.lock().unwrap().notice_faults;
+        faults.insert(chat_id.to_string(), (calls, 0, std::time::Duration::ZERO));
+    }
+
+    /// Makes the first `calls` notices to `chat_id` hang for `stall`, then
+    /// fail with 503 (nothing is delivered).
+    #[allow(dead_code)]
+    pub fn stall_notices(&self, chat_id: &str, calls: u32, stall: std::time::Duration) {
+        let faults = &mut self.recorded.lock().unwrap().notice_faults;
+        faults.insert(chat_id.to_string(), (calls, calls, stall));
+    }
+
+    /// `sendMessage` calls for `chat_id`, delivered or not.
+    #[allow(dead_code)]
+    pub fn notice_calls(&self, chat_id: &str) -> u32 {
+        let recorded = self.recorded.lock().unwrap();
+        recorded.notice_calls.get(chat_id).copied().unwrap_or_default()
     }
 
     /// Notices sent to `chat_id`.

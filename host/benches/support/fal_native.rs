@@ -92,17 +92,21 @@ pub mod plugin {
         }
     }
 
-    pub mod kv {
-        use webhook_host::wit::kv::Host;
+    pub mod followups {
+        use webhook_host::wit::followups::Host;
 
-        pub fn set_if_absent(key: &str, value: &[u8], ttl_ms: Option<u64>) -> Result<bool, String> {
+        pub fn enqueue(name: &str, payload: &[u8], delay_ms: u64) -> Result<(), String> {
             super::super::call(async |s| {
-                Host::set_if_absent(&mut s.caps.kv, key.into(), value.to_vec(), ttl_ms).await
+                Host::enqueue(&mut s.caps.followups, name.into(), payload.to_vec(), delay_ms).await
             })
         }
+    }
 
-        pub fn delete(key: &str) -> Result<bool, String> {
-            super::super::call(async |s| Host::delete(&mut s.caps.kv, key.into()).await)
+    pub mod attempt {
+        use webhook_host::wit::attempt::Host;
+
+        pub fn retry_after(delay_ms: u64) {
+            super::super::call(async |s| Host::retry_after(&mut s.caps.attempt, delay_ms).await)
         }
     }
 }

@@ -19,6 +19,7 @@ pub mod blob;
 pub mod capability;
 pub mod config;
 pub mod db;
+pub mod effects;
 pub mod http;
 pub mod kv;
 pub mod log;
@@ -111,6 +112,8 @@ capabilities! {
     log: log::LogState,
     blob: blob::BlobState,
     kv: kv::KvState,
+    followups: effects::FollowupsState,
+    attempt: effects::AttemptState,
 }
 
 /// A store's data that holds an instance's capabilities.

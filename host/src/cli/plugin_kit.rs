@@ -271,8 +271,16 @@ async fn run_once(
     };
     match (&done.result, done.tx) {
         (Ok(response), Some(tx)) => {
-            inbox.complete(tx, finish).await?;
+            inbox.complete(tx, finish, None).await?;
             println!("result: ok in {:?} (database writes committed)", done.elapsed);
+            for followup in &done.after.followups {
+                println!(
+                    "queued follow-up {} ({} payload bytes, in {} ms): not run by `plugin test`",
+                    followup.name,
+                    followup.payload.len(),
+                    followup.delay_ms
+                );
+            }
             if let Some(response) = response {
                 println!("response body: {}", String::from_utf8_lossy(response));
             }

@@ -226,11 +226,6 @@ impl Settings {
         }
         Ok(())
     }
-
-    /// Attempts allowed for events on `route`.
-    pub fn max_attempts(&self, route: &RouteConfig) -> u32 {
-        route.max_attempts.unwrap_or(self.worker.max_attempts)
-    }
 }
 
 fn default_instance_id() -> String {

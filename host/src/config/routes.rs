@@ -40,9 +40,19 @@ pub struct RouteConfig {
     pub verify: Vec<VerifyConfig>,
     #[serde(default)]
     pub body: BodyKind,
-    /// Overrides `worker.max_attempts` for this route.
+    /// Attempts before an event is dead: by default `worker.max_attempts`,
+    /// or one more than `retry_schedule` has waits.
     #[serde(default)]
     pub max_attempts: Option<u32>,
+    /// The waits before the 2nd, 3rd, … attempt (`["5s", "5m", "2h"]`; the
+    /// last repeats up to `max_attempts`); `[]`: exponential backoff from
+    /// the `[worker]` settings. Unset: Svix's 5s, 5m, 30m, 2h, 5h, 10h, 10h
+    /// when the plugin calls out (`http` or `blob`), else exponential.
+    #[serde(default)]
+    pub retry_schedule: Option<Vec<String>>,
+    /// The longest wait a plugin's retry-after hint may ask for (`"6h"`).
+    #[serde(default)]
+    pub retry_after_max: Option<String>,
     /// Where the id that drops repeated deliveries comes from.
     #[serde(default)]
     pub delivery_id: DeliveryIdSource,
@@ -273,6 +283,8 @@ pub fn default_routes() -> Vec<RouteConfig> {
         ],
         body: BodyKind::Json,
         max_attempts: None,
+        retry_schedule: None,
+        retry_after_max: None,
         delivery_id: DeliveryIdSource::Scheme,
         public_url: None,
         responder: None,

@@ -161,8 +161,8 @@ impl Default for HttpSettings {
 pub struct WorkerSettings {
     /// Whether this instance processes events at all (false: intake only).
     pub enabled: bool,
-    /// Events processed at once by this instance (its database pool has
-    /// this many connections and 4 more). While busy, the worker claims
+    /// Events processed at once by this instance (plugins' statements have
+    /// a pool of this many connections and 2 more). While busy, the worker claims
     /// again once a quarter of these are free, one query for all of them.
     pub concurrency: usize,
     /// Attempts before an event is marked `dead` (routes may override).

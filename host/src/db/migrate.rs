@@ -46,6 +46,11 @@ macro_rules! migrations {
                 "request ids",
                 include_str!(concat!("../../migrations/", $dialect, "/0005_request_id.sql")),
             ),
+            (
+                6,
+                "follow-ups",
+                include_str!(concat!("../../migrations/", $dialect, "/0006_followups.sql")),
+            ),
         ]
     };
 }

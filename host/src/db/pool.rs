@@ -49,6 +49,7 @@ pub enum Arg<'a> {
     MaybeInt(Option<i64>),
     Text(&'a str),
     MaybeText(Option<&'a str>),
+    Bytes(&'a [u8]),
 }
 
 /// Binds `args` to a sqlx query, in order.
@@ -61,6 +62,7 @@ macro_rules! bind_args {
                 $crate::db::pool::Arg::MaybeInt(n) => query.bind(n),
                 $crate::db::pool::Arg::Text(s) => query.bind(s),
                 $crate::db::pool::Arg::MaybeText(s) => query.bind(s),
+                $crate::db::pool::Arg::Bytes(b) => query.bind(b),
             };
         }
         query

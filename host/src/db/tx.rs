@@ -16,8 +16,13 @@
 //!   does not hold up intake while it waits. Every plugin statement is
 //!   checked by SQLite's authorizer against the plugin's table grant
 //!   ([`super::grants`]).
-//! - **PostgreSQL.** The first statement begins the transaction, as the
-//!   plugin's database role when it has one, in the same round trip. Each
+//! - **PostgreSQL.** Reads before the first write run as SQLite's do, each
+//!   in a read-only transaction of its own that ends with it (as the
+//!   plugin's database role when it has one), so a plugin that reads, then
+//!   copies a large file for minutes, then writes is never idle in a
+//!   transaction and pins no vacuum horizon. The first statement that is
+//!   not a plain `SELECT` begins the event's transaction, as that role, in
+//!   the same round trip. Each
 //!   plugin statement runs inside a savepoint, so a failed one is rolled back
 //!   alone and the plugin may go on, as on SQLite (PostgreSQL would otherwise
 //!   abort the whole transaction). The savepoint is made with the `BEGIN`,
@@ -92,41 +97,69 @@ impl SqliteStatement<'_> {
     }
 }
 
-/// The PostgreSQL transaction, inside a fresh savepoint; hand the
-/// statement's outcome to [`settle`](Self::settle).
+/// Where a PostgreSQL statement runs; hand its outcome to
+/// [`settle`](Self::settle).
 pub struct PgStatement<'t> {
-    tx: &'t mut Transaction<'static, Postgres>,
-    savepoint_used: &'t mut bool,
+    conn: PgConn<'t>,
+}
+
+enum PgConn<'t> {
+    /// A read before any write: a short read-only transaction of its own
+    /// (as the plugin's role), ended by `settle`.
+    Read(Transaction<'static, Postgres>),
+    /// The event's transaction, inside a fresh savepoint.
+    Write {
+        tx: &'t mut Transaction<'static, Postgres>,
+        savepoint_used: &'t mut bool,
+    },
 }
 
 impl PgStatement<'_> {
     pub fn conn(&mut self) -> &mut PgConnection {
-        self.tx
+        match &mut self.conn {
+            PgConn::Read(tx) => tx,
+            PgConn::Write { tx, .. } => tx,
+        }
     }
 
-    /// Keeps a statement's effects, or rolls back to the savepoint made for
-    /// it when it failed.
+    /// Ends a read's own transaction; in the event's, keeps a statement's
+    /// effects, or rolls back to the savepoint made for it when it failed.
     pub async fn settle<T>(self, outcome: Result<T, String>) -> Result<T, String> {
-        if outcome.is_err() {
-            sqlx::query("ROLLBACK TO SAVEPOINT plugin_statement")
-                .execute(&mut **self.tx)
-                .await
-                .map_err(|e| e.to_string())?;
-            *self.savepoint_used = false;
+        match self.conn {
+            PgConn::Read(tx) => {
+                tx.commit().await.map_err(|e| e.to_string())?;
+            }
+            PgConn::Write { tx, savepoint_used } => {
+                if outcome.is_err() {
+                    sqlx::query("ROLLBACK TO SAVEPOINT plugin_statement")
+                        .execute(&mut **tx)
+                        .await
+                        .map_err(|e| e.to_string())?;
+                    *savepoint_used = false;
+                }
+            }
         }
         outcome
     }
 }
 
-/// Whether a statement only reads: it starts with `SELECT`. Anything else,
-/// including a `WITH` that might write, counts as a write.
+/// Whether a statement only reads: it starts with `SELECT` and takes no
+/// row locks (`FOR UPDATE`, `FOR SHARE`, …: those belong to the event's
+/// transaction). Anything else, including a `WITH` that might write, counts
+/// as a write.
 pub fn is_plain_select(sql: &str) -> bool {
-    let first = sql
-        .trim_start()
+    if !sql.starts_with(|c: char| c.is_whitespace() || c.is_ascii_alphabetic()) {
+        return false; // a comment or anything else first
+    }
+    let words: Vec<String> = sql
         .split(|c: char| !c.is_ascii_alphabetic())
-        .next()
-        .unwrap_or("");
-    first.eq_ignore_ascii_case("select")
+        .filter(|w| !w.is_empty())
+        .map(str::to_ascii_lowercase)
+        .collect();
+    let locks = words
+        .windows(2)
+        .any(|pair| pair[0] == "for" && matches!(pair[1].as_str(), "update" | "share" | "no" | "key"));
+    words.first().is_some_and(|w| w == "select") && !locks
 }
 
 /// Quotes a role name for `SET LOCAL ROLE` (manifests only allow
@@ -139,7 +172,7 @@ fn quote_ident(name: &str) -> String {
 /// and answers `false`. (A macro: the two backends' transactions are
 /// different types running the same code.)
 macro_rules! guarded_commit {
-    ($tx:expr, $guard:expr, $args:expr, $what:expr) => {{
+    ($tx:expr, $guard:expr, $args:expr, $what:expr, $also:expr) => {{
         let mut tx = $tx;
         let touched = bind_args!(sqlx::query($guard), $args)
             .execute(&mut *tx)
@@ -149,10 +182,20 @@ macro_rules! guarded_commit {
             tx.rollback().await.context("rolling back after a lost lease")?;
             return Ok(false);
         }
+        for (sql, args) in $also {
+            bind_args!(sqlx::query(sql), args)
+                .execute(&mut *tx)
+                .await
+                .context("storing the attempt's follow-ups")?;
+        }
         tx.commit().await.context("committing")?;
         Ok(true)
     }};
 }
+
+/// Statements an attempt's commit also runs, after its guard, each with
+/// its arguments (its follow-ups' inserts).
+pub type Also<'a> = [(&'a str, Vec<Arg<'a>>)];
 
 impl EventTx {
     /// A transaction on `db` that begins at its first statement, as `role`
@@ -215,6 +258,21 @@ impl EventTx {
                 savepoint_used,
             } => {
                 match tx {
+                    None if is_plain_select(sql) => {
+                        // Not the event's transaction: one that ends with the read,
+                        // so nothing stays open while the plugin calls out.
+                        let begin = match role {
+                            Some(role) => format!("BEGIN READ ONLY; SET LOCAL ROLE {}", quote_ident(role)),
+                            None => "BEGIN READ ONLY".to_string(),
+                        };
+                        let read = pool.begin_with(begin).await.map_err(|e| match role {
+                            Some(role) => format!("reading as the database role {role:?}: {e}"),
+                            None => format!("reading: {e}"),
+                        })?;
+                        return Ok(Statement::Postgres(PgStatement {
+                            conn: PgConn::Read(read),
+                        }));
+                    }
                     None => {
                         let begin = match role {
                             // One round trip: the role switch and the savepoint travel with the BEGIN.
@@ -243,8 +301,10 @@ impl EventTx {
                 }
                 *savepoint_used = true;
                 Ok(Statement::Postgres(PgStatement {
-                    tx: tx.as_mut().expect("open"),
-                    savepoint_used,
+                    conn: PgConn::Write {
+                        tx: tx.as_mut().expect("open"),
+                        savepoint_used,
+                    },
                 }))
             }
         }
@@ -253,9 +313,10 @@ impl EventTx {
     /// Ends the transaction: back to the host's own role, `guard` (an
     /// UPDATE of the host's row that proves this instance still owns the
     /// work: its lease) with `args`, and a commit only when the guard
-    /// touched exactly one row; otherwise a rollback and `false`. What
-    /// `guard` is for names it in errors.
-    pub async fn commit_if(self, guard: &str, args: &[Arg<'_>], what: &str) -> Result<bool> {
+    /// touched exactly one row (then `also` runs too, in the same
+    /// transaction); otherwise a rollback and `false`. What `guard` is for
+    /// names it in errors.
+    pub async fn commit_if(self, guard: &str, args: &[Arg<'_>], what: &str, also: &Also<'_>) -> Result<bool> {
         match self.backend {
             Backend::Sqlite { pool, tx, .. } => {
                 let tx = match tx {
@@ -265,7 +326,7 @@ impl EventTx {
                         .await
                         .context("opening the transaction")?,
                 };
-                guarded_commit!(tx, guard, args, what)
+                guarded_commit!(tx, guard, args, what, also)
             }
             Backend::Postgres { pool, role, tx, .. } => {
                 let tx = match tx {
@@ -281,7 +342,7 @@ impl EventTx {
                     // The plugin never began it: the guard alone, under the host's role.
                     None => pool.begin().await.context("opening the transaction")?,
                 };
-                guarded_commit!(tx, guard, args, what)
+                guarded_commit!(tx, guard, args, what, also)
             }
         }
     }
@@ -298,6 +359,10 @@ mod tests {
         assert!(!is_plain_select("UPDATE avatars SET status = 'x'"));
         assert!(!is_plain_select("WITH x AS (SELECT 1) UPDATE t SET a = 1"));
         assert!(!is_plain_select("-- comment\nSELECT 1"));
+        assert!(!is_plain_select("SELECT id FROM avatars WHERE id = $1 FOR UPDATE"));
+        assert!(!is_plain_select("select * from t for no key update skip locked"));
+        assert!(!is_plain_select("SELECT 1 FOR SHARE"));
+        assert!(is_plain_select("SELECT info FROM t WHERE kind = 'for'"));
         assert!(!is_plain_select(""));
     }
 }

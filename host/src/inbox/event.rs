@@ -81,6 +81,43 @@ pub struct Event {
     pub finished_at_ms: Option<i64>,
     /// The id of the request that brought it (see [`NewEvent::request_id`]).
     pub request_id: Option<String>,
+    /// A follow-up's parent: the event (or `schedule:<name>`) that queued it.
+    pub parent_id: Option<String>,
+    /// A follow-up's name; none for a delivery.
+    pub task: Option<String>,
+}
+
+/// A follow-up an attempt queued (see the `followups` capability).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct FollowUp {
+    pub name: String,
+    pub payload: Vec<u8>,
+    pub delay_ms: u64,
+}
+
+impl FollowUp {
+    /// Its delivery id on the route: the same name and payload are the
+    /// same follow-up, whoever queues them and however often.
+    pub fn delivery_id(&self) -> String {
+        use sha2::Digest;
+        let mut hash = sha2::Sha256::new();
+        hash.update(self.name.as_bytes());
+        hash.update([0]);
+        hash.update(&self.payload);
+        format!("followup:{}:{}", self.name, &hex::encode(hash.finalize())[..32])
+    }
+}
+
+/// Follow-ups to store with an attempt's commit, on its route, linked to
+/// their parent.
+#[derive(Debug, Clone, Copy)]
+pub struct Spawn<'a> {
+    pub route: &'a str,
+    /// The event id (or `schedule:<name>`) that queued them.
+    pub parent_id: &'a str,
+    /// Carried over from the parent, so their log lines share it.
+    pub request_id: Option<&'a str>,
+    pub followups: &'a [FollowUp],
 }
 
 /// Who is finishing which event, with which plugin version.

@@ -28,7 +28,8 @@ use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
 pub use self::event::{
-    Event, Filter, Finish, Insert, NewEvent, Replay, ScheduleGuard, Stats, Status, new_event_id,
+    Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
+    new_event_id,
 };
 use self::sql::event_from_row;
 use crate::config::Settings;
@@ -36,10 +37,18 @@ use crate::db::pool::{Arg, Db, bind_args, on_pool};
 use crate::db::tx::EventTx;
 use crate::now_ms;
 
+/// Connections of the host's own pool on PostgreSQL: intake's batches,
+/// claims, lease renewals, completions, the console and the plugin store.
+pub const HOST_CONNECTIONS: u32 = 8;
+
 /// The inbox on the host's database.
 #[derive(Clone)]
 pub struct Inbox {
     db: Db,
+    /// Where plugins' statements run: on PostgreSQL a pool of its own, so
+    /// that slow events can never take the connections intake, claims and
+    /// lease renewals need; on SQLite the same pool.
+    processing: Db,
     /// PostgreSQL: asks the notifier task for a `NOTIFY` after a batch.
     stored: Option<Arc<Notify>>,
     /// This process's notification payload (see [`notify`]).
@@ -58,7 +67,12 @@ impl Inbox {
             }
             Db::Sqlite(_) => None,
         };
-        Self { db, stored, origin }
+        Self {
+            processing: db.clone(),
+            db,
+            stored,
+            origin,
+        }
     }
 
     /// Opens (creating if needed) `data_dir/webhooks.db` and applies migrations.
@@ -78,17 +92,34 @@ impl Inbox {
     }
 
     /// The inbox the settings name: PostgreSQL when `DATABASE_URL` is set,
-    /// else the embedded SQLite file. Applies migrations.
-    pub async fn open(settings: &Settings, max_connections: u32) -> Result<Self> {
+    /// else the embedded SQLite file. Applies migrations. `plugins` is the
+    /// most plugin statements that run at once (events and schedules):
+    /// PostgreSQL gets a pool of that size for them beside the host's own
+    /// [`HOST_CONNECTIONS`]; SQLite one pool of both.
+    pub async fn open(settings: &Settings, plugins: u32) -> Result<Self> {
         match &settings.database_url {
-            Some(url) => Self::connect_postgres(url, max_connections, true).await,
-            None => Self::open_sqlite(&settings.data_dir, max_connections).await,
+            Some(url) => {
+                let inbox = Self::connect_postgres(url, HOST_CONNECTIONS, true).await?;
+                let processing = Db::connect_postgres(url, plugins, false).await?;
+                Ok(inbox.with_processing(processing))
+            }
+            None => Self::open_sqlite(&settings.data_dir, plugins + HOST_CONNECTIONS).await,
         }
     }
 
-    /// The database underneath (the plugin store and schedules share it).
+    /// The same inbox with plugins' statements on `processing`.
+    pub fn with_processing(self, processing: Db) -> Self {
+        Self { processing, ..self }
+    }
+
+    /// The database underneath (the plugin store shares it).
     pub fn db(&self) -> &Db {
         &self.db
+    }
+
+    /// Where plugins' statements run (events' and schedules' transactions).
+    pub fn processing_db(&self) -> &Db {
+        &self.processing
     }
 
     /// Stores deliveries in one transaction, each unless its
@@ -100,10 +131,8 @@ impl Inbox {
             Db::Sqlite(pool) => batch::insert_sqlite(pool, events).await?,
             Db::Postgres(pool) => batch::insert_postgres(pool, events).await?,
         };
-        if let Some(stored) = &self.stored
-            && results.iter().any(|r| matches!(r, Insert::Accepted { .. }))
-        {
-            stored.notify_one();
+        if results.iter().any(|r| matches!(r, Insert::Accepted { .. })) {
+            self.stored_new();
         }
         Ok(results)
     }
@@ -151,15 +180,32 @@ impl Inbox {
         Ok(claimed.pop())
     }
 
-    /// Marks the event `done` inside `tx` and commits. Returns false (and
-    /// rolls back) when `owner` no longer holds the lease.
-    pub async fn complete(&self, tx: EventTx, finish: Finish<'_>) -> Result<bool> {
-        tx.commit_if(
-            sql::MARK_DONE,
-            &sql::mark_done_args(finish, now_ms()),
-            "marking the event done",
-        )
-        .await
+    /// Marks the event `done` inside `tx`, stores the follow-ups it
+    /// queued (`spawn`) and commits. Returns false (and rolls back) when
+    /// `owner` no longer holds the lease.
+    pub async fn complete(&self, tx: EventTx, finish: Finish<'_>, spawn: Option<Spawn<'_>>) -> Result<bool> {
+        let now = now_ms();
+        let rows = spawn.map(|spawn| followup_rows(spawn, now)).unwrap_or_default();
+        let also: Vec<_> = rows.iter().map(|row| (sql::INSERT_FOLLOWUP, row.args())).collect();
+        let done = tx
+            .commit_if(
+                sql::MARK_DONE,
+                &sql::mark_done_args(finish, now),
+                "marking the event done",
+                &also,
+            )
+            .await?;
+        if done && !rows.is_empty() {
+            self.stored_new();
+        }
+        Ok(done)
+    }
+
+    /// Tells the other instances that events were stored (PostgreSQL).
+    fn stored_new(&self) {
+        if let Some(stored) = &self.stored {
+            stored.notify_one();
+        }
     }
 
     /// Marks events `done` whose transactions the plugins never began
@@ -175,15 +221,27 @@ impl Inbox {
     /// Commits a scheduled run's transaction if `guard.owner` still holds the
     /// schedule's lease (checked in the same transaction); false, rolled
     /// back, when another instance has taken it.
-    pub async fn commit_scheduled(&self, tx: EventTx, guard: ScheduleGuard<'_>) -> Result<bool> {
+    pub async fn commit_scheduled(
+        &self,
+        tx: EventTx,
+        guard: ScheduleGuard<'_>,
+        spawn: Option<Spawn<'_>>,
+    ) -> Result<bool> {
         let args = [
             Arg::Int(guard.lease_until_ms),
             Arg::Text(guard.plugin),
             Arg::Text(guard.schedule),
             Arg::Text(guard.owner),
         ];
-        tx.commit_if(sql::SCHEDULE_GUARD, &args, "checking the schedule's lease")
-            .await
+        let rows = spawn.map(|spawn| followup_rows(spawn, now_ms())).unwrap_or_default();
+        let also: Vec<_> = rows.iter().map(|row| (sql::INSERT_FOLLOWUP, row.args())).collect();
+        let done = tx
+            .commit_if(sql::SCHEDULE_GUARD, &args, "checking the schedule's lease", &also)
+            .await?;
+        if done && !rows.is_empty() {
+            self.stored_new();
+        }
+        Ok(done)
     }
 
     /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
@@ -321,4 +379,44 @@ impl Inbox {
             rows.iter().map(event_from_row).collect()
         })
     }
+}
+
+/// One follow-up's row, owned until its insert is bound.
+struct FollowUpRow<'a> {
+    id: String,
+    delivery_id: String,
+    now: i64,
+    spawn: Spawn<'a>,
+    followup: &'a FollowUp,
+}
+
+impl FollowUpRow<'_> {
+    /// [`sql::INSERT_FOLLOWUP`]'s arguments.
+    fn args(&self) -> Vec<Arg<'_>> {
+        vec![
+            Arg::Text(&self.id),
+            Arg::Text(self.spawn.route),
+            Arg::Text(&self.delivery_id),
+            Arg::Int(self.now),
+            Arg::Bytes(&self.followup.payload),
+            Arg::Int(self.now.saturating_add(self.followup.delay_ms as i64)),
+            Arg::MaybeText(self.spawn.request_id),
+            Arg::Text(self.spawn.parent_id),
+            Arg::Text(&self.followup.name),
+        ]
+    }
+}
+
+fn followup_rows(spawn: Spawn<'_>, now: i64) -> Vec<FollowUpRow<'_>> {
+    spawn
+        .followups
+        .iter()
+        .map(|followup| FollowUpRow {
+            id: new_event_id(),
+            delivery_id: followup.delivery_id(),
+            now,
+            spawn,
+            followup,
+        })
+        .collect()
 }

@@ -11,7 +11,7 @@ use crate::db::pool::Arg;
 /// The columns of an [`Event`], in the order `event_from_row` reads them.
 pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, \
      CAST(attempts AS BIGINT) AS attempts, next_attempt_at, lease_owner, plugin, plugin_version, \
-     last_error, finished_at, request_id";
+     last_error, finished_at, request_id, parent_id, task";
 
 /// Why a leased attempt ended when its lease is taken back (the row as it
 /// was: `attempts` is that attempt's number).
@@ -83,6 +83,15 @@ pub fn mark_done_args(finish: Finish<'_>, now: i64) -> [Arg<'_>; 6] {
         Arg::Int(i64::from(finish.attempt)),
     ]
 }
+
+/// Stores a follow-up in its parent's transaction, unless the route has it
+/// already: $1 id, $2 route, $3 delivery id, $4 now, $5 payload, $6 due,
+/// $7 request id, $8 parent id, $9 name.
+pub const INSERT_FOLLOWUP: &str = "INSERT INTO webhook_events \
+     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id, \
+      parent_id, task) \
+     VALUES ($1, $2, $3, $4, '[]', '[]', $5, $6, $7, $8, $9) \
+     ON CONFLICT (route, delivery_id) DO NOTHING";
 
 /// $1 now, $2 plugin, $3 version, $4 id, $5 owner, $6 attempt (the fence).
 pub const MARK_DONE: &str = "UPDATE webhook_events SET status = 'done', finished_at = $1, plugin = $2, \
@@ -205,5 +214,7 @@ where
         last_error: row.try_get("last_error")?,
         finished_at_ms: row.try_get("finished_at")?,
         request_id: row.try_get("request_id")?,
+        parent_id: row.try_get("parent_id")?,
+        task: row.try_get("task")?,
     })
 }

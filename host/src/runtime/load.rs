@@ -12,6 +12,7 @@ use crate::manifest::{Grants, Limits, Manifest, ManifestSchedule, PluginKind};
 use crate::wit::HandlerPre;
 use crate::wit::as_responder::ResponderPre;
 use crate::wit::as_verifier::VerifierPre;
+use crate::wit::with_followups::FollowupHandlerPre;
 use crate::wit::with_schedules::ScheduledHandlerPre;
 
 /// A plugin version compiled, checked against its grants and pre-linked.
@@ -39,6 +40,8 @@ pub(super) enum Entry {
         handle: HandlerPre<State>,
         /// Present when the plugin declares schedules.
         scheduled: Option<ScheduledHandlerPre<State>>,
+        /// Present when the component exports `followup`.
+        followup: Option<FollowupHandlerPre<State>>,
     },
     Verifier(VerifierPre<State>),
     Responder(ResponderPre<State>),
@@ -101,9 +104,20 @@ impl Runtime {
                         anyhow!("plugin {name}: declares schedules but does not export `scheduled`: {e}")
                     })?)
                 };
+                let followup = FollowupHandlerPre::new(pre.clone()).ok();
+                if followup.is_none() && imports.iter().any(|i| i.starts_with("webhook:plugin/followups@")) {
+                    bail!(
+                        "plugin {name}: imports `followups` but does not export `followup`, which runs them \
+                         (build it for the followup-handler world)"
+                    );
+                }
                 let handle = HandlerPre::new(pre)
                     .map_err(|e| anyhow!("plugin {name}: does not export `handle`: {e}"))?;
-                Entry::Handler { handle, scheduled }
+                Entry::Handler {
+                    handle,
+                    scheduled,
+                    followup,
+                }
             }
             PluginKind::Verifier => Entry::Verifier(
                 VerifierPre::new(pre)

@@ -9,9 +9,12 @@ use wasmtime::{Store, UpdateDeadline};
 use super::engine::{InstanceSlot, Runtime};
 use super::instance::State;
 use super::load::{Entry, LoadedPlugin};
+use crate::caps::effects::FollowUp;
 use crate::db::tx::EventTx;
 use crate::inbox::event::Event;
 use crate::wit::types::HandlerError;
+use crate::wit::with_followups::FollowupHandler;
+use crate::wit::with_followups::exports::webhook::plugin::followup::Task;
 use crate::wit::with_schedules::ScheduledHandler;
 use crate::wit::{self, Handler};
 
@@ -72,7 +75,17 @@ impl From<HandlerError> for DispatchError {
 pub(super) struct Ran<T> {
     pub result: Result<T, DispatchError>,
     pub tx: Option<EventTx>,
+    pub after: After,
     pub elapsed: Duration,
+}
+
+/// What an attempt left for the host to do once it ends.
+#[derive(Debug, Default)]
+pub struct After {
+    /// Follow-ups to store with its commit (dropped when it fails).
+    pub followups: Vec<FollowUp>,
+    /// The plugin's retry-after hint, for a `retry`.
+    pub retry_after_ms: Option<u64>,
 }
 
 /// The result of one attempt, with the event's transaction handed back.
@@ -80,6 +93,7 @@ pub struct Dispatched {
     pub result: Result<Option<Vec<u8>>, DispatchError>,
     /// The transaction the plugin's statements ran in; commit it on success.
     pub tx: Option<EventTx>,
+    pub after: After,
     pub elapsed: Duration,
 }
 
@@ -93,6 +107,9 @@ impl Runtime {
         tx: EventTx,
         slot: Option<InstanceSlot>,
     ) -> Dispatched {
+        if let Some(name) = &event.task {
+            return self.dispatch_followup(plugin, event, name, tx, slot).await;
+        }
         let Entry::Handler { handle, .. } = &plugin.entry else {
             return not_a(plugin, "handler", tx);
         };
@@ -106,6 +123,50 @@ impl Runtime {
         Dispatched {
             result: ran.result.and_then(|r| r.map_err(DispatchError::from)),
             tx: ran.tx,
+            after: ran.after,
+            elapsed: ran.elapsed,
+        }
+    }
+
+    /// Runs follow-up `event` (queued under `name`) on `plugin`'s
+    /// `followup` export.
+    async fn dispatch_followup(
+        &self,
+        plugin: &LoadedPlugin,
+        event: &Event,
+        name: &str,
+        tx: EventTx,
+        slot: Option<InstanceSlot>,
+    ) -> Dispatched {
+        let Entry::Handler {
+            followup: Some(followup),
+            ..
+        } = &plugin.entry
+        else {
+            return not_a(plugin, "plugin that runs follow-ups (it does not export `followup`)", tx);
+        };
+        let task = Task {
+            id: event.id.clone(),
+            name: name.to_string(),
+            payload: event.body.clone(),
+            parent: event.parent_id.clone().unwrap_or_default(),
+            attempt: event.attempts,
+        };
+        let ran = self
+            .run(plugin, &event.id, tx, slot, async |store| {
+                let handler: FollowupHandler = followup.instantiate_async(&mut *store).await?;
+                handler
+                    .webhook_plugin_followup()
+                    .call_run_followup(&mut *store, &task)
+                    .await
+            })
+            .await;
+        Dispatched {
+            result: ran
+                .result
+                .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
+            tx: ran.tx,
+            after: ran.after,
             elapsed: ran.elapsed,
         }
     }
@@ -140,6 +201,7 @@ impl Runtime {
                 .result
                 .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
             tx: ran.tx,
+            after: ran.after,
             elapsed: ran.elapsed,
         }
     }
@@ -219,10 +281,15 @@ impl Runtime {
                 })
             }
         };
-        let tx = store.data_mut().caps.db.take_tx();
+        let caps = &mut store.data_mut().caps;
+        let after = After {
+            followups: caps.followups.take(),
+            retry_after_ms: caps.attempt.retry_after_ms(),
+        };
         Ran {
             result,
-            tx,
+            tx: caps.db.take_tx(),
+            after,
             elapsed: started.elapsed(),
         }
     }
@@ -238,6 +305,7 @@ fn not_a(plugin: &LoadedPlugin, what: &str, tx: EventTx) -> Dispatched {
             plugin.kind.as_str()
         ))),
         tx: Some(tx),
+        after: After::default(),
         elapsed: Duration::ZERO,
     }
 }

@@ -20,12 +20,13 @@ use tokio::sync::{Notify, Semaphore, watch};
 use tokio::task::JoinSet;
 use tracing::Instrument;
 
+use self::backoff::{Retry, RetryRule};
 use self::threads::EventThreads;
 use crate::config::WorkerSettings;
 use crate::db::tx::EventTx;
 use crate::inbox::Inbox;
 use crate::inbox::complete::Completer;
-use crate::inbox::event::{Event, Finish};
+use crate::inbox::event::{Event, Finish, Spawn};
 use crate::manifest::short_version;
 use crate::now_ms;
 use crate::plugins::PluginSet;
@@ -154,9 +155,9 @@ impl Worker {
             };
             let error = format!("route {:?} is not configured", event.route);
             drop(instance); // nothing will run: free it for the next event now
-            return self
-                .record_failure(&event, self.settings.max_attempts, finish, error, true)
-                .await;
+            let rule = RetryRule::default();
+            let retry = rule.policy(false, &self.settings);
+            return self.record_failure(&event, retry, finish, error, true, None).await;
         };
         let Some(plugin) = self.plugins.get(&route.plugin) else {
             let finish = Finish {
@@ -168,10 +169,11 @@ impl Worker {
             };
             let error = format!("plugin {:?} is not loaded", route.plugin);
             drop(instance);
-            return self
-                .record_failure(&event, route.max_attempts, finish, error, true)
-                .await;
+            let retry = route.retry.policy(false, &self.settings);
+            return self.record_failure(&event, retry, finish, error, true, None).await;
         };
+        let calls_out = plugin.grants.http.is_some() || plugin.grants.blob.is_some();
+        let retry = route.retry.policy(calls_out, &self.settings);
         let span = tracing::Span::current();
         span.record("plugin", plugin.name.as_str());
         span.record("version", short_version(&plugin.version));
@@ -182,7 +184,7 @@ impl Worker {
             plugin: &plugin.name,
             plugin_version: Some(&plugin.version),
         };
-        if event.attempts > route.max_attempts {
+        if event.attempts > retry.max_attempts {
             // Every claim counts as an attempt, so one past the limit means
             // the last one ended without a result: its instance stopped (or
             // lost the lease) while running it. An event that kills the host
@@ -195,13 +197,11 @@ impl Worker {
             let error = format!(
                 "{why}; {} attempts, the route's limit is {}",
                 event.attempts - 1,
-                route.max_attempts
+                retry.max_attempts
             );
-            return self
-                .record_failure(&event, route.max_attempts, finish, error, false)
-                .await;
+            return self.record_failure(&event, retry, finish, error, false, None).await;
         }
-        let tx = plugin.caps.db.begin(self.inbox.db());
+        let tx = plugin.caps.db.begin(self.inbox.processing_db());
         let dispatched = tokio::select! {
             dispatched = self.runtime.dispatch(&plugin, &event, tx, Some(instance)) => dispatched,
             never = self.keep_lease(&event.id, event.attempts) => match never {},
@@ -224,14 +224,25 @@ impl Worker {
             )
             .increment(1);
         }
+        let after = dispatched.after;
+        let spawn = (!after.followups.is_empty()).then(|| Spawn {
+            route: &event.route,
+            parent_id: &event.id,
+            request_id: event.request_id.as_deref(),
+            followups: &after.followups,
+        });
         match (dispatched.result, dispatched.tx) {
-            (Ok(answer), Some(tx)) => match self.commit(tx, finish).await {
+            (Ok(answer), Some(tx)) => match self.commit(tx, finish, spawn).await {
                 Ok(true) => {
                     observe("done");
                     count_attempt(&event.route, &plugin.name, "done");
+                    if spawn.is_some() {
+                        self.wake.notify_one(); // its follow-ups may be due now
+                    }
                     tracing::info!(
                         event_id = %event.id, route = %event.route, plugin = %plugin.name,
-                        attempt = event.attempts, elapsed_ms, "event done"
+                        attempt = event.attempts, elapsed_ms, followups = after.followups.len(),
+                        "event done"
                     );
                     Outcome::Done(answer)
                 }
@@ -241,31 +252,29 @@ impl Worker {
                 }
                 Err(e) => {
                     let error = format!("committing: {e:#}");
-                    self.record_failure(&event, route.max_attempts, finish, error, true)
-                        .await
+                    self.record_failure(&event, retry, finish, error, true, None).await
                 }
             },
             (Ok(_), None) => {
                 let error = "the event transaction was lost".to_string();
-                self.record_failure(&event, route.max_attempts, finish, error, true)
-                    .await
+                self.record_failure(&event, retry, finish, error, true, None).await
             }
             (Err(err), tx) => {
-                drop(tx); // rolls back whatever the plugin wrote
+                drop(tx); // rolls back whatever the plugin wrote, and its follow-ups with it
                 observe("failed");
-                let retryable = err.retryable();
-                self.record_failure(&event, route.max_attempts, finish, err.to_string(), retryable)
+                let (retryable, hint) = (err.retryable(), after.retry_after_ms);
+                self.record_failure(&event, retry, finish, err.to_string(), retryable, hint)
                     .await
             }
         }
     }
 
-    /// Marks the event done: with the plugin's writes in its transaction,
-    /// or, when the plugin never began one, in the next batch of such
+    /// Marks the event done: with the plugin's writes and follow-ups in
+    /// its transaction, or, when it has neither, in the next batch of such
     /// completions.
-    async fn commit(&self, tx: EventTx, finish: Finish<'_>) -> anyhow::Result<bool> {
-        if tx.touched() {
-            self.inbox.complete(tx, finish).await
+    async fn commit(&self, tx: EventTx, finish: Finish<'_>, spawn: Option<Spawn<'_>>) -> anyhow::Result<bool> {
+        if tx.touched() || spawn.is_some() {
+            self.inbox.complete(tx, finish, spawn).await
         } else {
             self.completer.complete(finish).await
         }
@@ -292,22 +301,20 @@ impl Worker {
         }
     }
 
+    /// Records a failed attempt: retried after `retry`'s wait (or the
+    /// plugin's `hint_ms`) while `retryable` and attempts are left, else dead.
     async fn record_failure(
         &self,
         event: &Event,
-        max_attempts: u32,
+        retry: Retry<'_>,
         finish: Finish<'_>,
         error: String,
         retryable: bool,
+        hint_ms: Option<u64>,
     ) -> Outcome {
-        let retry_at = (retryable && event.attempts < max_attempts).then(|| {
-            let delay = backoff::delay_ms(
-                event.attempts,
-                self.settings.backoff_base_ms,
-                self.settings.backoff_max_ms,
-                &mut rand::rng(),
-            );
-            now_ms() + delay as i64
+        let retry_at = (retryable && event.attempts < retry.max_attempts).then(|| {
+            let delay = retry.delay_ms(event.attempts, hint_ms, &mut rand::rng());
+            now_ms().saturating_add(delay as i64)
         });
         let outcome = if retry_at.is_some() { "retry" } else { "dead" };
         count_attempt(&event.route, finish.plugin, outcome);

@@ -6,27 +6,24 @@
 use serde_json::{Value as Json, json};
 
 use crate::body::{FalFile, Outcome, parse};
-use crate::notice;
-use crate::telegram;
+use crate::effects;
 use crate::webhook::plugin::db::{self, Value};
 use crate::webhook::plugin::log::{Level, log};
-use crate::webhook::plugin::{blob, config, kv};
+use crate::webhook::plugin::{attempt, blob, config};
 use crate::{Event, HandlerError};
 
 /// An avatar as far as this plugin needs to know it.
 pub(crate) struct Avatar {
     pub(crate) id: String,
-    status: String,
+    pub(crate) status: String,
     progress: i64,
-    training_type: Option<String>,
-    name: String,
-    telegram_id: Option<String>,
+    pub(crate) training_type: Option<String>,
+    pub(crate) name: String,
+    pub(crate) telegram_id: Option<String>,
     avatar_data: Option<String>,
 }
 
 const TERMINAL: [&str; 3] = ["completed", "error", "cancelled"];
-/// How long the "notice sent" marker lives: far longer than FAL retries.
-const NOTICE_MARKER_TTL_MS: u64 = 30 * 24 * 3600 * 1000;
 
 pub(crate) fn text(v: &Value) -> Option<String> {
     match v {
@@ -37,11 +34,22 @@ pub(crate) fn text(v: &Value) -> Option<String> {
 }
 
 pub(crate) fn find_avatar(request_id: &str) -> Result<Option<Avatar>, HandlerError> {
+    avatar_where("a.fal_request_id = $1", request_id)
+}
+
+/// The avatar with id `id`.
+pub(crate) fn avatar_by_id(id: &str) -> Result<Option<Avatar>, HandlerError> {
+    avatar_where("CAST(a.id AS TEXT) = $1", id)
+}
+
+fn avatar_where(condition: &str, value: &str) -> Result<Option<Avatar>, HandlerError> {
     let rows = db::query(
-        "SELECT CAST(a.id AS TEXT), a.status, a.training_progress, a.training_type, a.name, \
-         CAST(u.telegram_id AS TEXT), CAST(a.avatar_data AS TEXT) \
-         FROM avatars a LEFT JOIN users u ON u.id = a.user_id WHERE a.fal_request_id = $1",
-        &[Value::Text(request_id.to_string())],
+        &format!(
+            "SELECT CAST(a.id AS TEXT), a.status, a.training_progress, a.training_type, a.name, \
+             CAST(u.telegram_id AS TEXT), CAST(a.avatar_data AS TEXT) \
+             FROM avatars a LEFT JOIN users u ON u.id = a.user_id WHERE {condition}"
+        ),
+        &[Value::Text(value.to_string())],
     )
     .map_err(|e| HandlerError::Retry(format!("looking up the avatar: {e}")))?;
     let Some(row) = rows.values.into_iter().next() else {
@@ -71,7 +79,14 @@ pub(crate) fn setting(key: &str, default: &str) -> String {
     config::get(key).unwrap_or_else(|| default.to_string())
 }
 
-fn enabled(key: &str, default: bool) -> bool {
+/// A whole-number setting.
+pub(crate) fn number(key: &str, default: i64) -> i64 {
+    config::get(key)
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(default)
+}
+
+pub(crate) fn enabled(key: &str, default: bool) -> bool {
     match config::get(key).as_deref() {
         Some("true") | Some("1") | Some("yes") => true,
         Some("false") | Some("0") | Some("no") => false,
@@ -148,83 +163,8 @@ fn describe(stored: &Option<Stored>) -> Json {
     }
 }
 
-/// Deletes the avatar's training photos from storage except the first by
-/// `upload_order`; returns the ids of the rows to delete with the update.
-fn remove_training_photos(avatar: &Avatar) -> Result<Vec<String>, HandlerError> {
-    if !enabled("delete_training_photos", true) {
-        return Ok(Vec::new());
-    }
-    let rows = db::query(
-        "SELECT CAST(id AS TEXT), minio_key FROM avatar_photos WHERE CAST(avatar_id AS TEXT) = $1 \
-         ORDER BY upload_order, id",
-        &[Value::Text(avatar.id.clone())],
-    )
-    .map_err(|e| HandlerError::Retry(format!("listing the training photos: {e}")))?;
-    let mut removed = Vec::new();
-    for row in rows.values.iter().skip(1) {
-        let (Some(id), Some(key)) = (text(&row[0]), text(&row[1])) else {
-            continue;
-        };
-        match blob::delete(&key) {
-            Ok(()) => removed.push(id),
-            // A photo outside our grant or a storage hiccup must not block
-            // the completion: keep its row so nothing is orphaned.
-            Err(e) => log(Level::Warn, &format!("training photo {key} kept: {e}")),
-        }
-    }
-    Ok(removed)
-}
-
-/// Sends the completion notice once per avatar and request.
-fn notify(avatar: &Avatar, request_id: &str) -> Result<&'static str, HandlerError> {
-    if !enabled("notify", true) {
-        return Ok("notices off");
-    }
-    let Some(chat_id) = avatar.telegram_id.as_deref() else {
-        return Ok("no telegram_id; no notice");
-    };
-    let Some(token) = config::secret("telegram_bot_token") else {
-        log(
-            Level::Warn,
-            "telegram_bot_token is not set; completion notice not sent",
-        );
-        return Ok("no bot token; no notice");
-    };
-    let marker = format!("notice:{}:{}", avatar.id, request_id);
-    let first = kv::set_if_absent(&marker, b"sent", Some(NOTICE_MARKER_TTL_MS))
-        .map_err(|e| HandlerError::Retry(format!("checking the notice marker: {e}")))?;
-    if !first {
-        return Ok("notice already sent");
-    }
-    let message = notice::completion_message(
-        chat_id,
-        &avatar.id,
-        &avatar.name,
-        avatar.training_type.as_deref().unwrap_or("portrait"),
-    );
-    let base = setting("telegram_api_base", "https://api.telegram.org");
-    let url = format!("{}/bot{token}/sendMessage", base.trim_end_matches('/'));
-    let sent = telegram::post_json(&url, &message)
-        .map_err(|e| format!("sending the notice failed: {e}"))
-        .map(|(status, body)| notice::classify(status, &body));
-    match sent {
-        Ok(notice::Delivery::Sent) => Ok("notice sent"),
-        Ok(notice::Delivery::Permanent(why)) => {
-            log(
-                Level::Warn,
-                &format!("completion notice not delivered, not retried: {why}"),
-            );
-            Ok("notice refused by Telegram")
-        }
-        Ok(notice::Delivery::Transient(why)) | Err(why) => {
-            // Not sent: let the retry try again.
-            let _ = kv::delete(&marker);
-            Err(HandlerError::Retry(why))
-        }
-    }
-}
-
-/// The completion: files, photos, notice, then the row.
+/// The completion: files, then the row, with the notice and the photo
+/// clean-up queued as follow-ups that run once the row is committed.
 fn complete(
     avatar: &Avatar,
     request_id: &str,
@@ -241,13 +181,6 @@ fn complete(
     let config_file = config_file
         .map(|f| copy_file(avatar, request_id, &f, "config.json"))
         .transpose()?;
-    let removed = if lora.is_some() {
-        remove_training_photos(avatar)?
-    } else {
-        Vec::new()
-    };
-    let notice = notify(avatar, request_id)?;
-
     let mut data = avatar
         .avatar_data
         .as_deref()
@@ -277,17 +210,19 @@ fn complete(
             Value::Json(data.to_string()),
         ],
     )?;
-    for id in &removed {
-        db::execute(
-            "DELETE FROM avatar_photos WHERE CAST(id AS TEXT) = $1",
-            &[Value::Text(id.clone())],
-        )
-        .map_err(|e| HandlerError::Retry(format!("deleting a training photo row: {e}")))?;
+    let mut queued = Vec::new();
+    if lora.is_some() && enabled("delete_training_photos", true) {
+        effects::queue(effects::PHOTO_CLEANUP, &avatar.id, request_id)?;
+        queued.push(effects::PHOTO_CLEANUP);
+    }
+    if enabled("notify", true) && avatar.telegram_id.is_some() {
+        effects::queue(effects::NOTICE, &avatar.id, request_id)?;
+        queued.push(effects::NOTICE);
     }
     Ok(format!(
-        "completed ({} file(s) stored, {} photo(s) removed, {notice})",
+        "completed ({} file(s) stored; follow-ups: {})",
         usize::from(lora.is_some()) + usize::from(config_file.is_some()),
-        removed.len()
+        if queued.is_empty() { "none".to_string() } else { queued.join(", ") }
     ))
 }
 
@@ -345,11 +280,22 @@ pub(crate) fn apply(
 pub fn handle(event: Event) -> Result<Option<Vec<u8>>, HandlerError> {
     let report = parse(&event.body).map_err(HandlerError::Invalid)?;
     let Some(avatar) = find_avatar(&report.request_id)? else {
+        // FAL may call before the bot has stored the request id: wait a
+        // little for it, a few times, then let the event go.
+        let attempts = number("unknown_request_attempts", 4).max(1);
+        if i64::from(event.attempt) < attempts {
+            let wait_ms = number("unknown_request_retry_ms", 15_000).max(0) as u64;
+            attempt::retry_after(wait_ms.saturating_mul(u64::from(event.attempt)));
+            return Err(HandlerError::Retry(format!(
+                "no avatar has fal_request_id {:?} yet (attempt {} of {attempts})",
+                report.request_id, event.attempt
+            )));
+        }
         log(
             Level::Warn,
             &format!(
-                "no avatar has fal_request_id {:?}; nothing to update",
-                report.request_id
+                "no avatar has fal_request_id {:?} after {} attempts; nothing to update",
+                report.request_id, event.attempt
             ),
         );
         return Ok(None);

@@ -9,17 +9,20 @@
 //! - Legacy bodies: `queued`, `in_progress` (optional `progress`), `completed`,
 //!   `failed`, `cancelled`.
 //!
-//! On completion it copies FAL's files into our storage (FAL's URLs expire),
-//! deletes the training photos except the first (configurable), sends the
-//! user one Telegram notice, and marks the avatar completed. The order keeps
-//! the database write last and short (read, call out, write), and every side
-//! effect is safe to repeat: files go to stable keys (an existing copy is not
-//! fetched again), photo deletes are idempotent, and the notice is guarded by
-//! a kv marker, so a redelivery or a retry never sends it twice.
+//! On completion it copies FAL's files into our storage (FAL's URLs expire)
+//! and marks the avatar completed; the user's Telegram notice and deleting
+//! the training photos but the first (configurable) are follow-ups
+//! ([`effects`]) stored with that commit and run after it, each with its own
+//! retries. The order keeps the database write last and short (read, call
+//! out, write): files go to stable keys (an existing copy is not fetched
+//! again), and a follow-up is one per avatar and request, so a redelivery,
+//! a retry or a replay never sends a second notice.
 //!
-//! The avatar is found by `avatars.fal_request_id = request_id`. An unknown
-//! request id is logged and the event is done: retrying cannot make it known.
-//! A body that is not one of the shapes above is `invalid` and never retried.
+//! The avatar is found by `avatars.fal_request_id = request_id`. FAL may
+//! call before the bot has stored it: an unknown request id is retried a
+//! few times at short intervals (`unknown_request_attempts`,
+//! `unknown_request_retry_ms`), then logged and done. A body that is not
+//! one of the shapes above is `invalid` and never retried.
 //!
 //! Its `reconcile` schedule (see [`reconcile`]) finds avatars whose webhook
 //! never came by asking FAL's queue API, and applies the answer with the
@@ -30,13 +33,14 @@
 
 mod avatar;
 mod body;
+mod effects;
 mod notice;
 mod reconcile;
 mod telegram;
 
 wit_bindgen::generate!({
     path: "../../wit",
-    world: "scheduled-handler",
+    world: "scheduled-followup-handler",
 });
 
 struct FalAvatarStatus;
@@ -53,6 +57,12 @@ impl exports::webhook::plugin::scheduled::Guest for FalAvatarStatus {
             "reconcile" => reconcile::run(),
             other => Err(HandlerError::Invalid(format!("no schedule named {other:?}"))),
         }
+    }
+}
+
+impl exports::webhook::plugin::followup::Guest for FalAvatarStatus {
+    fn run_followup(task: exports::webhook::plugin::followup::Task) -> Result<(), HandlerError> {
+        effects::run(&task.name, &task.payload)
     }
 }
 

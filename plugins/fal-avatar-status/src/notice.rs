@@ -43,21 +43,31 @@ pub fn completion_message(chat_id: &str, avatar_id: &str, name: &str, training_t
 #[derive(Debug, PartialEq, Eq)]
 pub enum Delivery {
     Sent,
-    /// Worth another attempt later (rate limit, server error).
-    Transient(String),
+    /// Worth another attempt later (rate limit, server error); a 429 says
+    /// how long to wait in `parameters.retry_after`.
+    Transient {
+        why: String,
+        retry_after_secs: Option<u64>,
+    },
     /// Will never work for this chat (blocked bot, unknown chat, bad request).
     Permanent(String),
 }
 
 /// Classifies a Bot API response by status and body.
 pub fn classify(status: u16, body: &[u8]) -> Delivery {
-    let description = serde_json::from_slice::<Value>(body)
-        .ok()
-        .and_then(|v| v.get("description").and_then(Value::as_str).map(str::to_string))
+    let answer = serde_json::from_slice::<Value>(body).unwrap_or(Value::Null);
+    let description = answer
+        .get("description")
+        .and_then(Value::as_str)
         .unwrap_or_default();
     match status {
         200..=299 => Delivery::Sent,
-        429 | 500..=599 => Delivery::Transient(format!("Telegram answered {status} {description}")),
+        429 | 500..=599 => Delivery::Transient {
+            why: format!("Telegram answered {status} {description}"),
+            retry_after_secs: answer
+                .pointer("/parameters/retry_after")
+                .and_then(Value::as_u64),
+        },
         _ => Delivery::Permanent(format!("Telegram answered {status} {description}")),
     }
 }
@@ -84,8 +94,18 @@ mod tests {
     #[test]
     fn answers_are_classified() {
         assert_eq!(classify(200, br#"{"ok":true}"#), Delivery::Sent);
-        assert!(matches!(classify(429, b"{}"), Delivery::Transient(_)));
-        assert!(matches!(classify(502, b""), Delivery::Transient(_)));
+        assert!(matches!(
+            classify(502, b""),
+            Delivery::Transient { retry_after_secs: None, .. }
+        ));
+        let limited = br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#;
+        match classify(429, limited) {
+            Delivery::Transient { why, retry_after_secs } => {
+                assert_eq!(retry_after_secs, Some(7));
+                assert!(why.contains("Too Many Requests"), "{why}");
+            }
+            other => panic!("{other:?}"),
+        }
         match classify(
             403,
             br#"{"ok":false,"description":"Forbidden: bot was blocked by the user"}"#,

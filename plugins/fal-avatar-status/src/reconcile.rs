@@ -14,7 +14,7 @@
 use serde_json::{Value as Json, json};
 
 use crate::HandlerError;
-use crate::avatar::{apply, find_avatar, setting, text};
+use crate::avatar::{apply, find_avatar, number, setting, text};
 use crate::webhook::plugin::config;
 use crate::webhook::plugin::db::{self, Value};
 use crate::webhook::plugin::log::{Level, log};
@@ -32,12 +32,6 @@ enum Found {
     Pending(String),
     /// Finished: a body in the webhook's shape, for [`crate::body::parse`].
     Finished(Json),
-}
-
-fn number(key: &str, default: i64) -> i64 {
-    config::get(key)
-        .and_then(|v| v.trim().parse().ok())
-        .unwrap_or(default)
 }
 
 fn now_secs() -> i64 {

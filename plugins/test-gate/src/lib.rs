@@ -24,9 +24,9 @@ wit_bindgen::generate!({
         package test:gate;
         // The verifier and responder worlds at once.
         world gate {
-            use webhook:plugin/request@0.1.0.{incoming, verdict, rejection, response};
-            import webhook:plugin/config@0.1.0;
-            import webhook:plugin/log@0.1.0;
+            use webhook:plugin/request@0.1.1.{incoming, verdict, rejection, response};
+            import webhook:plugin/config@0.1.1;
+            import webhook:plugin/log@0.1.1;
             export verify: func(request: incoming) -> result<verdict, rejection>;
             export respond: func(request: incoming) -> option<response>;
         }

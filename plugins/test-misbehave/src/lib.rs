@@ -158,9 +158,13 @@ impl Guest for Misbehave {
                 blob::put(&key, event.id.as_bytes(), Some("text/plain")).map_err(HandlerError::Retry)?;
                 record_effect(&event).map(|_| None)
             }
+            // Busy for `ms` (500 by default), then the effect row.
             "slow" => {
+                let ms = field_of(&event.body, "ms")
+                    .and_then(|n| n.parse().ok())
+                    .unwrap_or(500);
                 let start = std::time::Instant::now();
-                while start.elapsed() < std::time::Duration::from_millis(500) {
+                while start.elapsed() < std::time::Duration::from_millis(ms) {
                     std::hint::spin_loop();
                 }
                 record_effect(&event).map(|_| None)

@@ -72,6 +72,18 @@ pub async fn event(
             dt { "version" } dd { code id="event-version" { (e.plugin_version.as_deref().unwrap_or("-")) } }
             dt { "lease" } dd { (e.lease_owner.as_deref().unwrap_or("-")) }
             dt { "request" } dd { code { (e.request_id.as_deref().unwrap_or("-")) } }
+            @if let Some(task) = &e.task {
+                dt { "follow-up" } dd { code id="event-task" { (task) } }
+                dt { "queued by" } dd {
+                    @match e.parent_id.as_deref() {
+                        Some(parent) if parent.starts_with("evt_") => {
+                            a id="event-parent" href={"/admin/events/" (query_value(parent))} { code { (parent) } }
+                        }
+                        Some(parent) => code id="event-parent" { (parent) },
+                        None => "-",
+                    }
+                }
+            }
         }
         @if let Some(error) = &e.last_error {
             h2 { "Last error" }
