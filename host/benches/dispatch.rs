@@ -32,12 +32,12 @@ mod avatar;
 #[allow(dead_code, unused_imports)]
 #[path = "../../plugins/fal-avatar-status/src/body.rs"]
 mod body;
-#[allow(unused_imports)]
-#[path = "../../plugins/fal-avatar-status/src/notice.rs"]
-mod notice;
 #[allow(dead_code)]
 #[path = "../../plugins/fal-avatar-status/src/effects.rs"]
 mod effects;
+#[allow(unused_imports)]
+#[path = "../../plugins/fal-avatar-status/src/notice.rs"]
+mod notice;
 #[path = "support/fal_native.rs"]
 mod webhook;
 

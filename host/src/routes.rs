@@ -13,10 +13,10 @@ use arc_swap::ArcSwap;
 
 use crate::config::{BodyKind, DeliveryIdSource, RouteConfig, RouteMode, Settings};
 use crate::verify::catalogue::Lookup;
-use crate::worker::backoff::RetryRule;
 use crate::verify::plugin::{GateHandle, PluginVerifiers};
 use crate::verify::preset::Preset;
 use crate::verify::{BuildContext, RouteVerifier};
+use crate::worker::backoff::RetryRule;
 
 /// One configured route, ready to serve.
 pub struct Route {
@@ -155,7 +155,7 @@ impl RouteTable {
         serving.into_iter().next()
     }
 
-        /// Who serves route `name` now, if anyone: `None` when it is free.
+    /// Who serves route `name` now, if anyone: `None` when it is free.
     pub fn taken_by(&self, name: &str, except_plugin: &str) -> Option<String> {
         if self.configured.contains_key(name) {
             return Some("the host's config".into());

@@ -255,7 +255,10 @@ impl Scheduler {
         let route = match followups.is_empty() {
             true => None,
             false => Some(self.routes.serving(&plugin.name).with_context(|| {
-                format!("the run queued follow-ups, but no route serves plugin {}", plugin.name)
+                format!(
+                    "the run queued follow-ups, but no route serves plugin {}",
+                    plugin.name
+                )
             })?),
         };
         let parent_id = format!("schedule:{}", schedule.name);

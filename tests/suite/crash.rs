@@ -97,7 +97,10 @@ async fn a_stalled_attempt_loses_its_lease_and_changes_nothing() {
         if let Some(owner) = owner.into_iter().next() {
             break owner;
         }
-        assert!(started.elapsed() < Duration::from_secs(30), "the event never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the event never started"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     };
     let first = usize::from(owner != "test-host");

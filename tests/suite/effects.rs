@@ -78,11 +78,16 @@ async fn a_telegram_outage_delays_only_the_notice(backend: Backend) {
     let (avatar, chat) = avatar_with_photos(&host, &request_id).await;
     remote.fail_notices(&chat, 2);
 
-    let (status, answer) = host.post_fal(&remote.fixture("ok-portrait.json", &request_id)).await;
+    let (status, answer) = host
+        .post_fal(&remote.fixture("ok-portrait.json", &request_id))
+        .await;
     assert_eq!(status, 200, "{answer}");
     let event_id = answer["event_id"].as_str().unwrap().to_string();
     let parent = host.wait_for(&event_id, "done").await;
-    assert_eq!(parent.attempts, 1, "the completion does not wait for Telegram: {parent:?}");
+    assert_eq!(
+        parent.attempts, 1,
+        "the completion does not wait for Telegram: {parent:?}"
+    );
     assert_eq!(host.avatar(&avatar).await.status, "completed");
 
     host.wait_until_all_done().await;
@@ -136,21 +141,33 @@ async fn a_sigkill_between_the_completion_and_the_notice_sends_one_notice(backen
     let (avatar, chat) = avatar_with_photos(&host, &request_id).await;
     remote.stall_notices(&chat, 1, Duration::from_secs(30));
 
-    let (_, answer) = host.post_fal(&remote.fixture("ok-portrait.json", &request_id)).await;
+    let (_, answer) = host
+        .post_fal(&remote.fixture("ok-portrait.json", &request_id))
+        .await;
     let event_id = answer["event_id"].as_str().unwrap().to_string();
     host.wait_for(&event_id, "done").await;
     let started = Instant::now();
     while remote.notice_calls(&chat) == 0 {
-        assert!(started.elapsed() < Duration::from_secs(30), "the notice never started");
+        assert!(
+            started.elapsed() < Duration::from_secs(30),
+            "the notice never started"
+        );
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     host.kill();
     assert_eq!(host.avatar(&avatar).await.status, "completed");
-    assert!(remote.notices_to(&chat).is_empty(), "nothing delivered before the kill");
+    assert!(
+        remote.notices_to(&chat).is_empty(),
+        "nothing delivered before the kill"
+    );
 
     host.restart();
     host.wait_until_all_done().await;
-    assert_eq!(remote.notices_to(&chat).len(), 1, "exactly one notice after the restart");
+    assert_eq!(
+        remote.notices_to(&chat).len(),
+        1,
+        "exactly one notice after the restart"
+    );
     let notice = followups_of(&host, &event_id).await.remove(0);
     assert_eq!((notice.0.as_str(), notice.2), ("notice", 2), "{notice:?}");
 }
@@ -182,7 +199,9 @@ async fn a_webhook_before_its_avatar_row_applies_once_the_row_exists() {
     })
     .await;
     let remote = remote::shared();
-    let (_, answer) = host.post_fal(&remote.fixture("legacy-progress.json", "effects-early")).await;
+    let (_, answer) = host
+        .post_fal(&remote.fixture("legacy-progress.json", "effects-early"))
+        .await;
     let event_id = answer["event_id"].as_str().unwrap().to_string();
     let started = Instant::now();
     while host.event(&event_id).await.unwrap().attempts < 2 {
@@ -193,12 +212,21 @@ async fn a_webhook_before_its_avatar_row_applies_once_the_row_exists() {
     let done = host.wait_for(&event_id, "done").await;
     assert!(done.attempts >= 2, "{done:?}");
     assert_eq!(host.avatar(&avatar).await.status, "training");
-    assert_eq!(host.avatar(&avatar).await.training_progress, 42, "the report was applied");
+    assert_eq!(
+        host.avatar(&avatar).await.training_progress,
+        42,
+        "the report was applied"
+    );
 
     // An id that never appears: a few retries, then done with nothing changed.
-    let (_, answer) = host.post_fal(&remote.fixture("legacy-progress.json", "effects-never")).await;
+    let (_, answer) = host
+        .post_fal(&remote.fixture("legacy-progress.json", "effects-never"))
+        .await;
     let never = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
-    assert_eq!(never.attempts, 4, "the plugin's unknown_request_attempts: {never:?}");
+    assert_eq!(
+        never.attempts, 4,
+        "the plugin's unknown_request_attempts: {never:?}"
+    );
 }
 
 /// PostgreSQL ends any transaction idle for 2 s, and sixteen completions
@@ -229,8 +257,11 @@ async fn slow_copies_hold_no_transaction_and_leave_intake_its_connections() {
         let avatar = host.seed_avatar(&request_id).await;
         let mut body: serde_json::Value =
             serde_json::from_slice(&remote.fixture("ok-portrait.json", &request_id)).unwrap();
-        body["payload"]["diffusers_lora_file"]["url"] =
-            format!("{}/slow/{request_id}/pytorch_lora_weights.safetensors?secs=5", remote.url).into();
+        body["payload"]["diffusers_lora_file"]["url"] = format!(
+            "{}/slow/{request_id}/pytorch_lora_weights.safetensors?secs=5",
+            remote.url
+        )
+        .into();
         let (status, answer) = host.post_fal(&serde_json::to_vec(&body).unwrap()).await;
         assert_eq!(status, 200, "{answer}");
         avatars.push(avatar);
@@ -240,7 +271,8 @@ async fn slow_copies_hold_no_transaction_and_leave_intake_its_connections() {
     let started = Instant::now();
     let mut stored = 0;
     while started.elapsed() < Duration::from_secs(6) {
-        host.post_mode_as(0, "ok", &format!("during-{stored}-{run}")).await;
+        host.post_mode_as(0, "ok", &format!("during-{stored}-{run}"))
+            .await;
         stored += 1;
         tokio::time::sleep(Duration::from_millis(50)).await;
     }

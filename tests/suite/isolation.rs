@@ -160,7 +160,7 @@ async fn the_hostile_corpus_is_contained() {
             (
                 "test-misbehave",
                 "timeout_ms = 1000",
-                "timeout_ms = 1000\nmax_db_calls = 2000",
+                "timeout_ms = 1000\nmax_db_calls = 300",
             ),
         ],
         ..Default::default()
@@ -186,7 +186,7 @@ async fn the_hostile_corpus_is_contained() {
     let flood = host.post_mode("flood").await;
     let huge = host.post_mode("huge-return").await;
     let storm = post(r#"{"mode":"db-storm","calls":"5000"}"#.into(), "storm-big").await;
-    let within = post(r#"{"mode":"db-storm","calls":"1500"}"#.into(), "storm-small").await;
+    let within = post(r#"{"mode":"db-storm","calls":"200"}"#.into(), "storm-small").await;
     let hang_url = format!("{}/hang/forever", crate::remote::shared().url);
     let hang = post(format!(r#"{{"mode":"reach","targets":"{hang_url}"}}"#), "hang").await;
     let (_, normal) = host
@@ -232,13 +232,13 @@ async fn the_hostile_corpus_is_contained() {
     let storm = host.wait_for(&storm, "dead").await;
     let storm_error = storm.last_error.unwrap();
     assert!(
-        storm_error.contains("budget of 2000 db calls per event is used up"),
+        storm_error.contains("budget of 300 db calls per event is used up"),
         "{storm_error}"
     );
     host.wait_for(&within, "done").await;
     assert_eq!(
         host.texts("SELECT event_id FROM plugin_effects").await,
-        vec!["1500 db calls made".to_string()],
+        vec!["200 db calls made".to_string()],
         "the storm that ran out of budget left nothing behind"
     );
 

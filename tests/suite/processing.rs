@@ -76,12 +76,29 @@ async fn every_fixture_shape_is_applied() {
     }
 }
 
-/// An unknown request id is done without error; a body of the wrong shape is dead at once.
+/// An unknown request id is retried (the plugin's own short waits), then
+/// done without error; a body of the wrong shape is dead at once.
 #[tokio::test]
 async fn unknown_avatars_are_done_and_malformed_bodies_are_dead_without_retry() {
-    let host = TestHost::spawn().await;
+    let host = TestHost::start_with(crate::harness::Options {
+        manifest_edits: &[
+            (
+                "fal-avatar-status",
+                r#"unknown_request_attempts = "4""#,
+                r#"unknown_request_attempts = "2""#,
+            ),
+            (
+                "fal-avatar-status",
+                r#"unknown_request_retry_ms = "15000""#,
+                r#"unknown_request_retry_ms = "100""#,
+            ),
+        ],
+        ..Default::default()
+    })
+    .await;
     let (_, answer) = host.post_fal(&fixture("ok-portrait.json", "req-nobody")).await;
     let event = host.wait_for(answer["event_id"].as_str().unwrap(), "done").await;
+    assert_eq!(event.attempts, 2, "one short retry first");
     assert!(event.last_error.is_none());
 
     let (status, answer) = host

@@ -177,7 +177,10 @@ async fn send_message(
         let calls = recorded.notice_calls.entry(chat_id.clone()).or_default();
         *calls += 1;
         let call = *calls;
-        (call, recorded.notice_faults.get(&chat_id).copied().unwrap_or_default())
+        (
+            call,
+            recorded.notice_faults.get(&chat_id).copied().unwrap_or_default(),
+        )
     };
     if call <= stalling {
         // A call that hangs (its sender may be killed meanwhile), then fails.

@@ -131,7 +131,10 @@ async fn reconciliation_completes_missed_webhooks_and_leaves_running_trainings()
     );
     assert_eq!(remote.file_hits("rec-done/pytorch_lora_weights.safetensors"), 1);
     // The notice is a follow-up the run queued, on the plugin's route.
-    wait_until("the notice is sent", || async { remote.notices_to(&chat).len() == 1 }).await;
+    wait_until("the notice is sent", || async {
+        remote.notices_to(&chat).len() == 1
+    })
+    .await;
     wait_until("the failed training is an error", || async {
         host.avatar(&avatars["rec-failed"]).await.status == "error"
     })

@@ -89,6 +89,7 @@ pub(crate) fn fal_route(name: &str, jwks: &JwksServer, min_fetch_interval_secs: 
 name = "{name}"
 plugin = "test-misbehave"
 verify = [{{ scheme = "fal-ed25519", jwks_urls = ["{}"], jwks_min_fetch_interval_secs = {min_fetch_interval_secs} }}]
+retry_schedule = []
 "#,
         jwks.url
     )

@@ -76,14 +76,21 @@ impl Capability for FollowupsState {
 impl followups::Host for FollowupsState {
     async fn enqueue(&mut self, name: String, payload: Vec<u8>, delay_ms: u64) -> Result<(), String> {
         check(&name, &payload, self.queued.len())?;
-        super::trace::trace_call!("followups.enqueue {name} ({} bytes, in {delay_ms} ms)", payload.len());
+        super::trace::trace_call!(
+            "followups.enqueue {name} ({} bytes, in {delay_ms} ms)",
+            payload.len()
+        );
         // The same follow-up twice in one attempt is one.
         let followup = FollowUp {
             name,
             payload,
             delay_ms: delay_ms.min(MAX_DELAY_MS),
         };
-        if !self.queued.iter().any(|q| q.delivery_id() == followup.delivery_id()) {
+        if !self
+            .queued
+            .iter()
+            .any(|q| q.delivery_id() == followup.delivery_id())
+        {
             self.queued.push(followup);
         }
         Ok(())

@@ -359,7 +359,9 @@ mod tests {
         assert!(!is_plain_select("UPDATE avatars SET status = 'x'"));
         assert!(!is_plain_select("WITH x AS (SELECT 1) UPDATE t SET a = 1"));
         assert!(!is_plain_select("-- comment\nSELECT 1"));
-        assert!(!is_plain_select("SELECT id FROM avatars WHERE id = $1 FOR UPDATE"));
+        assert!(!is_plain_select(
+            "SELECT id FROM avatars WHERE id = $1 FOR UPDATE"
+        ));
         assert!(!is_plain_select("select * from t for no key update skip locked"));
         assert!(!is_plain_select("SELECT 1 FOR SHARE"));
         assert!(is_plain_select("SELECT info FROM t WHERE kind = 'for'"));

@@ -186,7 +186,10 @@ impl Inbox {
     pub async fn complete(&self, tx: EventTx, finish: Finish<'_>, spawn: Option<Spawn<'_>>) -> Result<bool> {
         let now = now_ms();
         let rows = spawn.map(|spawn| followup_rows(spawn, now)).unwrap_or_default();
-        let also: Vec<_> = rows.iter().map(|row| (sql::INSERT_FOLLOWUP, row.args())).collect();
+        let also: Vec<_> = rows
+            .iter()
+            .map(|row| (sql::INSERT_FOLLOWUP, row.args()))
+            .collect();
         let done = tx
             .commit_if(
                 sql::MARK_DONE,
@@ -233,8 +236,13 @@ impl Inbox {
             Arg::Text(guard.schedule),
             Arg::Text(guard.owner),
         ];
-        let rows = spawn.map(|spawn| followup_rows(spawn, now_ms())).unwrap_or_default();
-        let also: Vec<_> = rows.iter().map(|row| (sql::INSERT_FOLLOWUP, row.args())).collect();
+        let rows = spawn
+            .map(|spawn| followup_rows(spawn, now_ms()))
+            .unwrap_or_default();
+        let also: Vec<_> = rows
+            .iter()
+            .map(|row| (sql::INSERT_FOLLOWUP, row.args()))
+            .collect();
         let done = tx
             .commit_if(sql::SCHEDULE_GUARD, &args, "checking the schedule's lease", &also)
             .await?;

@@ -143,7 +143,11 @@ impl Runtime {
             ..
         } = &plugin.entry
         else {
-            return not_a(plugin, "plugin that runs follow-ups (it does not export `followup`)", tx);
+            return not_a(
+                plugin,
+                "plugin that runs follow-ups (it does not export `followup`)",
+                tx,
+            );
         };
         let task = Task {
             id: event.id.clone(),

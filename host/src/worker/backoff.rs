@@ -40,9 +40,18 @@ pub struct RetryRule {
 
 impl RetryRule {
     /// The rule a route's settings give (durations such as `"5s"`, `"30m"`).
-    pub fn of(max_attempts: Option<u32>, schedule: Option<&[String]>, retry_after_max: Option<&str>) -> Result<Self> {
+    pub fn of(
+        max_attempts: Option<u32>,
+        schedule: Option<&[String]>,
+        retry_after_max: Option<&str>,
+    ) -> Result<Self> {
         let schedule = schedule
-            .map(|waits| waits.iter().map(|w| parse_duration_ms(w)).collect::<Result<Vec<_>>>())
+            .map(|waits| {
+                waits
+                    .iter()
+                    .map(|w| parse_duration_ms(w))
+                    .collect::<Result<Vec<_>>>()
+            })
             .transpose()?;
         if max_attempts == Some(0) {
             bail!("max_attempts must be at least 1");
@@ -174,7 +183,10 @@ mod tests {
         let long = rule.policy(true, &worker);
         assert_eq!(long.max_attempts, 8);
         let waits: Vec<u64> = (1..=8).map(|a| long.delay_ms(a, None, &mut rng)).collect();
-        for (wait, planned) in waits.iter().zip(CALLING_OUT_SCHEDULE_MS.iter().chain([&36_000_000])) {
+        for (wait, planned) in waits
+            .iter()
+            .zip(CALLING_OUT_SCHEDULE_MS.iter().chain([&36_000_000]))
+        {
             assert!((*planned..=planned + planned / 10).contains(wait), "{waits:?}");
         }
         let total: u64 = CALLING_OUT_SCHEDULE_MS.iter().sum();

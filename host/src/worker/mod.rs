@@ -157,7 +157,9 @@ impl Worker {
             drop(instance); // nothing will run: free it for the next event now
             let rule = RetryRule::default();
             let retry = rule.policy(false, &self.settings);
-            return self.record_failure(&event, retry, finish, error, true, None).await;
+            return self
+                .record_failure(&event, retry, finish, error, true, None)
+                .await;
         };
         let Some(plugin) = self.plugins.get(&route.plugin) else {
             let finish = Finish {
@@ -170,7 +172,9 @@ impl Worker {
             let error = format!("plugin {:?} is not loaded", route.plugin);
             drop(instance);
             let retry = route.retry.policy(false, &self.settings);
-            return self.record_failure(&event, retry, finish, error, true, None).await;
+            return self
+                .record_failure(&event, retry, finish, error, true, None)
+                .await;
         };
         let calls_out = plugin.grants.http.is_some() || plugin.grants.blob.is_some();
         let retry = route.retry.policy(calls_out, &self.settings);
@@ -199,7 +203,9 @@ impl Worker {
                 event.attempts - 1,
                 retry.max_attempts
             );
-            return self.record_failure(&event, retry, finish, error, false, None).await;
+            return self
+                .record_failure(&event, retry, finish, error, false, None)
+                .await;
         }
         let tx = plugin.caps.db.begin(self.inbox.processing_db());
         let dispatched = tokio::select! {
@@ -252,12 +258,14 @@ impl Worker {
                 }
                 Err(e) => {
                     let error = format!("committing: {e:#}");
-                    self.record_failure(&event, retry, finish, error, true, None).await
+                    self.record_failure(&event, retry, finish, error, true, None)
+                        .await
                 }
             },
             (Ok(_), None) => {
                 let error = "the event transaction was lost".to_string();
-                self.record_failure(&event, retry, finish, error, true, None).await
+                self.record_failure(&event, retry, finish, error, true, None)
+                    .await
             }
             (Err(err), tx) => {
                 drop(tx); // rolls back whatever the plugin wrote, and its follow-ups with it
@@ -272,7 +280,12 @@ impl Worker {
     /// Marks the event done: with the plugin's writes and follow-ups in
     /// its transaction, or, when it has neither, in the next batch of such
     /// completions.
-    async fn commit(&self, tx: EventTx, finish: Finish<'_>, spawn: Option<Spawn<'_>>) -> anyhow::Result<bool> {
+    async fn commit(
+        &self,
+        tx: EventTx,
+        finish: Finish<'_>,
+        spawn: Option<Spawn<'_>>,
+    ) -> anyhow::Result<bool> {
         if tx.touched() || spawn.is_some() {
             self.inbox.complete(tx, finish, spawn).await
         } else {

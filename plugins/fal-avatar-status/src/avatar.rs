@@ -222,7 +222,11 @@ fn complete(
     Ok(format!(
         "completed ({} file(s) stored; follow-ups: {})",
         usize::from(lora.is_some()) + usize::from(config_file.is_some()),
-        if queued.is_empty() { "none".to_string() } else { queued.join(", ") }
+        if queued.is_empty() {
+            "none".to_string()
+        } else {
+            queued.join(", ")
+        }
     ))
 }
 

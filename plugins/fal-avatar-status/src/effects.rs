@@ -13,13 +13,13 @@
 
 use serde::{Deserialize, Serialize};
 
+use crate::HandlerError;
 use crate::avatar::{avatar_by_id, enabled, setting, text};
 use crate::notice;
 use crate::telegram;
 use crate::webhook::plugin::db::{self, Value};
 use crate::webhook::plugin::log::{Level, log};
 use crate::webhook::plugin::{attempt, blob, config, followups};
-use crate::HandlerError;
 
 /// The "your avatar is ready" message.
 pub const NOTICE: &str = "notice";
@@ -99,7 +99,10 @@ fn send_notice(about: &About) -> Result<String, HandlerError> {
             );
             Ok("notice refused by Telegram".into())
         }
-        Ok(notice::Delivery::Transient { why, retry_after_secs }) => {
+        Ok(notice::Delivery::Transient {
+            why,
+            retry_after_secs,
+        }) => {
             if let Some(secs) = retry_after_secs {
                 attempt::retry_after(secs.saturating_mul(1000));
             }

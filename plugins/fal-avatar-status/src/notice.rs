@@ -64,9 +64,7 @@ pub fn classify(status: u16, body: &[u8]) -> Delivery {
         200..=299 => Delivery::Sent,
         429 | 500..=599 => Delivery::Transient {
             why: format!("Telegram answered {status} {description}"),
-            retry_after_secs: answer
-                .pointer("/parameters/retry_after")
-                .and_then(Value::as_u64),
+            retry_after_secs: answer.pointer("/parameters/retry_after").and_then(Value::as_u64),
         },
         _ => Delivery::Permanent(format!("Telegram answered {status} {description}")),
     }
@@ -96,11 +94,17 @@ mod tests {
         assert_eq!(classify(200, br#"{"ok":true}"#), Delivery::Sent);
         assert!(matches!(
             classify(502, b""),
-            Delivery::Transient { retry_after_secs: None, .. }
+            Delivery::Transient {
+                retry_after_secs: None,
+                ..
+            }
         ));
         let limited = br#"{"ok":false,"error_code":429,"description":"Too Many Requests: retry after 7","parameters":{"retry_after":7}}"#;
         match classify(429, limited) {
-            Delivery::Transient { why, retry_after_secs } => {
+            Delivery::Transient {
+                why,
+                retry_after_secs,
+            } => {
                 assert_eq!(retry_after_secs, Some(7));
                 assert!(why.contains("Too Many Requests"), "{why}");
             }
