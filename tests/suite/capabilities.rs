@@ -23,7 +23,7 @@ fn ok_body(request_id: &str, folder: &str, lora_size: usize) -> Vec<u8> {
     serde_json::to_vec(&body).unwrap()
 }
 
-async fn telegram_id(host: &TestHost, avatar: &str) -> String {
+pub(crate) async fn telegram_id(host: &TestHost, avatar: &str) -> String {
     host.texts(&format!(
         "SELECT CAST(u.telegram_id AS TEXT) FROM users u JOIN avatars a ON a.user_id = u.id \
          WHERE CAST(a.id AS TEXT) = '{avatar}'"
@@ -32,7 +32,7 @@ async fn telegram_id(host: &TestHost, avatar: &str) -> String {
     .remove(0)
 }
 
-async fn replay(host: &TestHost, event_id: &str) {
+pub(crate) async fn replay(host: &TestHost, event_id: &str) {
     let response = host
         .http
         .post(host.url(&format!("/admin/v1/events/{event_id}/replay")))

@@ -6,6 +6,7 @@
 
 use std::time::{Duration, Instant};
 
+use crate::capabilities::{replay, telegram_id};
 use crate::harness::{Backend, Options, TestHost};
 use crate::remote;
 use crate::services::production_env;
@@ -36,13 +37,7 @@ async fn avatar_with_photos(host: &TestHost, request_id: &str) -> (String, Strin
         ))
         .await;
     }
-    let chat = host
-        .texts(&format!(
-            "SELECT CAST(u.telegram_id AS TEXT) FROM users u JOIN avatars a ON a.user_id = u.id \
-             WHERE CAST(a.id AS TEXT) = '{avatar}'"
-        ))
-        .await
-        .remove(0);
+    let chat = telegram_id(host, &avatar).await;
     (avatar, chat)
 }
 
@@ -108,14 +103,7 @@ async fn a_telegram_outage_delays_only_the_notice(backend: Backend) {
 
     // The same completion again, as a redelivery with a new id would bring
     // it (an operator's replay): nothing new is queued, no second notice.
-    let replayed = host
-        .http
-        .post(host.url(&format!("/admin/v1/events/{event_id}/replay")))
-        .bearer_auth("admin-test-token")
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(replayed.status(), 200);
+    replay(&host, &event_id).await;
     host.wait_until_all_done().await;
     assert_eq!(followups_of(&host, &event_id).await.len(), 2);
     assert_eq!(remote.notices_to(&chat).len(), 1, "still one notice");

@@ -22,7 +22,8 @@ pub const SECRET: &str = "test-secret-not-for-production";
 const WAIT: Duration = Duration::from_secs(60);
 
 /// The host config every test host uses: the FAL route and a route for the
-/// misbehaving test plugin, fast retries.
+/// misbehaving test plugin, fast retries (`retry_schedule = []`: the
+/// `[worker]` backoff, not the hours-long default of plugins that call out).
 const CONFIG: &str = r#"
 [worker]
 concurrency = 4

@@ -285,7 +285,8 @@ impl Remote {
     }
 
     /// Makes the first `calls` notices to `chat_id` hang for `stall`, then
-    /// fail with 503 (nothing is delivered).
+    /// fail as [`fail_notices`](Self::fail_notices)' do (nothing is
+    /// delivered).
     #[allow(dead_code)]
     pub fn stall_notices(&self, chat_id: &str, calls: u32, stall: std::time::Duration) {
         let faults = &mut self.recorded.lock().unwrap().notice_faults;

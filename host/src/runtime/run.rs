@@ -88,6 +88,20 @@ pub struct After {
     pub retry_after_ms: Option<u64>,
 }
 
+/// A call that answers nothing on success (a schedule, a follow-up).
+impl From<Ran<Result<(), HandlerError>>> for Dispatched {
+    fn from(ran: Ran<Result<(), HandlerError>>) -> Self {
+        Dispatched {
+            result: ran
+                .result
+                .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
+            tx: ran.tx,
+            after: ran.after,
+            elapsed: ran.elapsed,
+        }
+    }
+}
+
 /// The result of one attempt, with the event's transaction handed back.
 pub struct Dispatched {
     pub result: Result<Option<Vec<u8>>, DispatchError>,
@@ -165,14 +179,7 @@ impl Runtime {
                     .await
             })
             .await;
-        Dispatched {
-            result: ran
-                .result
-                .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
-            tx: ran.tx,
-            after: ran.after,
-            elapsed: ran.elapsed,
-        }
+        ran.into()
     }
 
     /// Runs schedule `schedule` of `plugin` once (`run_id` tags its log
@@ -200,14 +207,7 @@ impl Runtime {
                     .await
             })
             .await;
-        Dispatched {
-            result: ran
-                .result
-                .and_then(|r| r.map(|()| None).map_err(DispatchError::from)),
-            tx: ran.tx,
-            after: ran.after,
-            elapsed: ran.elapsed,
-        }
+        ran.into()
     }
 
     /// What one instance of `plugin` gets (see [`State::new`]); the
