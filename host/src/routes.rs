@@ -150,9 +150,10 @@ impl RouteTable {
     /// A route `plugin` serves (the first by name), if any: where its
     /// scheduled runs' follow-ups go.
     pub fn serving(&self, plugin: &str) -> Option<Arc<Route>> {
-        let mut serving: Vec<Arc<Route>> = self.all().into_iter().filter(|r| r.plugin == plugin).collect();
-        serving.sort_by(|a, b| a.name.cmp(&b.name));
-        serving.into_iter().next()
+        self.all()
+            .into_iter()
+            .filter(|r| r.plugin == plugin)
+            .min_by(|a, b| a.name.cmp(&b.name))
     }
 
     /// Who serves route `name` now, if anyone: `None` when it is free.

@@ -89,7 +89,7 @@ impl followups::Host for FollowupsState {
         if !self
             .queued
             .iter()
-            .any(|q| q.delivery_id() == followup.delivery_id())
+            .any(|q| q.name == followup.name && q.payload == followup.payload)
         {
             self.queued.push(followup);
         }

@@ -151,15 +151,24 @@ pub fn is_plain_select(sql: &str) -> bool {
     if !sql.starts_with(|c: char| c.is_whitespace() || c.is_ascii_alphabetic()) {
         return false; // a comment or anything else first
     }
-    let words: Vec<String> = sql
+    // Runs for every plugin statement: words are compared in place.
+    let mut words = sql
         .split(|c: char| !c.is_ascii_alphabetic())
-        .filter(|w| !w.is_empty())
-        .map(str::to_ascii_lowercase)
-        .collect();
-    let locks = words
-        .windows(2)
-        .any(|pair| pair[0] == "for" && matches!(pair[1].as_str(), "update" | "share" | "no" | "key"));
-    words.first().is_some_and(|w| w == "select") && !locks
+        .filter(|w| !w.is_empty());
+    if !words.next().is_some_and(|w| w.eq_ignore_ascii_case("select")) {
+        return false;
+    }
+    let mut after_for = false;
+    for word in words {
+        let locking = ["update", "share", "no", "key"]
+            .iter()
+            .any(|lock| word.eq_ignore_ascii_case(lock));
+        if after_for && locking {
+            return false;
+        }
+        after_for = word.eq_ignore_ascii_case("for");
+    }
+    true
 }
 
 /// Quotes a role name for `SET LOCAL ROLE` (manifests only allow

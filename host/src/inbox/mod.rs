@@ -185,19 +185,28 @@ impl Inbox {
     /// `owner` no longer holds the lease.
     pub async fn complete(&self, tx: EventTx, finish: Finish<'_>, spawn: Option<Spawn<'_>>) -> Result<bool> {
         let now = now_ms();
+        let args = sql::mark_done_args(finish, now);
+        self.commit_with_followups(tx, sql::MARK_DONE, &args, "marking the event done", spawn, now)
+            .await
+    }
+
+    /// Commits `tx` under `guard` (see [`EventTx::commit_if`]) with the
+    /// rows of the follow-ups in `spawn`, and announces them once committed.
+    async fn commit_with_followups(
+        &self,
+        tx: EventTx,
+        guard: &str,
+        args: &[Arg<'_>],
+        what: &str,
+        spawn: Option<Spawn<'_>>,
+        now: i64,
+    ) -> Result<bool> {
         let rows = spawn.map(|spawn| followup_rows(spawn, now)).unwrap_or_default();
         let also: Vec<_> = rows
             .iter()
             .map(|row| (sql::INSERT_FOLLOWUP, row.args()))
             .collect();
-        let done = tx
-            .commit_if(
-                sql::MARK_DONE,
-                &sql::mark_done_args(finish, now),
-                "marking the event done",
-                &also,
-            )
-            .await?;
+        let done = tx.commit_if(guard, args, what, &also).await?;
         if done && !rows.is_empty() {
             self.stored_new();
         }
@@ -236,20 +245,9 @@ impl Inbox {
             Arg::Text(guard.schedule),
             Arg::Text(guard.owner),
         ];
-        let rows = spawn
-            .map(|spawn| followup_rows(spawn, now_ms()))
-            .unwrap_or_default();
-        let also: Vec<_> = rows
-            .iter()
-            .map(|row| (sql::INSERT_FOLLOWUP, row.args()))
-            .collect();
-        let done = tx
-            .commit_if(sql::SCHEDULE_GUARD, &args, "checking the schedule's lease", &also)
-            .await?;
-        if done && !rows.is_empty() {
-            self.stored_new();
-        }
-        Ok(done)
+        let what = "checking the schedule's lease";
+        self.commit_with_followups(tx, sql::SCHEDULE_GUARD, &args, what, spawn, now_ms())
+            .await
     }
 
     /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`

@@ -15,7 +15,7 @@ use crate::{Event, HandlerError};
 /// An avatar as far as this plugin needs to know it.
 pub(crate) struct Avatar {
     pub(crate) id: String,
-    pub(crate) status: String,
+    status: String,
     progress: i64,
     pub(crate) training_type: Option<String>,
     pub(crate) name: String,
