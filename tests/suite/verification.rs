@@ -356,7 +356,10 @@ name = "stripe"
 plugin = "test-misbehave"
 verify = [{{ scheme = "stripe", secret_file = "{{dir}}/stripe.secret" }}]
 "#,
-        fal_route("fal", &jwks, 60)
+        // No refresh limit: the wrong key's delivery refetches and is 401.
+        // With one, a delivery signed a second after the fetch would be the
+        // designed 503 keys_refreshing instead, depending on the clock.
+        fal_route("fal", &jwks, 0)
     );
     let std_secret = "whsec_MfKQ9r8GKYqrTwjUPD8ILPZIo2LaLaSw";
     let env = [
