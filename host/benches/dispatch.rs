@@ -97,6 +97,7 @@ fn event(id: usize, route: &str, body: Vec<u8>) -> StoredEvent {
         request_id: None,
         parent_id: None,
         task: None,
+        order_key: None,
     }
 }
 

@@ -171,6 +171,7 @@ async fn processing(
                 query: vec![],
                 body,
                 request_id: None,
+                order_key: None,
             }
         })
         .collect();

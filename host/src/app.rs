@@ -10,6 +10,7 @@ use anyhow::{Context, Result};
 use tokio::net::TcpListener;
 use tokio::sync::{Notify, watch};
 
+use crate::alarms::Alarms;
 use crate::caps;
 use crate::config::Settings;
 use crate::db::Db;
@@ -117,8 +118,11 @@ impl Application {
         let wake = Arc::new(Notify::new());
         inbox.spawn_listener(wake.clone());
         crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
+        let alarms = Alarms::new(&settings.alerts, &settings.instance_id)?;
+        crate::alarms::backlog::spawn(inbox.clone(), alarms.clone(), settings.alerts.clone());
         let worker = Arc::new(Worker {
             completer: Completer::spawn(inbox.clone()),
+            alarms,
             inbox: inbox.clone(),
             runtime: runtime.clone(),
             plugins: plugin_set.clone(),
@@ -175,23 +179,33 @@ impl Application {
     }
 
     /// Serves until `shutdown` resolves, then stops taking requests, lets
-    /// in-flight events finish and returns.
+    /// in-flight events finish and returns. When a background task dies
+    /// (see [`crate::vital`]) it stops the same way after the grace time,
+    /// and returns the death as an error: the process exits non-zero.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
         let worker = self.worker.settings.enabled.then(|| {
             self.scheduler.clone().spawn(stop_rx.clone());
-            tokio::spawn(self.worker.clone().run(stop_rx))
+            crate::vital::spawn("worker", self.worker.clone().run(stop_rx))
         });
         let stopping = async move {
-            shutdown.await;
-            tracing::info!("shutting down");
+            tokio::select! {
+                () = shutdown => tracing::info!("shutting down"),
+                dead = crate::vital::died() => {
+                    tracing::error!(task = dead.task, "stopping in {:?}: a background task died", crate::vital::GRACE);
+                    tokio::time::sleep(crate::vital::GRACE).await;
+                }
+            }
             let _ = stop_tx.send(true);
         };
         http::server::serve(self.listener, http::router(self.state), &self.http, stopping).await?;
         if let Some(worker) = worker {
-            worker.await.context("the worker stopped abnormally")?;
+            let _ = worker.await;
         }
-        Ok(())
+        match crate::vital::dead().into_iter().next() {
+            Some(dead) => anyhow::bail!("the {} task died: {}", dead.task, dead.reason),
+            None => Ok(()),
+        }
     }
 }
 

@@ -7,6 +7,8 @@
 //! ## Layout, from the ground up
 //! - [`config`]: settings from defaults, the TOML file and the environment;
 //!   the route schema; secrets.
+//! - [`vital`]: the background tasks the host cannot serve without, watched:
+//!   one that dies fails `/health` and stops the process.
 //! - [`wit`], [`manifest`]: the plugin contract's bindings and plugin
 //!   manifests: leaves every room above may read.
 //! - [`db`]: the host's database (SQLite or PostgreSQL), migrations, and the
@@ -23,6 +25,8 @@
 //! - [`verify`]: signature schemes, one file each, behind one trait.
 //! - [`routes`]: the route table (plugin, verifier, body kind).
 //! - [`schedule`]: scheduled plugin runs.
+//! - [`alarms`]: operational webhooks (dead events, an old backlog), signed
+//!   as Standard Webhooks, and the backlog monitor behind them.
 //! - [`http`]: the axum edge: intake, health, metrics, admin API, console.
 //! - [`app`]: builds the whole server from settings and runs it until shutdown.
 //! - [`cli`]: the commands behind the `webhook-host` binary.
@@ -36,6 +40,7 @@
 //!   filesystem, environment or sockets.
 //! - No module imports one that imports it back (`ARCHITECTURE.md`).
 
+pub mod alarms;
 pub mod app;
 pub mod caps;
 pub mod cli;
@@ -50,6 +55,7 @@ pub mod runtime;
 pub mod schedule;
 pub mod telemetry;
 pub mod verify;
+pub mod vital;
 pub mod wit;
 pub mod worker;
 

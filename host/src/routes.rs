@@ -11,7 +11,7 @@ use std::sync::Arc;
 use anyhow::Result;
 use arc_swap::ArcSwap;
 
-use crate::config::{BodyKind, DeliveryIdSource, RouteConfig, RouteMode, Settings};
+use crate::config::{BodyKind, DeliveryIdSource, OrderKey, RouteConfig, RouteMode, Settings};
 use crate::verify::catalogue::Lookup;
 use crate::verify::plugin::{GateHandle, PluginVerifiers};
 use crate::verify::preset::Preset;
@@ -29,6 +29,8 @@ pub struct Route {
     /// How its failed events are retried.
     pub retry: RetryRule,
     pub delivery_id: DeliveryIdSource,
+    /// What puts its events in line, if anything.
+    pub order_key: Option<OrderKey>,
     /// The responder plugin asked first about each request, if any.
     pub responder: Option<String>,
     /// For a sync route: how its handler's answer is given.
@@ -113,6 +115,7 @@ impl RouteTable {
                 body: config.body,
                 retry: retry_rule(config)?,
                 delivery_id: config.delivery_id.clone(),
+                order_key: config.order_key.clone(),
                 responder: config.responder.clone(),
                 sync: SyncAnswer::of(config)?,
             };
@@ -196,6 +199,7 @@ impl RouteTable {
             body: declared.body,
             retry: retry_rule(declared)?,
             delivery_id: declared.delivery_id.clone(),
+            order_key: declared.order_key.clone(),
             responder: declared.responder.clone(),
             sync: SyncAnswer::of(declared)?,
         })

@@ -96,7 +96,7 @@ impl Scheduler {
 
     /// Ticks until `shutdown` turns true.
     pub fn spawn(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
-        tokio::spawn(async move {
+        crate::vital::spawn("scheduler", async move {
             let mut every = tokio::time::interval(TICK);
             every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
             while !*shutdown.borrow() {

@@ -90,6 +90,15 @@ pub fn count_rejection(reason: &'static str) {
     metrics::counter!(HTTP_REJECTIONS, "reason" => reason).increment(1);
 }
 
+/// How long the oldest due event has waited for a worker, in seconds (0
+/// when none waits): grows when processing stalls.
+pub const OLDEST_DUE_AGE: &str = "webhook_oldest_due_event_age_seconds";
+/// How long ago the oldest running or due event arrived, in seconds.
+pub const PROCESSING_LAG: &str = "webhook_processing_lag_seconds";
+/// Background tasks that died in this process (then `/health` fails and
+/// the process stops).
+pub const DEAD_TASKS: &str = "webhook_dead_background_tasks";
+
 /// Always 1, labelled with the host's `version`.
 pub const BUILD_INFO: &str = "webhook_host_build_info";
 

@@ -33,6 +33,7 @@ fn quiet_event(delivery_id: String) -> NewEvent {
         query: vec![],
         body: b"{}".to_vec(),
         request_id: None,
+        order_key: None,
     }
 }
 

@@ -269,6 +269,18 @@ impl TestHost {
         self.instances[i].0.wait().unwrap();
     }
 
+    /// Waits up to `within` for instance `i` to exit by itself; its status.
+    pub fn wait_for_exit(&mut self, i: usize, within: Duration) -> Option<std::process::ExitStatus> {
+        let started = Instant::now();
+        while started.elapsed() < within {
+            if let Some(status) = self.instances[i].0.try_wait().unwrap() {
+                return Some(status);
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        None
+    }
+
     /// Starts the first instance again on the same folder.
     pub fn restart(&mut self) {
         self.restart_instance(0);

@@ -636,3 +636,40 @@ async fn an_event_in_flight_finishes_on_the_version_it_began_with() {
     effects.sort();
     assert_eq!(effects, [format!("v1 {slow}"), format!("v2 {fast}")]);
 }
+
+/// A component built against the contract's first version (0.1.0, before
+/// follow-ups) loads on today's host and handles its events: a minor
+/// version only adds, and the linker matches the older imports.
+#[tokio::test]
+async fn a_component_built_against_wit_0_1_0_still_runs() {
+    let wasm = std::fs::read(crate::workspace::plugin_dir().join("test_wit_0_1_0.wasm")).unwrap();
+    let names = |needle: &str| wasm.windows(needle.len()).any(|w| w == needle.as_bytes());
+    assert!(
+        names("webhook:plugin/db@0.1.0"),
+        "the fixture imports the 0.1.0 interfaces"
+    );
+    assert!(!names("@0.1.1"), "and nothing newer");
+
+    let host = TestHost::start_with(crate::harness::Options {
+        extra_plugins: &["test-wit-0-1-0"],
+        extra_config: r#"
+[[routes]]
+name = "legacy"
+plugin = "test-wit-0-1-0"
+verify = [{ scheme = "fal-hmac", secret_env = "FAL_WEBHOOK_SECRET" }]
+retry_schedule = []
+"#,
+        ..Default::default()
+    })
+    .await;
+    let body = br#"{"legacy":true}"#;
+    let headers = crate::harness::Signer::fal("legacy-1").headers(body);
+    let (status, answer) = host.post_with("/hooks/legacy", body, &headers).await;
+    assert_eq!(status, 200, "{answer}");
+    let event = answer["event_id"].as_str().unwrap().to_string();
+    host.wait_for(&event, "done").await;
+    assert_eq!(
+        host.texts("SELECT event_id FROM plugin_effects").await,
+        vec![format!("legacy {event} attempt 1")]
+    );
+}

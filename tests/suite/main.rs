@@ -1,6 +1,7 @@
 //! Integration tests: the real `webhook-host` binary on loopback, real SQLite,
 //! real plugins built for wasm32-wasip2.
 
+mod alarms;
 mod browser;
 mod capabilities;
 mod completions;
@@ -17,6 +18,7 @@ mod isolation;
 mod lifecycle;
 mod observability;
 mod operations;
+mod ordering;
 mod postgres;
 mod processing;
 mod providers;

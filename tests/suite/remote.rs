@@ -12,6 +12,8 @@
 //!   unless the test set faults for the chat ([`Remote::fail_notices`],
 //!   [`Remote::stall_notices`]);
 //! - `POST /chat/<channel>`: records the body (a chat's incoming webhook);
+//! - `POST /alarms/<channel>`: records the headers and the raw body (an
+//!   operator's receiver of operational webhooks);
 //! - `GET /queue/<app>/requests/<id>/status` and `…/requests/<id>`: FAL's
 //!   queue API for the requests a test set with [`Remote::set_queue`]
 //!   (404 for others), recording each call and its `Authorization`.
@@ -41,6 +43,8 @@ struct Recorded {
     notices: Vec<Notice>,
     /// Bodies posted to `/chat/<channel>`, by channel.
     chat: HashMap<String, Vec<Value>>,
+    /// Requests posted to `/alarms/<channel>`, by channel.
+    alarms: HashMap<String, Vec<Posted>>,
     /// GETs per file path.
     file_hits: HashMap<String, u64>,
     /// FAL queue requests by id: status, and the result's status and body.
@@ -52,6 +56,13 @@ struct Recorded {
     /// Per chat id: how many first calls fail, and how many of those hang
     /// (for how long) before failing.
     notice_faults: HashMap<String, (u32, u32, std::time::Duration)>,
+}
+
+/// A request as it arrived: its headers (lowercase names) and raw body.
+#[derive(Debug, Clone)]
+pub struct Posted {
+    pub headers: HashMap<String, String>,
+    pub body: Vec<u8>,
 }
 
 /// What FAL's queue says about one request.
@@ -223,7 +234,38 @@ async fn chat(
     StatusCode::OK
 }
 
+async fn alarm(
+    State(recorded): State<Arc<Mutex<Recorded>>>,
+    Path(channel): Path<String>,
+    headers: axum::http::HeaderMap,
+    body: Bytes,
+) -> StatusCode {
+    let headers = headers
+        .iter()
+        .map(|(k, v)| (k.as_str().to_string(), v.to_str().unwrap_or_default().to_string()))
+        .collect();
+    let posted = Posted {
+        headers,
+        body: body.to_vec(),
+    };
+    recorded
+        .lock()
+        .unwrap()
+        .alarms
+        .entry(channel)
+        .or_default()
+        .push(posted);
+    StatusCode::OK
+}
+
 impl Remote {
+    /// What was posted to `/alarms/<channel>`.
+    #[allow(dead_code)]
+    pub fn alarms(&self, channel: &str) -> Vec<Posted> {
+        let recorded = self.recorded.lock().unwrap();
+        recorded.alarms.get(channel).cloned().unwrap_or_default()
+    }
+
     /// A FAL fixture body from `tests/fixtures/fal/`, with its request id
     /// replaced and its file URLs pointing at this server.
     #[allow(dead_code)]
@@ -269,6 +311,7 @@ impl Remote {
             .route("/slow/{*path}", get(slow))
             .route("/{bot}/sendMessage", post(send_message))
             .route("/chat/{channel}", post(chat))
+            .route("/alarms/{channel}", post(alarm))
             .route("/queue/{*path}", get(queue))
             .with_state(recorded.clone());
         let url = format!("http://{}", listener.local_addr().unwrap());

@@ -34,6 +34,8 @@ pub fn plugin_dir() -> &'static Path {
                 "github-activity",
                 "-p",
                 "test-gate",
+                "-p",
+                "test-wit-0-1-0",
             ])
             .status()
             .expect("running cargo to build the plugins");

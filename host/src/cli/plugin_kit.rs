@@ -249,6 +249,7 @@ async fn run_once(
             query,
             body,
             request_id: None,
+            order_key: None,
         })
         .await?;
     let Insert::Accepted { .. } = stored else {

@@ -17,11 +17,11 @@ use anyhow::{Context, Result, bail};
 use serde::Deserialize;
 
 use self::routes::default_routes;
-pub use self::routes::{BodyKind, DeliveryIdSource, RouteConfig, RouteMode, VerifyConfig};
+pub use self::routes::{BodyKind, DeliveryIdSource, OrderKey, RouteConfig, RouteMode, VerifyConfig};
 pub use self::secret::{Secret, SecretRef};
 pub use self::sections::{
-    HttpSettings, OutboundSettings, RetentionSettings, RuntimeSettings, S3Settings, StorageSettings,
-    WorkerSettings,
+    AlertSettings, HttpSettings, OutboundSettings, RetentionSettings, RuntimeSettings, S3Settings,
+    StorageSettings, WorkerSettings,
 };
 
 /// Everything the host needs to run, validated.
@@ -59,6 +59,8 @@ pub struct Settings {
     pub redis_url: Option<Secret>,
     /// Limits of plugins' outbound HTTP (`[outbound]`).
     pub outbound: OutboundSettings,
+    /// Operational webhooks (`[alerts]`, `ALERT_WEBHOOK_URL`).
+    pub alerts: AlertSettings,
 }
 
 /// The TOML file's shape.
@@ -75,6 +77,7 @@ struct FileConfig {
     runtime: RuntimeSettings,
     retention: RetentionSettings,
     outbound: OutboundSettings,
+    alerts: AlertSettings,
     routes: Option<Vec<RouteConfig>>,
 }
 
@@ -133,7 +136,20 @@ impl Settings {
         runtime
             .cache_dir
             .get_or_insert_with(|| data_dir.join("compile-cache"));
+        let mut alerts = file.alerts;
+        if let Some(url) = env("ALERT_WEBHOOK_URL").filter(|v| !v.is_empty()) {
+            alerts.url = Some(url);
+        }
+        alerts.secret = env(&alerts.secret_env).filter(|v| !v.is_empty()).map(Secret::new);
+        if alerts.url.is_some() && alerts.secret.is_none() {
+            bail!(
+                "operational webhooks go to {} but {} (their whsec_ secret) is not set",
+                alerts.url.as_deref().unwrap_or_default(),
+                alerts.secret_env
+            );
+        }
         let settings = Self {
+            alerts,
             storage: StorageSettings::from_env(&env, &data_dir)?,
             redis_url: env("REDIS_URL").filter(|v| !v.is_empty()).map(Secret::new),
             outbound: file.outbound,

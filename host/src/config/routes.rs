@@ -56,6 +56,12 @@ pub struct RouteConfig {
     /// Where the id that drops repeated deliveries comes from.
     #[serde(default)]
     pub delivery_id: DeliveryIdSource,
+    /// What puts the route's events in line (`/request_id`,
+    /// `json:data.object.id` or `header:X-Shop-Domain`): events with the
+    /// same key run one at a time, in the order they were stored, on every
+    /// instance; the others stay parallel. Unset: no order.
+    #[serde(default)]
+    pub order_key: Option<OrderKey>,
     /// A responder plugin asked first about every request on the route: its
     /// answer, if it gives one, is sent as is and nothing is stored.
     #[serde(default)]
@@ -266,6 +272,49 @@ impl TryFrom<String> for DeliveryIdSource {
     }
 }
 
+/// Where a delivery's ordering key comes from (see [`RouteConfig::order_key`]).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize)]
+#[serde(try_from = "String")]
+pub enum OrderKey {
+    /// A string or number of the JSON body at these object keys, written
+    /// as a JSON pointer (`/a/b`, RFC 6901) or a dot path (`json:a.b`).
+    Json(Vec<String>),
+    /// A request header, by its lowercase name.
+    Header(String),
+}
+
+impl TryFrom<String> for OrderKey {
+    type Error = String;
+    fn try_from(text: String) -> Result<Self, String> {
+        let refused = || {
+            format!(
+                "order_key {text:?} must be a JSON pointer (\"/field\"), \"json:<field.path>\" \
+                 or \"header:<name>\""
+            )
+        };
+        if let Some(pointer) = text.strip_prefix('/') {
+            let keys: Vec<String> = pointer
+                .split('/')
+                .map(|key| key.replace("~1", "/").replace("~0", "~"))
+                .collect();
+            return match keys.iter().any(String::is_empty) {
+                true => Err(refused()),
+                false => Ok(Self::Json(keys)),
+            };
+        }
+        if let Some(path) = text.strip_prefix("json:")
+            && !path.is_empty()
+            && !path.split('.').any(str::is_empty)
+        {
+            return Ok(Self::Json(path.split('.').map(str::to_string).collect()));
+        }
+        match text.strip_prefix("header:").map(http::HeaderName::try_from) {
+            Some(Ok(name)) => Ok(Self::Header(name.as_str().to_string())),
+            _ => Err(refused()),
+        }
+    }
+}
+
 /// The route served when the file names none: FAL's training-status webhook,
 /// verified by FAL's own Ed25519 signatures, or by `fal-hmac` when
 /// `FAL_WEBHOOK_SECRET` is set.
@@ -286,10 +335,41 @@ pub fn default_routes() -> Vec<RouteConfig> {
         retry_schedule: None,
         retry_after_max: None,
         delivery_id: DeliveryIdSource::Scheme,
+        order_key: None,
         public_url: None,
         responder: None,
         mode: RouteMode::Async,
         sync_deadline_ms: default_sync_deadline(),
         sync_content_type: default_sync_content_type(),
     }]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::OrderKey;
+
+    #[test]
+    fn order_keys_are_json_pointers_dot_paths_or_headers() {
+        let parse = |text: &str| OrderKey::try_from(text.to_string());
+        let keys = |list: &[&str]| OrderKey::Json(list.iter().map(|s| s.to_string()).collect());
+        assert_eq!(parse("/request_id"), Ok(keys(&["request_id"])));
+        assert_eq!(parse("/data/a~1b/c~0d"), Ok(keys(&["data", "a/b", "c~d"])));
+        assert_eq!(parse("json:data.object.id"), Ok(keys(&["data", "object", "id"])));
+        assert_eq!(
+            parse("header:X-Shop-Domain"),
+            Ok(OrderKey::Header("x-shop-domain".into()))
+        );
+        for refused in [
+            "",
+            "/",
+            "//a",
+            "request_id",
+            "json:",
+            "json:a..b",
+            "header:",
+            "header:a b",
+        ] {
+            assert!(parse(refused).is_err(), "{refused:?}");
+        }
+    }
 }

@@ -253,3 +253,35 @@ impl Default for RetentionSettings {
         }
     }
 }
+
+/// Operational webhooks (`[alerts]`): where the host reports dead events
+/// and a backlog past its age threshold, signed as Standard Webhooks.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct AlertSettings {
+    /// The receiver (`ALERT_WEBHOOK_URL` overrides it); none: alarms are
+    /// only logged and counted.
+    pub url: Option<String>,
+    /// The environment variable holding the receiver's `whsec_…` secret.
+    pub secret_env: String,
+    /// Age of the oldest due event, in seconds, past which
+    /// `backlog.too_old` is sent.
+    pub backlog_age_secs: u64,
+    /// How often the backlog is measured.
+    pub check_interval_ms: u64,
+    /// The secret itself, read from `secret_env`.
+    #[serde(skip)]
+    pub secret: Option<super::secret::Secret>,
+}
+
+impl Default for AlertSettings {
+    fn default() -> Self {
+        Self {
+            url: None,
+            secret_env: "ALERT_WEBHOOK_SECRET".into(),
+            backlog_age_secs: 900,
+            check_interval_ms: 15_000,
+            secret: None,
+        }
+    }
+}

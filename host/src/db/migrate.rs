@@ -51,6 +51,11 @@ macro_rules! migrations {
                 "follow-ups",
                 include_str!(concat!("../../migrations/", $dialect, "/0006_followups.sql")),
             ),
+            (
+                7,
+                "ordering keys",
+                include_str!(concat!("../../migrations/", $dialect, "/0007_order_key.sql")),
+            ),
         ]
     };
 }

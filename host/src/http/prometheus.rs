@@ -1,5 +1,5 @@
-//! `GET /metrics`: every metric in Prometheus' text format. The inbox depth
-//! and the instance pool are read at scrape time; the rest is recorded where
+//! `GET /metrics`: every metric in Prometheus' text format. The inbox depth,
+//! the backlog's ages, dead tasks and the instance pool are read at scrape time; the rest is recorded where
 //! it happens (names in [`crate::telemetry`]). Keep this path to the
 //! operators' network at the load balancer.
 
@@ -36,6 +36,12 @@ async fn metrics(State(state): State<Arc<AppState>>) -> Response {
         }
         Err(e) => tracing::warn!("metrics: counting the inbox failed: {e:#}"),
     }
+    let now = crate::now_ms();
+    match state.inbox.backlog_ages(now).await {
+        Ok(backlog) => crate::alarms::backlog::record_gauges(&backlog, now),
+        Err(e) => tracing::warn!("metrics: measuring the backlog failed: {e:#}"),
+    }
+    metrics::gauge!(telemetry::DEAD_TASKS).set(crate::vital::dead().len() as f64);
     let (in_use, max) = state.runtime.instances();
     metrics::gauge!(telemetry::INSTANCES_IN_USE).set(in_use as f64);
     metrics::gauge!(telemetry::INSTANCES_MAX).set(max as f64);

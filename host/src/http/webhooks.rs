@@ -29,7 +29,7 @@ use super::headers::NOT_STORED;
 use super::json::{self, JsonError};
 use super::observe::{RequestId, RouteLabel};
 use super::state::AppState;
-use crate::config::{BodyKind, DeliveryIdSource};
+use crate::config::{BodyKind, DeliveryIdSource, OrderKey};
 use crate::inbox::intake::IntakeError;
 use crate::inbox::{Insert, NewEvent};
 use crate::routes::{Route, RouteTable};
@@ -108,6 +108,24 @@ fn delivery_id(route: &Route, verified: verify::Verified, from_json: Option<Stri
     chosen.unwrap_or_else(|| format!("sha256:{}", hex::encode(Sha256::digest(body))))
 }
 
+/// Longest ordering key stored as written; longer ones are stored as
+/// their sha256, so that the index of keys stays small.
+const MAX_ORDER_KEY: usize = 128;
+
+/// The value that puts this delivery in line on an ordered route: none when
+/// the delivery lacks it (it then runs unordered, as on any route).
+fn order_key(key: &OrderKey, headers: &HeaderMap, body: &[u8]) -> Option<String> {
+    let value = match key {
+        OrderKey::Header(name) => headers.get(name)?.to_str().ok()?.trim().to_string(),
+        OrderKey::Json(path) => json::scan(body, usize::MAX, Some(path)).ok().flatten()?,
+    };
+    match value.len() {
+        0 => None,
+        n if n > MAX_ORDER_KEY => Some(format!("sha256:{}", hex::encode(Sha256::digest(&value)))),
+        _ => Some(value),
+    }
+}
+
 async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Response, ApiError> {
     let (parts, body) = request.into_parts();
     let handshakes = route.verifier.has_handshakes() || route.responder.is_some();
@@ -151,6 +169,10 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
     let query: Vec<(String, String)> = serde_urlencoded::from_str(parts.uri.query().unwrap_or(""))
         .map_err(|e| ApiError::new(StatusCode::BAD_REQUEST, "invalid_query", e.to_string()))?;
     let delivery_id = delivery_id(route, verified, from_json, &body);
+    let order_key = route
+        .order_key
+        .as_ref()
+        .and_then(|key| order_key(key, &parts.headers, &body));
     let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
     let received_at_ms = crate::now_ms();
     // A sync delivery is this instance's to run first: no worker claims it
@@ -168,6 +190,7 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         query,
         body,
         request_id,
+        order_key,
     };
     let answer = match state.intake.insert(event).await {
         Ok(Insert::Accepted { event_id }) => {

@@ -19,16 +19,20 @@ use crate::db::pool::bind_args;
 use crate::now_ms;
 
 const INSERT_ONE: &str = "INSERT INTO webhook_events \
-     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
-     VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8) \
+     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id, \
+      order_key) \
+     VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $10) \
      ON CONFLICT (route, delivery_id) DO NOTHING";
 
 const INSERT_MANY: &str = "INSERT INTO webhook_events \
-     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id) \
-     SELECT id, route, delivery_id, received_at, headers, query, body, due_at, request_id \
+     (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id, \
+      order_key) \
+     SELECT id, route, delivery_id, received_at, headers, query, body, due_at, request_id, \
+            order_key \
      FROM UNNEST($1::TEXT[], $2::TEXT[], $3::TEXT[], $4::BIGINT[], $5::TEXT[], $6::TEXT[], \
-                 $7::BYTEA[], $8::TEXT[], $9::BIGINT[]) \
-          AS batch(id, route, delivery_id, received_at, headers, query, body, request_id, due_at) \
+                 $7::BYTEA[], $8::TEXT[], $9::BIGINT[], $10::TEXT[]) \
+          AS batch(id, route, delivery_id, received_at, headers, query, body, request_id, due_at, \
+                   order_key) \
      ON CONFLICT (route, delivery_id) DO NOTHING \
      RETURNING id";
 
@@ -51,6 +55,7 @@ pub async fn insert_sqlite(pool: &SqlitePool, events: Vec<NewEvent>) -> Result<V
             .bind(&event.body)
             .bind(&event.request_id)
             .bind(event.due_at_ms)
+            .bind(&event.order_key)
             .execute(&mut *tx)
             .await
             .context("storing the event")?;
@@ -110,6 +115,12 @@ pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec
                 .collect::<Vec<Option<String>>>(),
         )
         .bind(order.iter().map(|&i| events[i].due_at_ms).collect::<Vec<i64>>())
+        .bind(
+            order
+                .iter()
+                .map(|&i| events[i].order_key.clone())
+                .collect::<Vec<Option<String>>>(),
+        )
         .fetch_all(pool)
         .await
         .context("storing the events")?;

@@ -40,7 +40,7 @@ impl Completer {
     /// handle is dropped.
     pub fn spawn(inbox: Inbox) -> Self {
         let (queue, jobs) = mpsc::unbounded_channel();
-        tokio::spawn(write(inbox, jobs));
+        crate::vital::spawn("completion writer", write(inbox, jobs));
         Self { queue }
     }
 

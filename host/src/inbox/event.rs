@@ -45,6 +45,8 @@ pub struct NewEvent {
     /// The request id the HTTP edge decided (nginx's `X-Request-ID` when
     /// acceptable, else one it made): the worker's span carries it.
     pub request_id: Option<String>,
+    /// Its ordering key on its route, if the route orders events by one.
+    pub order_key: Option<String>,
 }
 
 /// What storing a delivery did.
@@ -85,6 +87,34 @@ pub struct Event {
     pub parent_id: Option<String>,
     /// A follow-up's name; none for a delivery.
     pub task: Option<String>,
+    /// What puts it in line with others of its route (see
+    /// [`NewEvent::order_key`]).
+    pub order_key: Option<String>,
+}
+
+/// How far behind the inbox is: its running and due events.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Backlog {
+    /// Events running or due now.
+    pub runnable: i64,
+    /// When the longest-waiting due event became due.
+    pub oldest_due_at_ms: Option<i64>,
+    /// When the oldest running or due event arrived.
+    pub oldest_received_at_ms: Option<i64>,
+}
+
+impl Backlog {
+    /// How long the oldest due event has waited for a worker (0: none waits).
+    pub fn oldest_due_age_secs(&self, now_ms: i64) -> f64 {
+        self.oldest_due_at_ms
+            .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
+    }
+
+    /// How long ago the oldest running or due event arrived (0: none).
+    pub fn processing_lag_secs(&self, now_ms: i64) -> f64 {
+        self.oldest_received_at_ms
+            .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
+    }
 }
 
 /// A follow-up an attempt queued (see the `followups` capability).

@@ -106,7 +106,7 @@ impl IntakeWriter {
         let load = Arc::new(Load::default());
         if limits.max_backlog > 0 {
             let (inbox, load) = (inbox.clone(), load.clone());
-            tokio::spawn(async move {
+            crate::vital::spawn("backlog count", async move {
                 loop {
                     match inbox.backlog().await {
                         Ok(n) => load.backlog.store(n, Ordering::Relaxed),
@@ -117,9 +117,13 @@ impl IntakeWriter {
             });
         }
         let shared = load.clone();
-        tokio::spawn(async move {
+        crate::vital::spawn("intake writer", async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
+                assert!(
+                    !crate::vital::failpoint("intake-writer"),
+                    "failpoint intake-writer: the intake writer stops"
+                );
                 let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
                 let started = now_ms();
                 shared.commit_started_ms.store(started, Ordering::Relaxed);

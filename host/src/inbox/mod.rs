@@ -28,7 +28,7 @@ use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
 pub use self::event::{
-    Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
+    Backlog, Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
     new_event_id,
 };
 use self::sql::event_from_row;
@@ -62,7 +62,10 @@ impl Inbox {
         let stored = match &db {
             Db::Postgres(pool) => {
                 let stored = Arc::new(Notify::new());
-                tokio::spawn(notify::notifier(pool.clone(), stored.clone(), origin.clone()));
+                crate::vital::spawn(
+                    "inbox notifier",
+                    notify::notifier(pool.clone(), stored.clone(), origin.clone()),
+                );
                 Some(stored)
             }
             Db::Sqlite(_) => None,
@@ -251,8 +254,9 @@ impl Inbox {
     }
 
     /// Records a failed attempt: back to `pending` at `retry_at_ms`, or `dead`
-    /// when `retry_at_ms` is none.
-    pub async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<()> {
+    /// when `retry_at_ms` is none. False when the attempt no longer holds
+    /// the lease (nothing changed).
+    pub async fn fail(&self, finish: Finish<'_>, error: &str, retry_at_ms: Option<i64>) -> Result<bool> {
         let args = [
             Arg::MaybeInt(retry_at_ms),
             Arg::Int(now_ms()),
@@ -263,11 +267,12 @@ impl Inbox {
             Arg::Text(finish.owner),
             Arg::Int(i64::from(finish.attempt)),
         ];
-        self.db
+        let changed = self
+            .db
             .execute(sql::FAIL, &args)
             .await
             .context("recording the failed attempt")?;
-        Ok(())
+        Ok(changed == 1)
     }
 
     /// Pushes the lease of attempt `attempt` of an event `owner` is still
@@ -354,6 +359,21 @@ impl Inbox {
             .await)
         .context("counting the backlog")?;
         Ok(n.max(0) as u64)
+    }
+
+    /// How far behind processing is at `now_ms` (see [`Backlog`]).
+    pub async fn backlog_ages(&self, now_ms: i64) -> Result<Backlog> {
+        let (runnable, oldest_due_at_ms, oldest_received_at_ms): (i64, Option<i64>, Option<i64>) =
+            on_pool!(&self.db, |pool| sqlx::query_as(sql::BACKLOG_AGES)
+                .bind(now_ms)
+                .fetch_one(pool)
+                .await)
+            .context("measuring the backlog")?;
+        Ok(Backlog {
+            runnable,
+            oldest_due_at_ms,
+            oldest_received_at_ms,
+        })
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Event>> {

@@ -36,7 +36,7 @@ pub async fn notifier(pool: PgPool, stored: Arc<Notify>, origin: Arc<str>) {
 /// Wakes `wake` on every other process's notification, re-listening after
 /// a lost connection.
 pub fn spawn_listener(pool: PgPool, wake: Arc<Notify>, origin: Arc<str>) {
-    tokio::spawn(async move {
+    crate::vital::spawn("inbox listener", async move {
         loop {
             match listen(&pool, &wake, &origin).await {
                 Ok(()) => return,

@@ -13,7 +13,7 @@ pub fn spawn(inbox: Inbox, settings: RetentionSettings) {
     if settings.done_after_ms == 0 {
         return;
     }
-    tokio::spawn(async move {
+    crate::vital::spawn("retention", async move {
         let mut every = tokio::time::interval(Duration::from_millis(settings.sweep_interval_ms.max(100)));
         loop {
             every.tick().await;

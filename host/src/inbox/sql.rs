@@ -11,7 +11,7 @@ use crate::db::pool::Arg;
 /// The columns of an [`Event`], in the order `event_from_row` reads them.
 pub const COLUMNS: &str = "id, route, delivery_id, received_at, headers, query, body, status, \
      CAST(attempts AS BIGINT) AS attempts, next_attempt_at, lease_owner, plugin, plugin_version, \
-     last_error, finished_at, request_id, parent_id, task";
+     last_error, finished_at, request_id, parent_id, task, order_key";
 
 /// Why a leased attempt ended when its lease is taken back (the row as it
 /// was: `attempts` is that attempt's number).
@@ -42,30 +42,67 @@ pub const RELEASE_ALL: &str = concat!(
     " WHERE status = 'processing'"
 );
 
+/// Whether pending event `e` is first in line: it has no ordering key, or
+/// no other event of its route and key is running, and none stored before
+/// it (by `received_at`, then id) still waits. An event retrying holds the
+/// ones after it back; a dead one does not. Once claimed, an event is
+/// running and holds back the rest of its key, and an expired lease is
+/// taken over whatever waits behind it, so a line never blocks itself.
+macro_rules! first_in_line {
+    () => {
+        "(e.order_key IS NULL OR NOT EXISTS (SELECT 1 FROM webhook_events AS b \
+           WHERE b.route = e.route AND b.order_key = e.order_key \
+             AND b.status IN ('pending', 'processing') AND b.id <> e.id \
+             AND (b.status = 'processing' OR b.received_at < e.received_at \
+                  OR (b.received_at = e.received_at AND b.id < e.id))))"
+    };
+}
+
 /// Leases due events: $1 owner, $2 lease end, $3 now, $4 limit. `lock` ends
 /// the selection of due rows (PostgreSQL: `FOR UPDATE SKIP LOCKED`, so
-/// that concurrent claimers pass each other by).
+/// that concurrent claimers pass each other by). Of each ordering key at
+/// most the first in line is taken.
 pub fn claim(lock: &str) -> String {
     format!(
-        "UPDATE webhook_events {CLAIM_SET} \
-         WHERE id IN (SELECT id FROM webhook_events \
-             WHERE status IN ('pending', 'processing') \
-               AND ((status = 'pending' AND next_attempt_at <= $3) \
-                    OR (status = 'processing' AND lease_until < $3)) \
-             ORDER BY next_attempt_at LIMIT $4 {lock}) \
-         RETURNING {COLUMNS}"
+        concat!(
+            "UPDATE webhook_events {CLAIM_SET} \
+             WHERE id IN (SELECT e.id FROM webhook_events AS e \
+                 WHERE e.status IN ('pending', 'processing') \
+                   AND ((e.status = 'pending' AND e.next_attempt_at <= $3 AND ",
+            first_in_line!(),
+            ") OR (e.status = 'processing' AND e.lease_until < $3)) \
+                 ORDER BY e.next_attempt_at LIMIT $4 {lock}) \
+             RETURNING {COLUMNS}"
+        ),
+        CLAIM_SET = CLAIM_SET,
+        lock = lock,
+        COLUMNS = COLUMNS,
     )
 }
 
-/// Leases one event by id, due or not, unless it is done, dead or leased
-/// to someone now: $1 owner, $2 lease end, $3 now, $4 id.
+/// Leases one event by id, due or not, unless it is done, dead, leased
+/// to someone now, or behind others of its ordering key: $1 owner, $2
+/// lease end, $3 now, $4 id.
 pub fn claim_one() -> String {
     format!(
-        "UPDATE webhook_events {CLAIM_SET} \
-         WHERE id = $4 AND (status = 'pending' OR (status = 'processing' AND lease_until < $3)) \
-         RETURNING {COLUMNS}"
+        concat!(
+            "UPDATE webhook_events AS e {CLAIM_SET} \
+             WHERE e.id = $4 AND ((e.status = 'pending' AND ",
+            first_in_line!(),
+            ") OR (e.status = 'processing' AND e.lease_until < $3)) \
+             RETURNING {COLUMNS}"
+        ),
+        CLAIM_SET = CLAIM_SET,
+        COLUMNS = COLUMNS,
     )
 }
+
+/// Events that are running or due ($1 now): how many, the oldest due
+/// time of those waiting, and the oldest arrival.
+pub const BACKLOG_AGES: &str = "SELECT CAST(COUNT(*) AS BIGINT), \
+     MIN(CASE WHEN status = 'pending' THEN next_attempt_at END), MIN(received_at) \
+     FROM webhook_events \
+     WHERE status = 'processing' OR (status = 'pending' AND next_attempt_at <= $1)";
 
 /// Pending and processing events (read from the due index).
 pub const BACKLOG: &str = "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')";
@@ -216,5 +253,6 @@ where
         request_id: row.try_get("request_id")?,
         parent_id: row.try_get("parent_id")?,
         task: row.try_get("task")?,
+        order_key: row.try_get("order_key")?,
     })
 }

@@ -279,7 +279,7 @@ impl PluginSync {
     /// Runs the loop: on a kick, a notification (PostgreSQL) or the poll;
     /// embedded mode also re-reads `folder`.
     pub fn spawn(self: Arc<Self>, listen_on: Option<PgPool>, folder: Option<PathBuf>) {
-        tokio::spawn(async move {
+        crate::vital::spawn("plugin sync", async move {
             let mut listener = None;
             loop {
                 if listener.is_none()

@@ -446,6 +446,10 @@ impl Scheme for Declarative {
         self.name
     }
 
+    fn fetched_keys(&self) -> Option<super::scheme::KeyStatus> {
+        self.key_cache().map(KeyCache::status)
+    }
+
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection> {
         let reader = Reader::new(request);
         let value = reader.value(self.signature_at)?;

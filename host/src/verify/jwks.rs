@@ -25,7 +25,7 @@ use ed25519_dalek::VerifyingKey;
 use serde::{Deserialize, Serialize};
 use sha2::{Digest, Sha256};
 
-use super::scheme::unix_now;
+use super::scheme::{KeyStatus, unix_now};
 
 /// FAL's current JWKS URL, used when a route names none.
 pub const DEFAULT_JWKS_URL: &str = "https://rest.fal.ai/.well-known/jwks.json";
@@ -195,6 +195,26 @@ impl KeyCache {
         }));
         *cache.last_attempt.try_lock().expect("new") = Some(Instant::now());
         cache
+    }
+
+    /// What it holds now, without fetching.
+    pub fn status(&self) -> KeyStatus {
+        match self.snapshot() {
+            None => KeyStatus {
+                state: "not_fetched",
+                keys: 0,
+                age_secs: None,
+            },
+            Some(set) => KeyStatus {
+                state: if set.age_secs() < self.settings.max_age.as_secs() {
+                    "ok"
+                } else {
+                    "expired"
+                },
+                keys: set.keys.len(),
+                age_secs: Some(set.age_secs()),
+            },
+        }
     }
 
     pub fn fetch_attempts(&self) -> u64 {

@@ -297,6 +297,14 @@ impl RouteVerifier {
         self.handshakes.iter().find(|h| h.matches(method, &reader))
     }
 
+    /// The state of the keys its schemes fetch (JWKS), scheme by scheme.
+    pub fn fetched_keys(&self) -> Vec<(&'static str, scheme::KeyStatus)> {
+        self.schemes
+            .iter()
+            .filter_map(|scheme| Some((scheme.name(), scheme.fetched_keys()?)))
+            .collect()
+    }
+
     /// Whether the route's presets declare any handshake.
     pub fn has_handshakes(&self) -> bool {
         !self.handshakes.is_empty()

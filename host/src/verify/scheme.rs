@@ -177,12 +177,26 @@ pub fn signature_matches(expected: &[u8], given: &[u8]) -> bool {
     expected.len() == given.len() && bool::from(expected.ct_eq(given))
 }
 
+/// A key cache's state for `/health`: `ok` (keys younger than the
+/// longest accepted age), `expired` (older: verification waits for a
+/// fetch), or `not_fetched` (none yet; the first delivery fetches them).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Serialize)]
+pub struct KeyStatus {
+    pub state: &'static str,
+    pub keys: usize,
+    pub age_secs: Option<u64>,
+}
+
 /// A signature scheme.
 #[async_trait::async_trait]
 pub trait Scheme: Send + Sync {
     /// The name routes use to select it.
     fn name(&self) -> &'static str;
     async fn verify(&self, request: &Request<'_>) -> Result<Verified, Rejection>;
+    /// The keys it fetches (a JWKS), for `/health`; none for fixed keys.
+    fn fetched_keys(&self) -> Option<KeyStatus> {
+        None
+    }
 }
 
 /// The DER inside a PEM block (`-----BEGIN …-----`); the first block.

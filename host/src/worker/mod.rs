@@ -22,6 +22,7 @@ use tracing::Instrument;
 
 use self::backoff::{Retry, RetryRule};
 use self::threads::EventThreads;
+use crate::alarms::{Alarm, Alarms};
 use crate::config::WorkerSettings;
 use crate::db::tx::EventTx;
 use crate::inbox::Inbox;
@@ -59,6 +60,8 @@ pub struct Worker {
     pub threads: EventThreads,
     /// Marks events done in batches when their plugins wrote nothing.
     pub completer: Completer,
+    /// Where a dead event is reported.
+    pub alarms: Alarms,
 }
 
 impl Worker {
@@ -341,9 +344,20 @@ impl Worker {
                 "event is dead: {error}"
             ),
         }
-        if let Err(e) = self.inbox.fail(finish, &error, retry_at).await {
+        match self.inbox.fail(finish, &error, retry_at).await {
+            Ok(true) if retry_at.is_none() => self.alarms.raise(Alarm::event_dead(
+                &event.id,
+                &event.route,
+                &event.delivery_id,
+                event.attempts,
+                &error,
+            )),
+            Ok(true) => {}
+            Ok(false) => {
+                tracing::warn!(event_id = %event.id, "the lease was lost; the failure is not recorded")
+            }
             // The lease will expire and the event will be claimed again.
-            tracing::error!(event_id = %event.id, "recording the failure failed: {e:#}");
+            Err(e) => tracing::error!(event_id = %event.id, "recording the failure failed: {e:#}"),
         }
         Outcome::Failed {
             error,

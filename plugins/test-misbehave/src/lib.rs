@@ -23,7 +23,11 @@
 //! - `presign`: puts `presigned data` at `key` and records its presigned URL;
 //! - `answer`: records the effect and answers `{"answered":"<delivery id>","attempt":n}`;
 //! - `kv`: `set-if-absent(key, event id, ttl)` then `increment("count")`,
-//!   recording `kv <key> first|again count=<n>`.
+//!   recording `kv <key> first|again count=<n>`;
+//! - `span`: busy for `ms` milliseconds, then records `span <key> <start>
+//!   <end> <event id>` (wall-clock milliseconds), so that a test can tell
+//!   which events ran at the same time; with `"flaky":"1"` its first
+//!   attempt asks to be retried instead.
 
 // The generated bindings take many arguments in places; that is theirs.
 #![allow(clippy::too_many_arguments)]
@@ -78,6 +82,21 @@ fn recurse_with_frames(depth: u64) -> u64 {
     }
     let below = recurse_with_frames(std::hint::black_box(depth + 1));
     below + frame[(depth % 256) as usize] as u64
+}
+
+/// Busy for the body's `ms` (500 by default).
+fn spin_ms(body: &[u8]) {
+    let ms = field_of(body, "ms").and_then(|n| n.parse().ok()).unwrap_or(500);
+    let start = std::time::Instant::now();
+    while start.elapsed() < std::time::Duration::from_millis(ms) {
+        std::hint::spin_loop();
+    }
+}
+
+fn unix_ms() -> u128 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |t| t.as_millis())
 }
 
 fn record(line: String) -> Result<(), HandlerError> {
@@ -160,14 +179,17 @@ impl Guest for Misbehave {
             }
             // Busy for `ms` (500 by default), then the effect row.
             "slow" => {
-                let ms = field_of(&event.body, "ms")
-                    .and_then(|n| n.parse().ok())
-                    .unwrap_or(500);
-                let start = std::time::Instant::now();
-                while start.elapsed() < std::time::Duration::from_millis(ms) {
-                    std::hint::spin_loop();
-                }
+                spin_ms(&event.body);
                 record_effect(&event).map(|_| None)
+            }
+            "span" => {
+                if event.attempt == 1 && field_of(&event.body, "flaky").as_deref() == Some("1") {
+                    return Err(HandlerError::Retry("flaky: the first attempt fails".into()));
+                }
+                let start = unix_ms();
+                spin_ms(&event.body);
+                let key = field_of(&event.body, "key").unwrap_or_default();
+                record(format!("span {key} {start} {} {}", unix_ms(), event.id)).map(|()| None)
             }
             "hostile" => {
                 let attempts = [
@@ -258,21 +280,16 @@ impl Guest for Misbehave {
 /// for 300 ms and records `schedule <start ms> <end ms>`; `fail` fails.
 impl exports::webhook::plugin::scheduled::Guest for Misbehave {
     fn run_scheduled(name: String) -> Result<(), HandlerError> {
-        let now_ms = || {
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map_or(0, |d| d.as_millis())
-        };
         match name.as_str() {
             "slow" => {
-                let start = now_ms();
+                let start = unix_ms();
                 let begun = std::time::Instant::now();
                 while begun.elapsed() < std::time::Duration::from_millis(300) {
                     std::hint::spin_loop();
                 }
                 db::execute(
                     "INSERT INTO plugin_effects (event_id) VALUES ($1)",
-                    &[db::Value::Text(format!("schedule {start} {}", now_ms()))],
+                    &[db::Value::Text(format!("schedule {start} {}", unix_ms()))],
                 )
                 .map(|_| ())
                 .map_err(HandlerError::Retry)

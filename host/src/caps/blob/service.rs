@@ -113,6 +113,16 @@ impl BlobService {
         Ok(())
     }
 
+    /// Whether the host's bucket answers: a `HEAD` of a key nobody writes
+    /// (not found is an answer).
+    pub async fn check(&self) -> Result<()> {
+        let (bucket, path) = self.host_path("webhook-host/health-check")?;
+        match bucket.store.head(&path).await {
+            Ok(_) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e).with_context(|| format!("bucket {}", bucket.name)),
+        }
+    }
+
     /// Reads an object of the host's own.
     pub async fn get_object(&self, key: &str) -> Result<Vec<u8>> {
         let (bucket, path) = self.host_path(key)?;

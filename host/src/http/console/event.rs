@@ -72,6 +72,9 @@ pub async fn event(
             dt { "version" } dd { code id="event-version" { (e.plugin_version.as_deref().unwrap_or("-")) } }
             dt { "lease" } dd { (e.lease_owner.as_deref().unwrap_or("-")) }
             dt { "request" } dd { code { (e.request_id.as_deref().unwrap_or("-")) } }
+            @if let Some(key) = &e.order_key {
+                dt { "in line by" } dd { code id="event-order-key" { (key) } }
+            }
             @if let Some(task) = &e.task {
                 dt { "follow-up" } dd { code id="event-task" { (task) } }
                 dt { "queued by" } dd {
