@@ -88,7 +88,13 @@ async fn run() {
 
     let server = services::postgres::PgServer::start_with(true);
     let url = server.create_database().await;
-    let admin = sqlx::PgPool::connect(&url).await.unwrap();
+    // Two connections: two instances at concurrency 32 hold 2 × (34 + 8)
+    // of PostgreSQL's 100.
+    let admin = sqlx::postgres::PgPoolOptions::new()
+        .max_connections(2)
+        .connect(&url)
+        .await
+        .unwrap();
     let schema = std::fs::read_to_string(workspace().join("examples/avatars.postgres.sql")).unwrap();
     sqlx::raw_sql(&schema).execute(&admin).await.unwrap();
     println!("PostgreSQL {} with fsync and synchronous_commit on", server.port);
@@ -117,10 +123,15 @@ async fn run() {
                 "S3" => garage.env(&garage.bucket()),
                 _ => Vec::new(),
             };
-            let rate = processing(&admin, &url, dir.path(), route, total, concurrency, &s3).await;
+            let (rate, followups) =
+                processing(&admin, &url, dir.path(), route, total, concurrency, &s3).await;
+            let also = match followups {
+                0 => String::new(),
+                n => format!(" (and their {n} follow-ups, in the same time)"),
+            };
             println!(
                 "two instances, worker.concurrency {concurrency:>2}, {label}, storage {storage}: \
-                 {total} events = {rate:.0} events/s"
+                 {total} events = {rate:.0} events/s{also}"
             );
         }
     }
@@ -137,7 +148,7 @@ fn main() {
 
 /// Stores `total` events for `route`, then starts two instances and returns
 /// how many events per second they finish (the clock starts once both have
-/// loaded their plugins).
+/// loaded their plugins), and how many follow-ups those events queued.
 async fn processing(
     admin: &sqlx::PgPool,
     url: &str,
@@ -146,7 +157,7 @@ async fn processing(
     total: usize,
     concurrency: usize,
     s3: &[(String, String)],
-) -> f64 {
+) -> (f64, i64) {
     // Migrates when the intake part did not run first.
     let inbox = Inbox::connect_postgres(&webhook_host::config::Secret::new(url.to_string()), 4, true)
         .await
@@ -227,16 +238,22 @@ async fn processing(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
-    let done: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM webhook_events WHERE status = 'done'")
-        .fetch_one(admin)
-        .await
-        .unwrap();
+    // fal-avatar-status queues its photo clean-up (and, with a bot token,
+    // its notice) as follow-ups: they are in the clock, and counted apart.
+    let (done, followups): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE task IS NULL), COUNT(*) FILTER (WHERE task IS NOT NULL) \
+         FROM webhook_events WHERE status = 'done'",
+    )
+    .fetch_one(admin)
+    .await
+    .unwrap();
     assert_eq!(done, total as i64, "every event ends done");
+
     for stop in stops {
         let _ = stop.send(());
     }
     for server in servers {
         server.await.unwrap().unwrap();
     }
-    total as f64 / elapsed.as_secs_f64()
+    (total as f64 / elapsed.as_secs_f64(), followups)
 }

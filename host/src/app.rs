@@ -38,6 +38,8 @@ pub struct Application {
     scheduler: Arc<Scheduler>,
     /// The HTTP edge's limits.
     http: crate::config::HttpSettings,
+    /// The backlog monitor's threshold and pace.
+    alerts: crate::config::AlertSettings,
 }
 
 impl Application {
@@ -119,7 +121,6 @@ impl Application {
         inbox.spawn_listener(wake.clone());
         crate::inbox::retention::spawn(inbox.clone(), settings.retention.clone());
         let alarms = Alarms::new(&settings.alerts, &settings.instance_id)?;
-        crate::alarms::backlog::spawn(inbox.clone(), alarms.clone(), settings.alerts.clone());
         let worker = Arc::new(Worker {
             completer: Completer::spawn(inbox.clone()),
             alarms,
@@ -171,6 +172,7 @@ impl Application {
             worker,
             scheduler,
             http: settings.http.clone(),
+            alerts: settings.alerts.clone(),
         })
     }
 
@@ -184,6 +186,12 @@ impl Application {
     /// and returns the death as an error: the process exits non-zero.
     pub async fn run(self, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<()> {
         let (stop_tx, stop_rx) = watch::channel(false);
+        crate::alarms::backlog::spawn(
+            self.state.inbox.clone(),
+            self.worker.alarms.clone(),
+            self.alerts.clone(),
+            stop_rx.clone(),
+        );
         let worker = self.worker.settings.enabled.then(|| {
             self.scheduler.clone().spawn(stop_rx.clone());
             crate::vital::spawn("worker", self.worker.clone().run(stop_rx))

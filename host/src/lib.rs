@@ -73,8 +73,27 @@ pub fn now_ms() -> i64 {
 /// Milliseconds since the epoch as `YYYY-MM-DD HH:MM:SS` UTC (console,
 /// CLI listings).
 pub fn format_time(ms: i64) -> String {
-    let secs = ms.div_euclid(1000);
-    let (days, rest) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    rfc3339_ms(ms)[..19].replacen('T', " ", 1)
+}
+
+/// Milliseconds since the epoch as RFC 3339 UTC with milliseconds
+/// (`2026-12-02T17:30:00.123Z`; operational webhooks).
+pub fn rfc3339_ms(ms: i64) -> String {
+    let (date, rest) = civil_date(ms);
+    let secs = rest / 1000;
+    format!(
+        "{date}T{:02}:{:02}:{:02}.{:03}Z",
+        secs / 3600,
+        secs % 3600 / 60,
+        secs % 60,
+        rest % 1000
+    )
+}
+
+/// The UTC date (`YYYY-MM-DD`) of `ms` since the epoch, and the
+/// milliseconds into that day.
+fn civil_date(ms: i64) -> (String, i64) {
+    let (days, rest) = (ms.div_euclid(86_400_000), ms.rem_euclid(86_400_000));
     // Days since 1970-01-01 to a civil date (proleptic Gregorian).
     let z = days + 719_468;
     let era = z.div_euclid(146_097);
@@ -85,22 +104,21 @@ pub fn format_time(ms: i64) -> String {
     let day = doy - (153 * mp + 2) / 5 + 1;
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02}",
-        rest / 3600,
-        rest % 3600 / 60,
-        rest % 60
-    )
+    (format!("{year:04}-{month:02}-{day:02}"), rest)
 }
 
 #[cfg(test)]
 mod tests {
-    use super::format_time;
+    use super::{format_time, rfc3339_ms};
 
     #[test]
     fn times_are_utc_dates() {
         assert_eq!(format_time(0), "1970-01-01 00:00:00");
         assert_eq!(format_time(951_782_400_000), "2000-02-29 00:00:00");
         assert_eq!(format_time(1_795_912_496_789), "2026-11-29 00:34:56");
+        assert_eq!(format_time(-1), "1969-12-31 23:59:59");
+        assert_eq!(rfc3339_ms(0), "1970-01-01T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(951_782_400_000), "2000-02-29T00:00:00.000Z");
+        assert_eq!(rfc3339_ms(1_796_232_600_123), "2026-12-02T17:30:00.123Z");
     }
 }

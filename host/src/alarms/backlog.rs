@@ -6,6 +6,7 @@
 use std::time::Duration;
 
 use serde_json::json;
+use tokio::sync::watch;
 
 use super::{Alarm, Alarms};
 use crate::config::AlertSettings;
@@ -18,15 +19,19 @@ pub fn record_gauges(backlog: &Backlog, now_ms: i64) {
     metrics::gauge!(telemetry::PROCESSING_LAG).set(backlog.processing_lag_secs(now_ms));
 }
 
-/// Starts the monitor (watched: see [`crate::vital`]).
-pub fn spawn(inbox: Inbox, alarms: Alarms, settings: AlertSettings) {
+/// Starts the monitor (watched: see [`crate::vital`]); it ends when
+/// `stop` turns true.
+pub fn spawn(inbox: Inbox, alarms: Alarms, settings: AlertSettings, mut stop: watch::Receiver<bool>) {
     crate::vital::spawn("backlog monitor", async move {
         let mut every = tokio::time::interval(Duration::from_millis(settings.check_interval_ms.max(100)));
         every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
         // The due time of the oldest event the alarm was raised for, while it stands.
         let mut raised: Option<i64> = None;
-        loop {
-            every.tick().await;
+        while !*stop.borrow() {
+            tokio::select! {
+                _ = every.tick() => {}
+                changed = stop.changed() => if changed.is_err() { break } else { continue },
+            }
             let now = crate::now_ms();
             let backlog = match inbox.backlog_ages(now).await {
                 Ok(backlog) => backlog,

@@ -58,7 +58,7 @@ impl Alarm {
     fn body(&self, instance: &str, now_ms: i64) -> Vec<u8> {
         let mut data = self.data.clone();
         data["instance_id"] = json!(instance);
-        let body = json!({ "type": self.kind, "timestamp": utc_timestamp(now_ms), "data": data });
+        let body = json!({ "type": self.kind, "timestamp": crate::rfc3339_ms(now_ms), "data": data });
         serde_json::to_vec(&body).expect("JSON values always serialise")
     }
 }
@@ -150,38 +150,9 @@ impl Target {
     }
 }
 
-/// `unix_ms` as RFC 3339 UTC with milliseconds (`2026-12-02T17:30:00.123Z`).
-pub fn utc_timestamp(unix_ms: i64) -> String {
-    let (days, ms) = (unix_ms.div_euclid(86_400_000), unix_ms.rem_euclid(86_400_000));
-    // Days since 1970-01-01 to a civil date (Howard Hinnant's algorithm).
-    let z = days + 719_468;
-    let era = z.div_euclid(146_097);
-    let doe = z.rem_euclid(146_097);
-    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
-    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
-    let mp = (5 * doy + 2) / 153;
-    let day = doy - (153 * mp + 2) / 5 + 1;
-    let month = if mp < 10 { mp + 3 } else { mp - 9 };
-    let year = yoe + era * 400 + i64::from(month <= 2);
-    format!(
-        "{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{:03}Z",
-        ms / 3_600_000,
-        ms / 60_000 % 60,
-        ms / 1000 % 60,
-        ms % 1000
-    )
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn timestamps_are_rfc3339_utc() {
-        assert_eq!(utc_timestamp(0), "1970-01-01T00:00:00.000Z");
-        assert_eq!(utc_timestamp(951_782_400_000), "2000-02-29T00:00:00.000Z");
-        assert_eq!(utc_timestamp(1_796_232_600_123), "2026-12-02T17:30:00.123Z");
-    }
 
     #[test]
     fn the_body_names_the_kind_the_time_and_the_instance() {
