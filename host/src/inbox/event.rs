@@ -106,15 +106,18 @@ pub struct Backlog {
 impl Backlog {
     /// How long the oldest due event has waited for a worker (0: none waits).
     pub fn oldest_due_age_secs(&self, now_ms: i64) -> f64 {
-        self.oldest_due_at_ms
-            .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
+        secs_since(self.oldest_due_at_ms, now_ms)
     }
 
     /// How long ago the oldest running or due event arrived (0: none).
     pub fn processing_lag_secs(&self, now_ms: i64) -> f64 {
-        self.oldest_received_at_ms
-            .map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
+        secs_since(self.oldest_received_at_ms, now_ms)
     }
+}
+
+/// Seconds from `at_ms` to `now_ms`, never negative; 0 without a time.
+fn secs_since(at_ms: Option<i64>, now_ms: i64) -> f64 {
+    at_ms.map_or(0.0, |at| (now_ms - at).max(0) as f64 / 1000.0)
 }
 
 /// A follow-up an attempt queued (see the `followups` capability).
