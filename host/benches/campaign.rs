@@ -30,6 +30,9 @@ mod loadgen;
 #[path = "support/host.rs"]
 mod host;
 
+#[path = "support/floors.rs"]
+mod floors;
+
 #[path = "../../tests/suite/services/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod services;
@@ -57,6 +60,8 @@ struct Row {
     p99: Duration,
     /// CPU seconds the load generator spent sending and reading.
     load_cpu: f64,
+    /// The run's delivery ids start with this.
+    tag: String,
 }
 
 /// `count` signed FAL deliveries as raw HTTP/1.1 requests, ids tagged `tag`.
@@ -97,6 +102,7 @@ fn measure(
             p50,
             p99,
             load_cpu: host::thread_cpu_secs() - cpu_before,
+            tag,
         });
     }
 }
@@ -210,6 +216,17 @@ fn main() {
         &mut rows,
     );
 
+    let floor_before = host::threads_cpu_secs(floors::HTTP_THREADS);
+    measure(
+        &load,
+        "HTTP floor (HMAC+JSON, no DB)",
+        Target::Plain(floors::http_server()),
+        &concurrencies,
+        &mut rows,
+    );
+    let http_floor = host::threads_cpu_secs(floors::HTTP_THREADS) - floor_before;
+    let http_floor_served = served(&rows[rows.len() - concurrencies.len()..]);
+
     let (mut sqlite_host, addr) = start_host(dir.path(), "data-sqlite", None);
     measure(
         &load,
@@ -236,11 +253,27 @@ fn main() {
     let cpu = host::cpu_secs(pg_host.id()) - cpu_before;
     let pg_cpu = host::cpu_secs_of_all("postgres") - pg_cpu_before;
     let pg_rows = &rows[rows.len() - concurrencies.len()..];
-    let served: f64 = pg_rows.iter().map(|r| r.rate * RUN.as_secs_f64()).sum();
+    let pg_served = served(pg_rows);
     let load_cpu: f64 = pg_rows.iter().map(|r| r.load_cpu).sum();
     let loaded = host::rss_mib(pg_host.id());
     let _ = pg_host.kill();
     let _ = pg_host.wait();
+
+    // The storage floor: the host's rows again, in its batch sizes.
+    let mut batches = Vec::new();
+    for row in pg_rows {
+        batches.extend(load.block_on(floors::host_batches(&url, &format!("{}-", row.tag))));
+    }
+    let storage_floors: Vec<(&str, floors::Floor)> = [
+        ("the host's INSERT … UNNEST", floors::Write::HostInsert),
+        ("COPY FROM STDIN", floors::Write::Copy),
+    ]
+    .into_iter()
+    .map(|(name, write)| {
+        let fresh = load.block_on(server.create_database());
+        (name, load.block_on(floors::store(&fresh, &batches, write)))
+    })
+    .collect();
 
     let mut pair = Vec::new();
     for data in ["data-pg-1", "data-pg-2"] {
@@ -279,6 +312,7 @@ fn main() {
             p50: Duration::ZERO,
             p99: Duration::ZERO,
             load_cpu: 0.0,
+            tag: String::new(),
         });
     }
 
@@ -342,7 +376,7 @@ fn main() {
         );
     }
     println!("host resident memory: idle {idle:.1} MiB, after the PostgreSQL runs {loaded:.1} MiB");
-    let per = |seconds: f64| seconds / served * 1e6;
+    let per = |seconds: f64| seconds / pg_served * 1e6;
     let total = per(cpu) + per(pg_cpu) + per(load_cpu);
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get());
     println!(
@@ -353,4 +387,56 @@ fn main() {
         per(load_cpu),
         cores as f64 / total * 1e6
     );
+    print_floors(
+        per(cpu),
+        per(pg_cpu),
+        http_floor / http_floor_served * 1e6,
+        &batches,
+        &storage_floors,
+    );
+}
+
+/// Deliveries answered 200 in `rows`' runs.
+fn served(rows: &[Row]) -> f64 {
+    rows.iter().map(|r| r.rate * RUN.as_secs_f64()).sum()
+}
+
+/// The floors beside the host, per accepted delivery, as ratios.
+fn print_floors(
+    host_us: f64,
+    pg_us: f64,
+    http_floor_us: f64,
+    batches: &[Vec<floors::Stored>],
+    storage: &[(&str, floors::Floor)],
+) {
+    let rows: usize = batches.iter().map(Vec::len).sum();
+    println!(
+        "floors (same run; CPU µs per accepted delivery, the host's PostgreSQL runs; host batches: {} commits, \
+         {:.1} rows each on average, {} at most):",
+        batches.len(),
+        rows as f64 / batches.len().max(1) as f64,
+        batches.iter().map(Vec::len).max().unwrap_or(0)
+    );
+    println!(
+        "  HTTP floor (axum, FAL HMAC, JSON check, no storage): {http_floor_us:.1} µs; host {host_us:.1} µs = {:.2}x",
+        host_us / http_floor_us
+    );
+    for (name, floor) in storage {
+        let server_us = floor.server_cpu / floor.rows as f64 * 1e6;
+        println!(
+            "  storage floor, {name}, one task: PostgreSQL {server_us:.1} µs (client {:.1} µs, {:.0} rows/s); \
+             host's PostgreSQL {pg_us:.1} µs = {:.2}x",
+            floor.client_cpu / floor.rows as f64 * 1e6,
+            floor.rows as f64 / floor.elapsed.as_secs_f64(),
+            pg_us / server_us
+        );
+    }
+    if let Some((_, floor)) = storage.first() {
+        let sum = http_floor_us + floor.server_cpu / floor.rows as f64 * 1e6;
+        println!(
+            "  both floors: {sum:.1} µs; host + its PostgreSQL {:.1} µs = {:.2}x",
+            host_us + pg_us,
+            (host_us + pg_us) / sum
+        );
+    }
 }

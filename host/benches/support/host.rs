@@ -57,7 +57,12 @@ pub fn rss_mib(pid: u32) -> f64 {
 /// CPU time (user + system) a process has used so far, seconds.
 #[allow(dead_code)]
 pub fn cpu_secs(pid: u32) -> f64 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    stat_cpu_secs(&format!("/proc/{pid}/stat"))
+}
+
+/// utime + stime of a `/proc/…/stat` file, seconds.
+fn stat_cpu_secs(path: &str) -> f64 {
+    let stat = std::fs::read_to_string(path).unwrap_or_default();
     // Fields after the command name (which may hold spaces) start at 3;
     // utime and stime are the 14th and 15th, in clock ticks.
     let after_name = stat.rsplit_once(')').map_or("", |(_, rest)| rest);
@@ -94,4 +99,20 @@ pub fn thread_cpu_secs() -> f64 {
     // SAFETY: clock_gettime writes the struct it is given.
     unsafe { libc::clock_gettime(libc::CLOCK_THREAD_CPUTIME_ID, &mut now) };
     now.tv_sec as f64 + now.tv_nsec as f64 / 1e9
+}
+
+/// CPU time used so far by this process's threads named `name`, seconds.
+#[allow(dead_code)]
+pub fn threads_cpu_secs(name: &str) -> f64 {
+    let Ok(entries) = std::fs::read_dir("/proc/self/task") else {
+        return 0.0;
+    };
+    entries
+        .filter_map(|entry| entry.ok()?.file_name().to_str()?.parse::<u32>().ok())
+        .filter(|tid| {
+            std::fs::read_to_string(format!("/proc/self/task/{tid}/comm"))
+                .is_ok_and(|comm| comm.trim() == name)
+        })
+        .map(|tid| stat_cpu_secs(&format!("/proc/self/task/{tid}/stat")))
+        .sum()
 }

@@ -24,7 +24,10 @@ const INSERT_ONE: &str = "INSERT INTO webhook_events \
      VALUES ($1, $2, $3, $4, $5, $6, $7, $9, $8, $10) \
      ON CONFLICT (route, delivery_id) DO NOTHING";
 
-const INSERT_MANY: &str = "INSERT INTO webhook_events \
+/// PostgreSQL's batch insert: one statement over arrays, its rows' ids
+/// returned (public for the campaign's storage floor, which runs this very
+/// statement without the host around it).
+pub const INSERT_MANY_POSTGRES: &str = "INSERT INTO webhook_events \
      (id, route, delivery_id, received_at, headers, query, body, next_attempt_at, request_id, \
       order_key) \
      SELECT id, route, delivery_id, received_at, headers, query, body, due_at, request_id, \
@@ -90,7 +93,7 @@ pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec
     // A transaction of its own (committed when it returns: no BEGIN or
     // COMMIT round trips); rows whose delivery is already stored (or
     // earlier in this batch) are skipped.
-    let stored: Vec<String> = sqlx::query_scalar(INSERT_MANY)
+    let stored: Vec<String> = sqlx::query_scalar(INSERT_MANY_POSTGRES)
         .bind(sorted(&|i| ids[i].clone()))
         .bind(sorted(&|i| events[i].route.clone()))
         .bind(sorted(&|i| events[i].delivery_id.clone()))

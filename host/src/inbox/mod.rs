@@ -27,6 +27,7 @@ use std::sync::Arc;
 use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
+pub use self::batch::INSERT_MANY_POSTGRES;
 pub use self::event::{
     Backlog, Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
     new_event_id,
