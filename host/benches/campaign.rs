@@ -15,6 +15,8 @@
 //!   `BENCH_PYTHON`, which `bench/run` sets up).
 //!
 //! Also the host's resident memory idle and at the end of its heaviest run.
+//! With `CAMPAIGN_PROFILE=FILE`, `perf record` samples the host (call
+//! graphs) during its PostgreSQL runs into FILE.
 //! Everything shares this machine's cores.
 
 #[path = "../../tests/suite/workspace.rs"]
@@ -243,6 +245,7 @@ fn main() {
     let idle = host::rss_mib(pg_host.id());
     let cpu_before = host::cpu_secs(pg_host.id());
     let pg_cpu_before = host::cpu_secs_of_all("postgres");
+    let profile = host::profile(pg_host.id());
     measure(
         &load,
         "host, PostgreSQL",
@@ -250,6 +253,7 @@ fn main() {
         &concurrencies,
         &mut rows,
     );
+    drop(profile);
     let cpu = host::cpu_secs(pg_host.id()) - cpu_before;
     let pg_cpu = host::cpu_secs_of_all("postgres") - pg_cpu_before;
     let pg_rows = &rows[rows.len() - concurrencies.len()..];

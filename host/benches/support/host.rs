@@ -116,3 +116,30 @@ pub fn threads_cpu_secs(name: &str) -> f64 {
         .map(|tid| stat_cpu_secs(&format!("/proc/self/task/{tid}/stat")))
         .sum()
 }
+
+/// `perf record` of process `pid` into `$CAMPAIGN_PROFILE`, when that is
+/// set, until the guard is dropped.
+#[allow(dead_code)]
+pub fn profile(pid: u32) -> Option<Profile> {
+    let file = std::env::var("CAMPAIGN_PROFILE").ok()?;
+    let child = Command::new("perf")
+        .args(["record", "-F", "997", "--call-graph", "dwarf,16384", "-o", &file, "-p"])
+        .arg(pid.to_string())
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    Some(Profile(child))
+}
+
+/// A running `perf record`; stopped (SIGINT, so it writes its file) on drop.
+pub struct Profile(Child);
+
+impl Drop for Profile {
+    fn drop(&mut self) {
+        // SAFETY: kill sends a signal to the child's pid.
+        unsafe { libc::kill(self.0.id() as i32, libc::SIGINT) };
+        let _ = self.0.wait();
+    }
+}

@@ -3,6 +3,8 @@
 //!
 //! - [`pool`]: [`Db`], SQLite or PostgreSQL, opened and migrated, with
 //!   `on_pool!` to write a statement once for both;
+//! - [`dedicated`]: a PostgreSQL connection of one busy task's own, outside
+//!   the pool (no test round trips around every statement);
 //! - [`migrate`]: one migration list over both dialects' SQL;
 //! - [`tx`]: the event transaction (lazy begin, role, savepoints, SQLite
 //!   grants, guarded commit), the only place one is opened;
@@ -10,6 +12,7 @@
 //!
 //! Nothing here knows of events, plugins or wasm.
 
+pub mod dedicated;
 pub mod grants;
 pub mod migrate;
 pub mod pool;

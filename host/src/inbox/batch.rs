@@ -11,7 +11,7 @@
 use std::collections::HashSet;
 
 use anyhow::{Context, Result};
-use sqlx::{PgPool, SqlitePool};
+use sqlx::{PgConnection, PgPool, SqlitePool};
 
 use super::event::{Finish, Insert, NewEvent, new_event_id};
 use super::sql::{self, pairs_to_json};
@@ -40,7 +40,7 @@ pub const INSERT_MANY_POSTGRES: &str = "INSERT INTO webhook_events \
      RETURNING id";
 
 /// SQLite: every delivery in one transaction, in order.
-pub async fn insert_sqlite(pool: &SqlitePool, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+pub async fn insert_sqlite(pool: &SqlitePool, events: &[NewEvent]) -> Result<Vec<Insert>> {
     let mut tx = pool
         .begin_with("BEGIN IMMEDIATE")
         .await
@@ -83,7 +83,7 @@ pub async fn insert_sqlite(pool: &SqlitePool, events: Vec<NewEvent>) -> Result<V
 /// Rows go in (route, delivery id) order, so that concurrent batches
 /// holding the same deliveries lock them in the same order (no deadlock);
 /// the answers come back in the callers' order.
-pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+pub async fn insert_postgres(conn: &mut PgConnection, events: &[NewEvent]) -> Result<Vec<Insert>> {
     let mut order: Vec<usize> = (0..events.len()).collect();
     order.sort_by(|&a, &b| {
         (&events[a].route, &events[a].delivery_id).cmp(&(&events[b].route, &events[b].delivery_id))
@@ -124,7 +124,7 @@ pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec
                 .map(|&i| events[i].order_key.clone())
                 .collect::<Vec<Option<String>>>(),
         )
-        .fetch_all(pool)
+        .fetch_all(&mut *conn)
         .await
         .context("storing the events")?;
     let stored: HashSet<String> = stored.into_iter().collect();
@@ -138,7 +138,7 @@ pub async fn insert_postgres(pool: &PgPool, events: Vec<NewEvent>) -> Result<Vec
         let existing: String = sqlx::query_scalar(sql::FIND_DUPLICATE)
             .bind(&event.route)
             .bind(&event.delivery_id)
-            .fetch_one(pool)
+            .fetch_one(&mut *conn)
             .await
             .context("finding the stored duplicate")?;
         results.push(Insert::Duplicate { event_id: existing });

@@ -117,6 +117,7 @@ impl IntakeWriter {
             });
         }
         let shared = load.clone();
+        let mut writer = inbox.batch_writer();
         crate::vital::spawn("intake writer", async move {
             let mut batch = Vec::with_capacity(MAX_BATCH);
             while waiting.recv_many(&mut batch, MAX_BATCH).await > 0 {
@@ -127,7 +128,7 @@ impl IntakeWriter {
                 let (events, replies): (Vec<NewEvent>, Vec<Reply>) = batch.drain(..).unzip();
                 let started = now_ms();
                 shared.commit_started_ms.store(started, Ordering::Relaxed);
-                let stored = inbox.insert_batch(events).await;
+                let stored = writer.insert(events).await;
                 shared.commit_started_ms.store(0, Ordering::Relaxed);
                 let ended = now_ms();
                 shared

@@ -34,13 +34,50 @@ pub use self::event::{
 };
 use self::sql::event_from_row;
 use crate::config::Settings;
+use crate::db::dedicated::{Dedicated, connection_lost};
 use crate::db::pool::{Arg, Db, bind_args, on_pool};
 use crate::db::tx::EventTx;
 use crate::now_ms;
 
-/// Connections of the host's own pool on PostgreSQL: intake's batches,
-/// claims, lease renewals, completions, the console and the plugin store.
+/// Connections of the host's own pool on PostgreSQL: claims, lease
+/// renewals, completions, the console and the plugin store. Intake's batch
+/// writer, the notifier and the listener hold one each of their own.
 pub const HOST_CONNECTIONS: u32 = 8;
+
+/// Stores batches as [`Inbox::insert_batch`] does, one after another, on
+/// PostgreSQL on a [`Dedicated`] connection.
+pub struct BatchWriter {
+    inbox: Inbox,
+    own: Option<Dedicated>,
+}
+
+impl BatchWriter {
+    /// See [`Inbox::insert_batch`]. A batch whose connection was lost is
+    /// tried once more on a new one: a first try that did commit finds its
+    /// rows stored, and answers them as duplicates of themselves.
+    pub async fn insert(&mut self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
+        let Some(own) = &mut self.own else {
+            return self.inbox.insert_batch(events).await;
+        };
+        let mut tried = false;
+        loop {
+            let outcome = match own.conn().await {
+                Ok(conn) => batch::insert_postgres(conn, &events).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(results) => return Ok(self.inbox.stored(results)),
+                Err(e) => {
+                    own.reset();
+                    if tried || !connection_lost(&e) {
+                        return Err(e);
+                    }
+                    tried = true;
+                }
+            }
+        }
+    }
+}
 
 /// The inbox on the host's database.
 #[derive(Clone)]
@@ -132,13 +169,34 @@ impl Inbox {
     /// commit; on PostgreSQL other instances are then told.
     pub async fn insert_batch(&self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
         let results = match &self.db {
-            Db::Sqlite(pool) => batch::insert_sqlite(pool, events).await?,
-            Db::Postgres(pool) => batch::insert_postgres(pool, events).await?,
+            Db::Sqlite(pool) => batch::insert_sqlite(pool, &events).await?,
+            Db::Postgres(pool) => {
+                let mut conn = pool.acquire().await.context("connecting to PostgreSQL")?;
+                batch::insert_postgres(&mut conn, &events).await?
+            }
         };
+        Ok(self.stored(results))
+    }
+
+    /// Tells other instances of new events among `results`.
+    fn stored(&self, results: Vec<Insert>) -> Vec<Insert> {
         if results.iter().any(|r| matches!(r, Insert::Accepted { .. })) {
             self.stored_new();
         }
-        Ok(results)
+        results
+    }
+
+    /// A writer of batches one after another (intake's): on PostgreSQL on
+    /// a connection of its own.
+    pub fn batch_writer(&self) -> BatchWriter {
+        let own = match &self.db {
+            Db::Postgres(pool) => Some(Dedicated::new(pool, "")),
+            Db::Sqlite(_) => None,
+        };
+        BatchWriter {
+            inbox: self.clone(),
+            own,
+        }
     }
 
     /// Stores one delivery; see [`insert_batch`](Self::insert_batch).
