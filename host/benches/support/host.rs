@@ -123,7 +123,16 @@ pub fn threads_cpu_secs(name: &str) -> f64 {
 pub fn profile(pid: u32) -> Option<Profile> {
     let file = std::env::var("CAMPAIGN_PROFILE").ok()?;
     let child = Command::new("perf")
-        .args(["record", "-F", "997", "--call-graph", "dwarf,16384", "-o", &file, "-p"])
+        .args([
+            "record",
+            "-F",
+            "997",
+            "--call-graph",
+            "dwarf,16384",
+            "-o",
+            &file,
+            "-p",
+        ])
         .arg(pid.to_string())
         .stdout(Stdio::null())
         .stderr(Stdio::null())

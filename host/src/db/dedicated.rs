@@ -43,7 +43,9 @@ impl Dedicated {
                 .context("connecting to PostgreSQL timed out")?
                 .context("connecting to PostgreSQL")?;
             if !self.setup.is_empty() {
-                conn.execute(self.setup).await.context("setting up the connection")?;
+                conn.execute(self.setup)
+                    .await
+                    .context("setting up the connection")?;
             }
             self.conn = Some(conn);
         }
