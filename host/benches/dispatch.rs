@@ -77,6 +77,27 @@ fn summary(label: &str, mut samples: Vec<Duration>) -> Duration {
     pct(0.50)
 }
 
+/// The median of each phase of the attempts (their sum is near, not
+/// equal to, the median of the whole), and of building the WIT record.
+fn print_phases(phases: &[webhook_host::runtime::run::Phases], records: Vec<Duration>) {
+    let median = |mut v: Vec<Duration>| {
+        v.sort();
+        v[v.len() / 2]
+    };
+    let of = |f: fn(&webhook_host::runtime::run::Phases) -> Duration| median(phases.iter().map(f).collect());
+    println!(
+        "{:<46} p50s: WIT record {:.1?}, state (WASI, output, capabilities) {:.1?}, store {:.1?}, \
+         instantiate {:.1?}, call {:.1?}, teardown {:.1?}",
+        "  where the time goes",
+        median(records),
+        of(|p| p.state),
+        of(|p| p.store),
+        of(|p| p.instantiate),
+        of(|p| p.call),
+        of(|p| p.teardown),
+    );
+}
+
 fn event(id: usize, route: &str, body: Vec<u8>) -> StoredEvent {
     StoredEvent {
         id: format!("evt_bench_{id}"),
@@ -162,6 +183,8 @@ async fn dispatch_costs(wasm: &Path) {
         ),
     ] {
         let mut samples = Vec::new();
+        let mut phases = Vec::new();
+        let mut records = Vec::new();
         for i in 0..2200 {
             let tx = plugin.caps.db.begin(inbox.processing_db());
             let done = runtime
@@ -176,9 +199,15 @@ async fn dispatch_costs(wasm: &Path) {
             }
             if i >= 200 {
                 samples.push(done.elapsed);
+                phases.push(done.phases);
+                let stored = event(i, "bench", body.clone());
+                let started = std::time::Instant::now();
+                std::hint::black_box(webhook_host::runtime::run::to_wit(&stored));
+                records.push(started.elapsed());
             }
         }
         wasm_fal = summary(label, samples);
+        print_phases(&phases, records);
     }
     native_fal(&runtime, &inbox, &fal, ok_body.into_bytes(), wasm_fal).await;
 }

@@ -27,6 +27,7 @@ impl Runtime {
         let tx = plugin.caps.db.begin(db);
         self.run(plugin, tag, tx, None, async |store| {
             let verifier: Verifier = pre.instantiate_async(&mut *store).await?;
+            store.data_mut().instantiated = Some(std::time::Instant::now());
             verifier.call_verify(&mut *store, request).await
         })
         .await
@@ -47,6 +48,7 @@ impl Runtime {
         let tx = plugin.caps.db.begin(db);
         self.run(plugin, tag, tx, None, async |store| {
             let responder: Responder = pre.instantiate_async(&mut *store).await?;
+            store.data_mut().instantiated = Some(std::time::Instant::now());
             responder.call_respond(&mut *store, request).await
         })
         .await

@@ -20,6 +20,8 @@ pub struct State {
     pub http: WasiHttpCtx,
     /// Set by the epoch callback when the call ran out of time.
     pub timed_out: bool,
+    /// When the component was instantiated (the call's phases).
+    pub instantiated: Option<std::time::Instant>,
     /// The guest's stderr as captured, for the message of a trap.
     pub stderr: GuestOutput,
 }
@@ -55,6 +57,7 @@ impl State {
             caps: InstanceCaps::new(caps, services, name, tag, tx),
             http: WasiHttpCtx::new(),
             timed_out: false,
+            instantiated: None,
             stderr,
         }
     }

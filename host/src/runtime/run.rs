@@ -77,6 +77,23 @@ pub(super) struct Ran<T> {
     pub tx: Option<EventTx>,
     pub after: After,
     pub elapsed: Duration,
+    pub phases: Phases,
+}
+
+/// Where an attempt's time went, in order; together they make its
+/// `elapsed`.
+#[derive(Debug, Default, Clone, Copy)]
+pub struct Phases {
+    /// The store's data: WASI context, output capture, capabilities.
+    pub state: Duration,
+    /// `Store::new`, its limiter and its deadline.
+    pub store: Duration,
+    /// Instantiating the component (zero when the call did not say).
+    pub instantiate: Duration,
+    /// The export's call, and classifying its outcome.
+    pub call: Duration,
+    /// Dropping the store: the instance back to the pool, its memory reset.
+    pub teardown: Duration,
 }
 
 /// What an attempt left for the host to do once it ends.
@@ -98,6 +115,7 @@ impl From<Ran<Result<(), HandlerError>>> for Dispatched {
             tx: ran.tx,
             after: ran.after,
             elapsed: ran.elapsed,
+            phases: ran.phases,
         }
     }
 }
@@ -109,6 +127,7 @@ pub struct Dispatched {
     pub tx: Option<EventTx>,
     pub after: After,
     pub elapsed: Duration,
+    pub phases: Phases,
 }
 
 impl Runtime {
@@ -131,6 +150,7 @@ impl Runtime {
         let ran = self
             .run(plugin, &event.id, tx, slot, async |store| {
                 let handler: Handler = handle.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated = Some(Instant::now());
                 handler.call_handle(&mut *store, &wit_event).await
             })
             .await;
@@ -139,6 +159,7 @@ impl Runtime {
             tx: ran.tx,
             after: ran.after,
             elapsed: ran.elapsed,
+            phases: ran.phases,
         }
     }
 
@@ -173,6 +194,7 @@ impl Runtime {
         let ran = self
             .run(plugin, &event.id, tx, slot, async |store| {
                 let handler: FollowupHandler = followup.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated = Some(Instant::now());
                 handler
                     .webhook_plugin_followup()
                     .call_run_followup(&mut *store, &task)
@@ -201,6 +223,7 @@ impl Runtime {
         let ran = self
             .run(plugin, run_id, tx, None, async |store| {
                 let handler: ScheduledHandler = scheduled.instantiate_async(&mut *store).await?;
+                store.data_mut().instantiated = Some(Instant::now());
                 handler
                     .webhook_plugin_scheduled()
                     .call_run_scheduled(&mut *store, schedule)
@@ -246,6 +269,7 @@ impl Runtime {
         };
         let started = Instant::now();
         let state = self.state(plugin, tag, tx);
+        let state_built = Instant::now();
         let mut store = Store::new(&self.engine, state);
         store.limiter(|state| &mut state.limiter);
         let deadline = started + plugin.limits.timeout;
@@ -259,6 +283,7 @@ impl Runtime {
             }
         });
 
+        let store_built = Instant::now();
         let outcome = tokio::time::timeout(plugin.limits.timeout + HOST_CALL_GRACE, call(&mut store)).await;
         let timeout_ms = plugin.limits.timeout.as_millis() as u64;
         let result = match outcome {
@@ -285,16 +310,28 @@ impl Runtime {
                 })
             }
         };
+        let called = Instant::now();
+        let instantiated = store.data().instantiated.unwrap_or(store_built);
         let caps = &mut store.data_mut().caps;
         let after = After {
             followups: caps.followups.take(),
             retry_after_ms: caps.attempt.retry_after_ms(),
         };
+        let tx = caps.db.take_tx();
+        drop(store);
+        let ended = Instant::now();
         Ran {
             result,
-            tx: caps.db.take_tx(),
+            tx,
             after,
-            elapsed: started.elapsed(),
+            elapsed: ended - started,
+            phases: Phases {
+                state: state_built - started,
+                store: store_built - state_built,
+                instantiate: instantiated - store_built,
+                call: called - instantiated,
+                teardown: ended - called,
+            },
         }
     }
 }
@@ -311,6 +348,7 @@ fn not_a(plugin: &LoadedPlugin, what: &str, tx: EventTx) -> Dispatched {
         tx: Some(tx),
         after: After::default(),
         elapsed: Duration::ZERO,
+        phases: Phases::default(),
     }
 }
 
