@@ -78,18 +78,22 @@ fn summary(label: &str, mut samples: Vec<Duration>) -> Duration {
 }
 
 /// The median of each phase of the attempts (their sum is near, not
-/// equal to, the median of the whole), and of building the WIT record.
+/// equal to, the median of the whole), and of building the WIT record
+/// when `records` has its times.
 fn print_phases(phases: &[webhook_host::runtime::run::Phases], records: Vec<Duration>) {
     let median = |mut v: Vec<Duration>| {
         v.sort();
         v[v.len() / 2]
     };
     let of = |f: fn(&webhook_host::runtime::run::Phases) -> Duration| median(phases.iter().map(f).collect());
+    let record = match records.is_empty() {
+        true => String::new(),
+        false => format!("WIT record {:.1?}, ", median(records)),
+    };
     println!(
-        "{:<46} p50s: WIT record {:.1?}, state (WASI, output, capabilities) {:.1?}, store {:.1?}, \
+        "{:<46} p50s: {record}state (WASI, output, capabilities) {:.1?}, store {:.1?}, \
          instantiate {:.1?}, call {:.1?}, teardown {:.1?}",
         "  where the time goes",
-        median(records),
         of(|p| p.state),
         of(|p| p.store),
         of(|p| p.instantiate),
@@ -210,6 +214,52 @@ async fn dispatch_costs(wasm: &Path) {
         print_phases(&phases, records);
     }
     native_fal(&runtime, &inbox, &fal, ok_body.into_bytes(), wasm_fal).await;
+    slot_reset_side_by_side(wasm, &inbox, data.path()).await;
+}
+
+/// The no-op plugin on a pool that hands a slot's memory back to the
+/// kernel after each instance (`keep_resident_kb = 0`, what the host did
+/// before) and on one that resets it in place (the default), in
+/// alternating rounds so both see the same machine.
+async fn slot_reset_side_by_side(wasm: &Path, inbox: &Inbox, data: &Path) {
+    let runtimes: Vec<(String, Runtime)> = [0, RuntimeSettings::default().keep_resident_kb]
+        .into_iter()
+        .map(|kb| {
+            let settings = RuntimeSettings {
+                keep_resident_kb: kb,
+                ..RuntimeSettings::default()
+            };
+            let services = webhook_host::caps::Services::embedded(data).unwrap();
+            (
+                format!("no-op plugin, keep_resident_kb = {kb}"),
+                Runtime::new(&settings, services).unwrap(),
+            )
+        })
+        .collect();
+    let plugins: Vec<_> = runtimes
+        .iter()
+        .map(|(_, runtime)| load(runtime, wasm, "test-misbehave"))
+        .collect();
+    let mut samples = vec![Vec::new(), Vec::new()];
+    let mut phases = vec![Vec::new(), Vec::new()];
+    for round in 0..12 {
+        for (which, ((_, runtime), plugin)) in runtimes.iter().zip(&plugins).enumerate() {
+            for i in 0..200 {
+                let tx = plugin.caps.db.begin(inbox.processing_db());
+                let body = br#"{"mode":"ok"}"#.to_vec();
+                let done = runtime.dispatch(plugin, &event(i, "bench", body), tx, None).await;
+                assert!(done.result.is_ok(), "{:?}", done.result);
+                if round > 0 {
+                    samples[which].push(done.elapsed);
+                    phases[which].push(done.phases);
+                }
+            }
+        }
+    }
+    for (which, (label, _)) in runtimes.iter().enumerate() {
+        summary(label, std::mem::take(&mut samples[which]));
+        print_phases(&phases[which], Vec::new());
+    }
 }
 
 /// The fal logic compiled natively, on the same capabilities, inbox and

@@ -219,6 +219,12 @@ pub struct RuntimeSettings {
     /// compatibility hash, so a restart does not compile again. Default
     /// `DATA_DIR/compile-cache`.
     pub cache_dir: Option<PathBuf>,
+    /// Linear memory a pool slot keeps mapped between instances, reset in
+    /// place (only the pages written, where the kernel can say which)
+    /// rather than handed back and faulted in again by the next event.
+    /// At most `max_instances` × this much stays resident; 0 hands it all
+    /// back.
+    pub keep_resident_kb: u64,
 }
 
 impl Default for RuntimeSettings {
@@ -231,6 +237,7 @@ impl Default for RuntimeSettings {
             epoch_tick_ms: 10,
             max_db_calls: 1000,
             cache_dir: None,
+            keep_resident_kb: 1024,
         }
     }
 }
