@@ -31,9 +31,10 @@ pub trait Capability: Sized + Send + 'static {
 /// What building one instance's capabilities has at hand.
 pub struct InstanceContext<'a> {
     pub services: &'a Services,
-    /// The plugin's name and the event or run id its log lines carry.
-    pub plugin: &'a str,
-    pub tag: &'a str,
+    /// The plugin's name and the event or run id its log lines carry,
+    /// allocated once per instance and shared by whatever logs.
+    pub plugin: &'a Arc<str>,
+    pub tag: &'a Arc<str>,
     /// The event's transaction, for `db` to take.
     pub tx: Option<EventTx>,
     /// The instance's outbound gate, shared by everything that sends.

@@ -1,5 +1,7 @@
 //! `log`: plugin messages into the host log, tagged with plugin and event.
 
+use std::sync::Arc;
+
 use crate::caps::capability::{Capability, InstanceContext};
 use crate::caps::services::Services;
 use crate::manifest::{Limits, Manifest};
@@ -9,12 +11,12 @@ use crate::wit::log::{Host, Level};
 const MAX_MESSAGE: usize = 4096;
 
 pub struct LogState {
-    plugin: String,
-    event_id: String,
+    plugin: Arc<str>,
+    event_id: Arc<str>,
 }
 
 impl LogState {
-    pub fn new(plugin: &str, event_id: &str) -> Self {
+    pub fn new(plugin: impl Into<Arc<str>>, event_id: impl Into<Arc<str>>) -> Self {
         Self {
             plugin: plugin.into(),
             event_id: event_id.into(),
@@ -31,7 +33,7 @@ impl Capability for LogState {
     }
 
     fn instance(_: &(), cx: &mut InstanceContext<'_>) -> Self {
-        LogState::new(cx.plugin, cx.tag)
+        LogState::new(cx.plugin.clone(), cx.tag.clone())
     }
 }
 

@@ -76,8 +76,8 @@ macro_rules! capabilities {
             /// The capabilities of one instance of `plugin` (named `name`),
             /// whose statements run in `tx`; `tag` (the event or run id)
             /// marks its log lines.
-            pub fn new(plugin: &PluginCaps, services: &Services, name: &str, tag: &str, tx: EventTx) -> Self {
-                let outbound = Outbound::new(plugin.http.clone(), name, tag);
+            pub fn new(plugin: &PluginCaps, services: &Services, name: &Arc<str>, tag: &Arc<str>, tx: EventTx) -> Self {
+                let outbound = Outbound::new(plugin.http.clone(), name.clone(), tag.clone());
                 let mut cx = InstanceContext {
                     services,
                     plugin: name,

@@ -2,6 +2,8 @@
 //! context (stdio only, into the log), the memory limiter, and the
 //! instance's capabilities, each capability's own per-instance state.
 
+use std::sync::Arc;
+
 use wasmtime::ResourceLimiter;
 use wasmtime::component::ResourceTable;
 use wasmtime_wasi::{WasiCtx, WasiCtxBuilder, WasiCtxView, WasiView};
@@ -40,7 +42,8 @@ impl State {
         tag: &str,
         tx: EventTx,
     ) -> Self {
-        let (stdout, stderr) = GuestOutput::pair(name, tag);
+        let (name, tag): (Arc<str>, Arc<str>) = (name.into(), tag.into());
+        let (stdout, stderr) = GuestOutput::pair(&name, &tag);
         State {
             wasi: WasiCtxBuilder::new()
                 .stdout(stdout)
@@ -54,7 +57,7 @@ impl State {
                 max_bytes: memory_bytes,
                 exceeded: None,
             },
-            caps: InstanceCaps::new(caps, services, name, tag, tx),
+            caps: InstanceCaps::new(caps, services, &name, &tag, tx),
             http: WasiHttpCtx::new(),
             timed_out: false,
             instantiated: None,

@@ -34,11 +34,11 @@ pub struct GuestOutput {
 
 impl GuestOutput {
     /// stdout and stderr writers for one instance.
-    pub fn pair(plugin: &str, event_id: &str) -> (Self, Self) {
+    pub fn pair(plugin: &Arc<str>, event_id: &Arc<str>) -> (Self, Self) {
         let total = Arc::new(AtomicUsize::new(0));
         let make = |stream| Self {
-            plugin: plugin.into(),
-            event_id: event_id.into(),
+            plugin: plugin.clone(),
+            event_id: event_id.clone(),
             stream,
             total: total.clone(),
             recent: Arc::default(),

@@ -159,7 +159,11 @@ pub struct Outbound {
 }
 
 impl Outbound {
-    pub fn new(policy: Arc<HttpPolicy>, plugin: &str, event_id: &str) -> Arc<Self> {
+    pub fn new(
+        policy: Arc<HttpPolicy>,
+        plugin: impl Into<Arc<str>>,
+        event_id: impl Into<Arc<str>>,
+    ) -> Arc<Self> {
         Arc::new(Self {
             policy,
             sent: AtomicU32::new(0),

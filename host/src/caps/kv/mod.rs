@@ -35,10 +35,12 @@ pub struct KvState {
 impl KvState {
     /// `service` is `None` when the plugin has no `kv` grant.
     pub fn new(service: Option<KvService>, plugin: &str) -> Self {
-        Self {
-            service,
-            prefix: format!("whk:{plugin}:"),
-        }
+        // Only a granted plugin has keys to prefix.
+        let prefix = match service {
+            Some(_) => format!("whk:{plugin}:"),
+            None => String::new(),
+        };
+        Self { service, prefix }
     }
 
     fn key(&self, key: &str) -> Result<(KvService, String), String> {
