@@ -180,12 +180,13 @@ pub fn replay_dead() -> String {
 /// $1 cut-off time.
 pub const PRUNE_DONE: &str = "DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1";
 
-/// $1 status or NULL, $2 route or NULL, $3 limit.
+/// $1 status or NULL, $2 route or NULL, $3 limit; newest first (an id
+/// begins with its arrival time, see migration 0008).
 pub fn list() -> String {
     format!(
         "SELECT {COLUMNS} FROM webhook_events WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
          AND (CAST($2 AS TEXT) IS NULL OR route = $2) \
-         ORDER BY received_at DESC, id DESC LIMIT $3"
+         ORDER BY id DESC LIMIT $3"
     )
 }
 
