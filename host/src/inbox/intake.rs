@@ -22,8 +22,61 @@ use anyhow::anyhow;
 use tokio::sync::{Notify, mpsc, oneshot};
 
 use super::Inbox;
+use super::batch;
 use super::event::{Insert, NewEvent};
+use crate::db::dedicated::{Dedicated, connection_lost};
+use crate::db::pool::Db;
 use crate::now_ms;
+
+/// Stores batches as [`Inbox::insert_batch`] does, one after another, on
+/// PostgreSQL on a [`Dedicated`] connection.
+pub struct BatchWriter {
+    inbox: Inbox,
+    own: Option<Dedicated>,
+}
+
+impl BatchWriter {
+    /// See [`Inbox::insert_batch`]. A batch whose connection was lost is
+    /// tried once more on a new one: a first try that did commit finds its
+    /// rows stored, and answers them as duplicates of themselves.
+    pub async fn insert(&mut self, events: Vec<NewEvent>) -> anyhow::Result<Vec<Insert>> {
+        let Some(own) = &mut self.own else {
+            return self.inbox.insert_batch(events).await;
+        };
+        let mut tried = false;
+        loop {
+            let outcome = match own.conn().await {
+                Ok(conn) => batch::insert_postgres(conn, &events).await,
+                Err(e) => Err(e),
+            };
+            match outcome {
+                Ok(results) => return Ok(self.inbox.stored(results)),
+                Err(e) => {
+                    own.reset();
+                    if tried || !connection_lost(&e) {
+                        return Err(e);
+                    }
+                    tried = true;
+                }
+            }
+        }
+    }
+}
+
+impl Inbox {
+    /// A writer of batches one after another (intake's): on PostgreSQL on
+    /// a connection of its own.
+    pub fn batch_writer(&self) -> BatchWriter {
+        let own = match &self.db {
+            Db::Postgres(pool) => Some(Dedicated::new(pool, "")),
+            Db::Sqlite(_) => None,
+        };
+        BatchWriter {
+            inbox: self.clone(),
+            own,
+        }
+    }
+}
 
 /// Most deliveries in one transaction.
 const MAX_BATCH: usize = 256;

@@ -34,7 +34,6 @@ pub use self::event::{
 };
 use self::sql::event_from_row;
 use crate::config::Settings;
-use crate::db::dedicated::{Dedicated, connection_lost};
 use crate::db::pool::{Arg, Db, bind_args, on_pool};
 use crate::db::tx::EventTx;
 use crate::now_ms;
@@ -43,41 +42,6 @@ use crate::now_ms;
 /// renewals, completions, the console and the plugin store. Intake's batch
 /// writer, the notifier and the listener hold one each of their own.
 pub const HOST_CONNECTIONS: u32 = 8;
-
-/// Stores batches as [`Inbox::insert_batch`] does, one after another, on
-/// PostgreSQL on a [`Dedicated`] connection.
-pub struct BatchWriter {
-    inbox: Inbox,
-    own: Option<Dedicated>,
-}
-
-impl BatchWriter {
-    /// See [`Inbox::insert_batch`]. A batch whose connection was lost is
-    /// tried once more on a new one: a first try that did commit finds its
-    /// rows stored, and answers them as duplicates of themselves.
-    pub async fn insert(&mut self, events: Vec<NewEvent>) -> Result<Vec<Insert>> {
-        let Some(own) = &mut self.own else {
-            return self.inbox.insert_batch(events).await;
-        };
-        let mut tried = false;
-        loop {
-            let outcome = match own.conn().await {
-                Ok(conn) => batch::insert_postgres(conn, &events).await,
-                Err(e) => Err(e),
-            };
-            match outcome {
-                Ok(results) => return Ok(self.inbox.stored(results)),
-                Err(e) => {
-                    own.reset();
-                    if tried || !connection_lost(&e) {
-                        return Err(e);
-                    }
-                    tried = true;
-                }
-            }
-        }
-    }
-}
 
 /// The inbox on the host's database.
 #[derive(Clone)]
@@ -184,19 +148,6 @@ impl Inbox {
             self.stored_new();
         }
         results
-    }
-
-    /// A writer of batches one after another (intake's): on PostgreSQL on
-    /// a connection of its own.
-    pub fn batch_writer(&self) -> BatchWriter {
-        let own = match &self.db {
-            Db::Postgres(pool) => Some(Dedicated::new(pool, "")),
-            Db::Sqlite(_) => None,
-        };
-        BatchWriter {
-            inbox: self.clone(),
-            own,
-        }
     }
 
     /// Stores one delivery; see [`insert_batch`](Self::insert_batch).
