@@ -123,25 +123,10 @@ fn start_host(dir: &Path, data: &str, database_url: Option<&str>) -> (Child, Soc
 
 /// A 2-thread runtime serving `POST /…` with 200 and nothing else.
 fn noop_server() -> SocketAddr {
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    listener.set_nonblocking(true).unwrap();
-    let addr = listener.local_addr().unwrap();
-    std::thread::spawn(move || {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_all()
-            .build()
-            .unwrap()
-            .block_on(async move {
-                let app = axum::Router::new().route(
-                    "/api/v1/avatar/status_update",
-                    axum::routing::post(|_body: axum::body::Bytes| async { r#"{"status":"accepted"}"# }),
-                );
-                let listener = tokio::net::TcpListener::from_std(listener).unwrap();
-                axum::serve(listener, app).await.unwrap();
-            })
-    });
-    addr
+    floors::serve_fal_path(
+        "axum-ceiling",
+        axum::routing::post(|_body: axum::body::Bytes| async { r#"{"status":"accepted"}"# }),
+    )
 }
 
 /// Starts the FastAPI receiver with two uvicorn workers, when `BENCH_PYTHON`

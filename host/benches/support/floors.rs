@@ -72,32 +72,38 @@ pub const HTTP_THREADS: &str = "http-floor";
 
 /// The HTTP floor on a 2-thread runtime of its own (the host's size).
 pub fn http_server() -> SocketAddr {
+    serve_fal_path(
+        HTTP_THREADS,
+        axum::routing::post(|headers: HeaderMap, body: axum::body::Bytes| async move {
+            match check(&headers, &body) {
+                Ok(()) => (StatusCode::OK, r#"{"status":"accepted"}"#),
+                Err(why) => (StatusCode::UNAUTHORIZED, why),
+            }
+        }),
+    )
+}
+
+/// Serves `handler` at FAL's webhook path on a loopback port, from a
+/// 2-thread runtime whose threads are named `threads`.
+pub fn serve_fal_path(threads: &'static str, handler: axum::routing::MethodRouter) -> SocketAddr {
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     listener.set_nonblocking(true).unwrap();
     let addr = listener.local_addr().unwrap();
     let serve = move || {
         tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
-            .thread_name(HTTP_THREADS)
+            .thread_name(threads)
             .enable_all()
             .build()
             .unwrap()
             .block_on(async move {
-                let app = axum::Router::new().route(
-                    "/api/v1/avatar/status_update",
-                    axum::routing::post(|headers: HeaderMap, body: axum::body::Bytes| async move {
-                        match check(&headers, &body) {
-                            Ok(()) => (StatusCode::OK, r#"{"status":"accepted"}"#),
-                            Err(why) => (StatusCode::UNAUTHORIZED, why),
-                        }
-                    }),
-                );
+                let app = axum::Router::new().route("/api/v1/avatar/status_update", handler);
                 let listener = tokio::net::TcpListener::from_std(listener).unwrap();
                 axum::serve(listener, app).await.unwrap();
             })
     };
     std::thread::Builder::new()
-        .name(HTTP_THREADS.into())
+        .name(threads.into())
         .spawn(serve)
         .unwrap();
     addr
