@@ -240,8 +240,8 @@ async fn slot_reset_side_by_side(wasm: &Path, inbox: &Inbox, data: &Path) {
         .iter()
         .map(|(_, runtime)| load(runtime, wasm, "test-misbehave"))
         .collect();
-    let mut samples = vec![Vec::new(), Vec::new()];
-    let mut phases = vec![Vec::new(), Vec::new()];
+    let mut samples = [Vec::new(), Vec::new()];
+    let mut phases = [Vec::new(), Vec::new()];
     for round in 0..12 {
         for (which, ((_, runtime), plugin)) in runtimes.iter().zip(&plugins).enumerate() {
             for i in 0..200 {
