@@ -222,8 +222,8 @@ pub struct RuntimeSettings {
     /// Linear memory a pool slot keeps mapped between instances, reset in
     /// place (only the pages written, where the kernel can say which)
     /// rather than handed back and faulted in again by the next event.
-    /// At most `max_instances` × this much stays resident; 0 hands it all
-    /// back.
+    /// Tables keep a sixteenth of this. At most `max_instances` × this
+    /// much stays resident; 0 hands it all back.
     pub keep_resident_kb: u64,
 }
 
