@@ -56,6 +56,20 @@ macro_rules! migrations {
                 "ordering keys",
                 include_str!(concat!("../../migrations/", $dialect, "/0007_order_key.sql")),
             ),
+            (
+                8,
+                "no received_at index",
+                include_str!(concat!(
+                    "../../migrations/",
+                    $dialect,
+                    "/0008_drop_received_index.sql"
+                )),
+            ),
+            (
+                9,
+                "dead events index",
+                include_str!(concat!("../../migrations/", $dialect, "/0009_dead_index.sql")),
+            ),
         ]
     };
 }
@@ -84,5 +98,34 @@ pub fn migrator(dialect: Dialect) -> Migrator {
         ignore_missing: true,
         locking: true,
         no_tx: false,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every file of each dialect's folder is in the list, under its own
+    /// number, and the dialects list the same migrations.
+    #[test]
+    fn every_migration_file_is_applied() {
+        for (dialect, folder) in [(Dialect::Sqlite, "sqlite"), (Dialect::Postgres, "postgres")] {
+            let dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("migrations")
+                .join(folder);
+            let mut files: Vec<i64> = std::fs::read_dir(&dir)
+                .unwrap()
+                .map(|entry| {
+                    let name = entry.unwrap().file_name().into_string().unwrap();
+                    name.split('_').next().unwrap().parse().unwrap()
+                })
+                .collect();
+            files.sort();
+            let listed: Vec<i64> = migrator(dialect).iter().map(|m| m.version).collect();
+            assert_eq!(
+                listed, files,
+                "{folder}: the migrations listed are the folder's files"
+            );
+        }
     }
 }
