@@ -6,6 +6,7 @@ mod browser;
 mod capabilities;
 mod completions;
 mod console;
+mod counts;
 mod crash;
 mod deployment;
 mod edge;

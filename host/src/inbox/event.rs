@@ -177,12 +177,15 @@ pub struct Filter<'a> {
 /// The inbox at a glance.
 #[derive(Debug, Clone, Default, Serialize)]
 pub struct Stats {
-    /// Events per status (statuses with none left out).
+    /// Events per status.
     pub by_status: Vec<(Status, i64)>,
     /// Events received since the given time.
     pub received_since: i64,
     /// Events done since the given time.
     pub done_since: i64,
+    /// Whether the done count is PostgreSQL's estimate (a large inbox; see
+    /// `DONE_COUNTED_BELOW`) rather than a count.
+    pub done_estimated: bool,
 }
 
 impl Stats {

@@ -16,6 +16,7 @@
 
 mod batch;
 pub mod complete;
+mod counts;
 pub mod event;
 pub mod intake;
 pub mod notify;
@@ -28,6 +29,7 @@ use anyhow::{Context, Result};
 use tokio::sync::Notify;
 
 pub use self::batch::INSERT_MANY_POSTGRES;
+pub use self::counts::DONE_COUNTED_BELOW;
 pub use self::event::{
     Backlog, Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
     new_event_id,
@@ -313,14 +315,13 @@ impl Inbox {
     /// One event may be replayed in any state but `processing`; a selection
     /// takes the `dead` events, of one route if given.
     pub async fn replay(&self, which: Replay<'_>) -> Result<u64> {
-        let (sql, selected) = match which {
-            Replay::One(id) => (sql::replay_one(), Arg::Text(id)),
-            Replay::Dead { route } => (sql::replay_dead(), Arg::MaybeText(route)),
+        let now = Arg::Int(now_ms());
+        let (sql, args) = match which {
+            Replay::One(id) => (sql::replay_one(), vec![now, Arg::Text(id)]),
+            Replay::Dead { route: None } => (sql::replay_dead(false), vec![now]),
+            Replay::Dead { route: Some(route) } => (sql::replay_dead(true), vec![now, Arg::Text(route)]),
         };
-        self.db
-            .execute(&sql, &[Arg::Int(now_ms()), selected])
-            .await
-            .context("replaying events")
+        self.db.execute(&sql, &args).await.context("replaying events")
     }
 
     /// Deletes `done` events finished before `before_ms`; `dead` ones stay.
@@ -342,48 +343,13 @@ impl Inbox {
             .context("releasing leases")
     }
 
-    /// Newest first, optionally of one status.
+    /// Newest first, optionally of one status, of one route, or both.
     pub async fn list(&self, filter: Filter<'_>, limit: u32) -> Result<Vec<Event>> {
-        let args = [
-            Arg::MaybeText(filter.status.map(Status::as_str)),
-            Arg::MaybeText(filter.route),
-            Arg::Int(limit as i64),
-        ];
-        self.events(&sql::list(), &args).await.context("listing events")
-    }
-
-    /// Events per status, and how many arrived and finished since `since_ms`.
-    pub async fn stats(&self, since_ms: i64) -> Result<Stats> {
-        let rows = on_pool!(&self.db, |pool| sqlx::query_as(sql::STATS)
-            .bind(since_ms)
-            .fetch_all(pool)
-            .await)
-        .context("counting events")?;
-        Ok(sql::stats_from_rows(rows))
-    }
-
-    /// Events waiting for the worker: pending and processing.
-    pub async fn backlog(&self) -> Result<u64> {
-        let n: i64 = on_pool!(&self.db, |pool| sqlx::query_scalar(sql::BACKLOG)
-            .fetch_one(pool)
-            .await)
-        .context("counting the backlog")?;
-        Ok(n.max(0) as u64)
-    }
-
-    /// How far behind processing is at `now_ms` (see [`Backlog`]).
-    pub async fn backlog_ages(&self, now_ms: i64) -> Result<Backlog> {
-        let (runnable, oldest_due_at_ms, oldest_received_at_ms): (i64, Option<i64>, Option<i64>) =
-            on_pool!(&self.db, |pool| sqlx::query_as(sql::BACKLOG_AGES)
-                .bind(now_ms)
-                .fetch_one(pool)
-                .await)
-            .context("measuring the backlog")?;
-        Ok(Backlog {
-            runnable,
-            oldest_due_at_ms,
-            oldest_received_at_ms,
-        })
+        let mut args = vec![Arg::Int(limit as i64)];
+        args.extend(filter.route.map(Arg::Text));
+        self.events(&sql::list(filter), &args)
+            .await
+            .context("listing events")
     }
 
     pub async fn get(&self, id: &str) -> Result<Option<Event>> {

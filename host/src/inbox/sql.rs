@@ -5,7 +5,7 @@
 use anyhow::{Context, Result};
 use sqlx::{ColumnIndex, Decode, Row, Type};
 
-use super::event::{Event, Finish, Stats, Status};
+use super::event::{Event, Filter, Finish, Status};
 use crate::db::pool::Arg;
 
 /// The columns of an [`Event`], in the order `event_from_row` reads them.
@@ -172,44 +172,66 @@ pub fn replay_one() -> String {
     format!("{REPLAY} WHERE id = $2 AND status <> 'processing'")
 }
 
-/// $1 now, $2 route or NULL.
-pub fn replay_dead() -> String {
-    format!("{REPLAY} WHERE status = 'dead' AND (CAST($2 AS TEXT) IS NULL OR route = $2)")
+/// $1 now, then $2 the route when `of_route` (dead events, from their
+/// index).
+pub fn replay_dead(of_route: bool) -> String {
+    let route = if of_route { " AND route = $2" } else { "" };
+    format!("{REPLAY} WHERE status = 'dead'{route}")
 }
 
 /// $1 cut-off time.
 pub const PRUNE_DONE: &str = "DELETE FROM webhook_events WHERE status = 'done' AND finished_at < $1";
 
-/// $1 status or NULL, $2 route or NULL, $3 limit; newest first (an id
-/// begins with its arrival time, see migration 0008).
-pub fn list() -> String {
-    format!(
-        "SELECT {COLUMNS} FROM webhook_events WHERE (CAST($1 AS TEXT) IS NULL OR status = $1) \
-         AND (CAST($2 AS TEXT) IS NULL OR route = $2) \
-         ORDER BY id DESC LIMIT $3"
-    )
-}
-
-/// Per status: events, those received since $1, those finished since $1.
-pub const STATS: &str = "SELECT status, CAST(COUNT(*) AS BIGINT), \
-     CAST(SUM(CASE WHEN received_at >= $1 THEN 1 ELSE 0 END) AS BIGINT), \
-     CAST(SUM(CASE WHEN finished_at >= $1 THEN 1 ELSE 0 END) AS BIGINT) \
-     FROM webhook_events GROUP BY status";
-
-/// Folds [`STATS`] rows into [`Stats`].
-pub fn stats_from_rows(rows: Vec<(String, i64, i64, i64)>) -> Stats {
-    let mut stats = Stats::default();
-    for (status, total, received, finished) in rows {
-        stats.received_since += received;
-        if let Some(status) = Status::parse(&status) {
-            if status == Status::Done {
-                stats.done_since += finished;
-            }
-            stats.by_status.push((status, total));
-        }
+/// Events as `filter` selects them, newest first (an id begins with its
+/// arrival time, see migration 0008): $1 limit, then $2 the route if the
+/// filter names one. Each shape of filter is a statement of its own, its
+/// status written in, so that each is planned for its index: dead events
+/// read from theirs, a route's events from the unique key, pending and
+/// processing ones from the due index, done ones backwards along the
+/// primary key.
+pub fn list(filter: Filter<'_>) -> String {
+    let mut conditions = Vec::new();
+    if let Some(status) = filter.status {
+        conditions.push(format!("status = '{}'", status.as_str()));
     }
-    stats
+    if filter.route.is_some() {
+        conditions.push("route = $2".to_string());
+    }
+    let selection = if conditions.is_empty() {
+        String::new()
+    } else {
+        format!("WHERE {} ", conditions.join(" AND "))
+    };
+    format!("SELECT {COLUMNS} FROM webhook_events {selection}ORDER BY id DESC LIMIT $1")
 }
+
+/// The counts an index bounds: pending and processing events (from the due
+/// index), dead ones (the dead index), those received since $2 (a range of
+/// the primary key from $1, the first id of that millisecond: an event's id
+/// is made after it arrived) and those done since $2 (the finished index).
+/// The done events in all are [`DONE`], or an estimate where counting them
+/// would read most of the table.
+pub const STATS: &str = "SELECT \
+     (SELECT COUNT(*) FROM webhook_events WHERE status = 'pending'), \
+     (SELECT COUNT(*) FROM webhook_events WHERE status = 'processing'), \
+     (SELECT COUNT(*) FROM webhook_events WHERE status = 'dead'), \
+     (SELECT COUNT(*) FROM webhook_events WHERE id >= $1 AND received_at >= $2), \
+     (SELECT COUNT(*) FROM webhook_events WHERE status = 'done' AND finished_at >= $2)";
+
+/// The first id an event stored at `ms` or later can have (see [`STATS`]).
+pub fn first_id_at(ms: i64) -> String {
+    format!("evt_{:012x}", ms.max(0))
+}
+
+pub const DONE: &str = "SELECT COUNT(*) FROM webhook_events WHERE status = 'done'";
+
+/// PostgreSQL's own estimate of the inbox's rows, the planner's: the count
+/// its last vacuum or analyse made, scaled to the table's size now; -1
+/// before the first.
+pub const ROWS_ESTIMATE_POSTGRES: &str = "SELECT CAST(CASE WHEN relpages > 0 \
+     THEN reltuples / relpages * (pg_relation_size(oid) / current_setting('block_size')::int) \
+     ELSE -1 END AS BIGINT) \
+     FROM pg_class WHERE oid = 'webhook_events'::regclass";
 
 /// $1 id.
 pub fn get() -> String {

@@ -1,5 +1,6 @@
 // Keeps the dashboard's numbers live: every element with data-stat="<name>"
-// inside [data-live] shows that field of the JSON at the data-live URL.
+// inside [data-live] shows that field of the JSON at the data-live URL,
+// after "≈ " where the JSON says "<name>_estimated".
 (function () {
   const live = document.querySelector("[data-live]");
   if (!live) return;
@@ -10,8 +11,9 @@
       if (!response.ok) return;
       const stats = await response.json();
       for (const element of live.querySelectorAll("[data-stat]")) {
-        const value = stats[element.getAttribute("data-stat")];
-        if (value !== undefined) element.textContent = String(value);
+        const name = element.getAttribute("data-stat");
+        const value = stats[name];
+        if (value !== undefined) element.textContent = (stats[name + "_estimated"] ? "≈ " : "") + String(value);
       }
     } catch (_) {
       // The next tick tries again.

@@ -26,6 +26,7 @@ pub async fn stats(_: Operator, State(state): State<Arc<AppState>>) -> Response 
                 "instance": state.instance_id,
                 "received_per_min": stats.received_since,
                 "done_per_min": stats.done_since,
+                "done_estimated": stats.done_estimated,
             });
             for status in Status::ALL {
                 body[status.as_str()] = stats.count(status).into();
@@ -50,7 +51,10 @@ pub async fn dashboard(_: Operator, State(state): State<Arc<AppState>>, Query(q)
                 @let name = status.as_str();
                 a class={"card status-" (name)} href={"/admin/events?status=" (name)} {
                     span class="label" { (name) }
-                    span class="value" data-stat=(name) { (stats.count(status)) }
+                    span class="value" data-stat=(name) {
+                        @if status == Status::Done && stats.done_estimated { "≈ " }
+                        (stats.count(status))
+                    }
                 }
             }
             div class="card" {
