@@ -68,11 +68,7 @@ struct Row {
 
 /// `count` signed FAL deliveries as raw HTTP/1.1 requests, ids tagged `tag`.
 fn requests(tag: &str, count: usize, host: &str) -> Vec<Vec<u8>> {
-    loadgen::signed_requests(tag, count, host, PATH, |id| {
-        format!(
-            r#"{{"request_id":"{id}","gateway_request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://v3.fal.media/files/b/{id}/pytorch_lora_weights.safetensors","content_type":"application/octet-stream","file_name":"pytorch_lora_weights.safetensors","file_size":89745224}},"config_file":{{"url":"https://v3.fal.media/files/b/{id}/config.json","content_type":"application/octet-stream","file_name":"config.json","file_size":1290}}}}}}"#
-        )
-    })
+    loadgen::signed_requests(tag, count, host, PATH, loadgen::fal_training_body)
 }
 
 /// Runs the load against `target` at each concurrency; one row per run.

@@ -60,6 +60,17 @@ async fn store(inbox: &Inbox, route: &str, done: usize, dead: usize, pending: us
     dead_ids
 }
 
+/// The ids `inbox.list` gives for `filter`, in its order.
+async fn ids(inbox: &Inbox, filter: Filter<'_>, limit: u32) -> Vec<String> {
+    inbox
+        .list(filter, limit)
+        .await
+        .unwrap()
+        .into_iter()
+        .map(|e| e.id)
+        .collect()
+}
+
 /// Every count exact on a small inbox; the newest dead listed newest
 /// first, of one route or all; a route's dead replayed and no others.
 async fn counts_list_and_replay(inbox: Inbox) {
@@ -86,32 +97,14 @@ async fn counts_list_and_replay(inbox: Inbox) {
         status: Some(Status::Dead),
         route,
     };
-    let listed: Vec<String> = inbox
-        .list(dead(None), 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let listed = ids(&inbox, dead(None), 100).await;
     let mut all_dead = [fal_dead.clone(), rare_dead.clone()].concat();
     all_dead.sort();
     all_dead.reverse();
     assert_eq!(listed, all_dead, "every dead event, newest first");
-    let newest: Vec<String> = inbox
-        .list(dead(None), 2)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let newest = ids(&inbox, dead(None), 2).await;
     assert_eq!(newest, all_dead[..2]);
-    let rare: Vec<String> = inbox
-        .list(dead(Some("rare")), 100)
-        .await
-        .unwrap()
-        .into_iter()
-        .map(|e| e.id)
-        .collect();
+    let rare = ids(&inbox, dead(Some("rare")), 100).await;
     assert_eq!(rare, rare_dead.iter().rev().cloned().collect::<Vec<_>>());
     let by_route = inbox
         .list(

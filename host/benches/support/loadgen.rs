@@ -15,6 +15,15 @@ use webhook_host::verify::{sign, unix_now};
 /// The FAL HMAC secret the benchmarks' hosts verify with.
 pub const SECRET: &str = "bench-secret";
 
+/// A FAL "LoRA training finished" body for request `id`, with both files'
+/// descriptions, as the campaign sends it.
+#[allow(dead_code)]
+pub fn fal_training_body(id: &str) -> String {
+    format!(
+        r#"{{"request_id":"{id}","gateway_request_id":"{id}","status":"OK","payload":{{"diffusers_lora_file":{{"url":"https://v3.fal.media/files/b/{id}/pytorch_lora_weights.safetensors","content_type":"application/octet-stream","file_name":"pytorch_lora_weights.safetensors","file_size":89745224}},"config_file":{{"url":"https://v3.fal.media/files/b/{id}/config.json","content_type":"application/octet-stream","file_name":"config.json","file_size":1290}}}}}}"#
+    )
+}
+
 /// `count` deliveries to `path`, ids `<tag>-<n>`, each with `body(id)`,
 /// signed with FAL's HMAC scheme, as raw HTTP/1.1 requests.
 pub fn signed_requests(
