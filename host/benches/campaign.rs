@@ -226,7 +226,7 @@ fn main() {
     let idle = host::rss_mib(pg_host.id());
     let cpu_before = host::cpu_secs(pg_host.id());
     let pg_cpu_before = host::cpu_secs_of_all("postgres");
-    let profile = host::profile(pg_host.id());
+    let profile = host::profile("CAMPAIGN_PROFILE", pg_host.id());
     measure(
         &load,
         "host, PostgreSQL",

@@ -9,6 +9,13 @@
 //! Intake is measured by the campaign (`bench/run`), beside pgbench.
 //!
 //! Everything shares this machine's cores: the instances and PostgreSQL.
+//!
+//! Beside each rate, the CPU each event cost the two instances, the
+//! loopback file host, PostgreSQL and Garage. `PROCESSING_CONCURRENCY=16`
+//! and `PROCESSING_ONLY=fal-s3` (or `noop`, `fal-local`) narrow the run,
+//! `PROCESSING_EVENTS=2000` shortens it;
+//! `PROCESSING_PROFILE=FILE` records `perf` call graphs of the instances
+//! (this process) while they drain.
 
 #[path = "../../tests/suite/workspace.rs"]
 mod workspace;
@@ -17,6 +24,14 @@ mod workspace;
 #[path = "../../tests/suite/remote.rs"]
 mod remote;
 
+#[allow(dead_code)]
+#[path = "support/host.rs"]
+mod host;
+
+#[allow(dead_code)]
+#[path = "support/loadgen.rs"]
+mod loadgen;
+
 #[path = "../../tests/suite/services/mod.rs"]
 #[allow(dead_code, unused_imports)]
 mod services;
@@ -24,12 +39,12 @@ mod services;
 use std::path::Path;
 use std::time::{Duration, Instant};
 
+use sqlx::Connection;
+
 use webhook_host::app::Application;
 use webhook_host::config::Settings;
 use webhook_host::inbox::{Inbox, NewEvent};
 use workspace::workspace;
-
-const SECRET: &str = "bench-secret";
 
 /// An instance's settings; `s3` is the object storage's environment, none
 /// for the local data folder.
@@ -56,7 +71,7 @@ fn settings(url: &str, dir: &Path, instance: &str, concurrency: usize, s3: &[(St
             "DATABASE_URL" => Some(url.clone()),
             "DATA_DIR" => Some(data.display().to_string()),
             "PLUGINS_DIR" => Some(plugins.display().to_string()),
-            "FAL_WEBHOOK_SECRET" => Some(SECRET.into()),
+            "FAL_WEBHOOK_SECRET" => Some(loadgen::SECRET.into()),
             "INSTANCE_ID" => Some(instance.into()),
             _ => None,
         }
@@ -101,7 +116,7 @@ async fn run() {
 
     // Processing: a backlog drained by two instances, first on a plugin that
     // does nothing (the host's own cost per event), then on fal-avatar-status.
-    let total = 10_000;
+    let total: usize = std::env::var("PROCESSING_EVENTS").map_or(10_000, |n| n.parse().unwrap());
     sqlx::raw_sql(&format!(
         "INSERT INTO users (id) VALUES ('00000000-0000-4000-8000-000000000001'); \
          INSERT INTO avatars (id, user_id, name, status, fal_request_id) \
@@ -112,18 +127,26 @@ async fn run() {
     .await
     .unwrap();
     let garage = services::Garage::start();
-    for concurrency in [8, 16, 32] {
-        for (label, route, storage) in [
-            ("no-op plugin", "noop", "S3"),
-            ("fal-avatar-status", "fal", "S3"),
-            ("fal-avatar-status", "fal", "local folder"),
+    let concurrencies: Vec<usize> = match std::env::var("PROCESSING_CONCURRENCY") {
+        Ok(list) => list.split(',').map(|n| n.trim().parse().unwrap()).collect(),
+        Err(_) => vec![8, 16, 32],
+    };
+    let only = std::env::var("PROCESSING_ONLY").ok();
+    for concurrency in concurrencies {
+        for (case, label, route, storage) in [
+            ("noop", "no-op plugin", "noop", "S3"),
+            ("fal-s3", "fal-avatar-status", "fal", "S3"),
+            ("fal-local", "fal-avatar-status", "fal", "local folder"),
         ] {
+            if only.as_deref().is_some_and(|only| !only.split(',').any(|o| o == case)) {
+                continue;
+            }
             // A fresh bucket per run: every event copies its file.
             let s3 = match storage {
                 "S3" => garage.env(&garage.bucket()),
                 _ => Vec::new(),
             };
-            let (rate, followups) =
+            let (rate, followups, cpu) =
                 processing(&admin, &url, dir.path(), route, total, concurrency, &s3).await;
             let also = match followups {
                 0 => String::new(),
@@ -131,7 +154,8 @@ async fn run() {
             };
             println!(
                 "two instances, worker.concurrency {concurrency:>2}, {label}, storage {storage}: \
-                 {total} events = {rate:.0} events/s{also}"
+                 {total} events = {rate:.0} events/s{also}\n    CPU per event: {}",
+                cpu.per_event(total)
             );
         }
     }
@@ -146,9 +170,55 @@ fn main() {
         .block_on(run());
 }
 
+/// CPU seconds used so far by each party of a run.
+#[derive(Clone, Copy)]
+struct Cpu {
+    instances: f64,
+    files: f64,
+    postgres: f64,
+    garage: f64,
+}
+
+impl Cpu {
+    /// `poller` is the PostgreSQL backend the bench's own polling uses: its
+    /// CPU is not the instances'.
+    fn now(poller: u32) -> Cpu {
+        // This process holds both instances, the loopback file host's
+        // thread and the bench's own polling (a query every 20 ms).
+        let files = host::threads_cpu_secs(remote::THREAD);
+        Cpu {
+            instances: host::cpu_secs(std::process::id()) - files,
+            files,
+            postgres: host::cpu_secs_of_all("postgres") - host::cpu_secs(poller),
+            garage: host::cpu_secs_of_all("garage"),
+        }
+    }
+
+    fn since(self, before: Cpu) -> Cpu {
+        Cpu {
+            instances: self.instances - before.instances,
+            files: self.files - before.files,
+            postgres: self.postgres - before.postgres,
+            garage: self.garage - before.garage,
+        }
+    }
+
+    fn per_event(self, events: usize) -> String {
+        let us = |secs: f64| secs * 1e6 / events as f64;
+        format!(
+            "instances {:.0} µs, PostgreSQL {:.0} µs, Garage {:.0} µs, file host {:.0} µs",
+            us(self.instances),
+            us(self.postgres),
+            us(self.garage),
+            us(self.files)
+        )
+    }
+}
+
 /// Stores `total` events for `route`, then starts two instances and returns
 /// how many events per second they finish (the clock starts once both have
-/// loaded their plugins), and how many follow-ups those events queued.
+/// loaded their plugins), how many follow-ups those events queued, and the
+/// CPU the run cost.
 async fn processing(
     admin: &sqlx::PgPool,
     url: &str,
@@ -157,7 +227,7 @@ async fn processing(
     total: usize,
     concurrency: usize,
     s3: &[(String, String)],
-) -> (f64, i64) {
+) -> (f64, i64, Cpu) {
     // Migrates when the intake part did not run first.
     let inbox = Inbox::connect_postgres(&webhook_host::config::Secret::new(url.to_string()), 4, true)
         .await
@@ -214,6 +284,14 @@ async fn processing(
                 .unwrap(),
         );
     }
+    let mut poll = sqlx::PgConnection::connect(url).await.unwrap();
+    let poller: i32 = sqlx::query_scalar("SELECT pg_backend_pid()")
+        .fetch_one(&mut poll)
+        .await
+        .unwrap();
+    let poller = poller as u32;
+    let profile = host::profile("PROCESSING_PROFILE", std::process::id());
+    let cpu = Cpu::now(poller);
     let started = Instant::now();
     let mut stops = Vec::new();
     let mut servers = Vec::new();
@@ -229,7 +307,7 @@ async fn processing(
         let left: i64 = sqlx::query_scalar(
             "SELECT COUNT(*) FROM webhook_events WHERE status IN ('pending', 'processing')",
         )
-        .fetch_one(admin)
+        .fetch_one(&mut poll)
         .await
         .unwrap();
         if left == 0 {
@@ -238,6 +316,8 @@ async fn processing(
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     let elapsed = started.elapsed();
+    let cpu = Cpu::now(poller).since(cpu);
+    drop(profile);
     // fal-avatar-status queues its photo clean-up (and, with a bot token,
     // its notice) as follow-ups: they are in the clock, and counted apart.
     let (done, followups): (i64, i64) = sqlx::query_as(
@@ -255,5 +335,5 @@ async fn processing(
     for server in servers {
         server.await.unwrap().unwrap();
     }
-    (total as f64 / elapsed.as_secs_f64(), followups)
+    (total as f64 / elapsed.as_secs_f64(), followups, cpu)
 }

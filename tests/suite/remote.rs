@@ -384,9 +384,11 @@ impl Remote {
 }
 
 /// Serves `app` from a thread and runtime of its own, so a test that blocks
-/// (waiting for a child process) cannot starve it.
+/// (waiting for a child process) cannot starve it. The thread is named
+/// [`THREAD`], so that a benchmark can tell its CPU from the host's.
 pub fn serve_on_own_thread(listener: std::net::TcpListener, app: Router) {
-    std::thread::spawn(move || {
+    let thread = std::thread::Builder::new().name(THREAD.into());
+    let spawned = thread.spawn(move || {
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -396,7 +398,11 @@ pub fn serve_on_own_thread(listener: std::net::TcpListener, app: Router) {
             axum::serve(listener, app).await.unwrap()
         })
     });
+    spawned.expect("starting the loopback server's thread");
 }
+
+/// The name of the loopback servers' threads.
+pub const THREAD: &str = "loopback-server";
 
 static SHARED: OnceLock<Remote> = OnceLock::new();
 

@@ -117,11 +117,11 @@ pub fn threads_cpu_secs(name: &str) -> f64 {
         .sum()
 }
 
-/// `perf record` of process `pid` into `$CAMPAIGN_PROFILE`, when that is
-/// set, until the guard is dropped.
+/// `perf record` of process `pid` into the file named by the environment
+/// variable `variable`, when that is set, until the guard is dropped.
 #[allow(dead_code)]
-pub fn profile(pid: u32) -> Option<Profile> {
-    let file = std::env::var("CAMPAIGN_PROFILE").ok()?;
+pub fn profile(variable: &str, pid: u32) -> Option<Profile> {
+    let file = std::env::var(variable).ok()?;
     let child = Command::new("perf")
         .args([
             "record",
