@@ -18,7 +18,8 @@
 //!   ([`super::grants`]).
 //! - **PostgreSQL.** Reads before the first write run as SQLite's do, each
 //!   in a read-only transaction of its own that ends with it (as the
-//!   plugin's database role when it has one), so a plugin that reads, then
+//!   plugin's database role when it has one; rolled back, as nothing of it
+//!   needs keeping, in the round trip that returns the connection), so a plugin that reads, then
 //!   copies a large file for minutes, then writes is never idle in a
 //!   transaction and pins no vacuum horizon. The first statement that is
 //!   not a plain `SELECT` begins the event's transaction, as that role, in
@@ -126,9 +127,11 @@ impl PgStatement<'_> {
     /// effects, or rolls back to the savepoint made for it when it failed.
     pub async fn settle<T>(self, outcome: Result<T, String>) -> Result<T, String> {
         match self.conn {
-            PgConn::Read(tx) => {
-                tx.commit().await.map_err(|e| e.to_string())?;
-            }
+            // Nothing of a read-only transaction needs keeping: dropped, it
+            // queues a ROLLBACK that travels with the pool's test of the
+            // returned connection, one round trip instead of a COMMIT's and
+            // the test's two.
+            PgConn::Read(tx) => drop(tx),
             PgConn::Write { tx, savepoint_used } => {
                 if outcome.is_err() {
                     sqlx::query("ROLLBACK TO SAVEPOINT plugin_statement")
