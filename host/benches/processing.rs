@@ -138,7 +138,10 @@ async fn run() {
             ("fal-s3", "fal-avatar-status", "fal", "S3"),
             ("fal-local", "fal-avatar-status", "fal", "local folder"),
         ] {
-            if only.as_deref().is_some_and(|only| !only.split(',').any(|o| o == case)) {
+            if only
+                .as_deref()
+                .is_some_and(|only| !only.split(',').any(|o| o == case))
+            {
                 continue;
             }
             // A fresh bucket per run: every event copies its file.

@@ -22,6 +22,20 @@ async fn ok_body_completes_the_avatar_on_postgres() {
     );
     assert!(row.training_completed_at.is_some());
     assert!(row.fal_response_data.unwrap().contains("config_file"));
+    // The plugin's read of the avatar ran in a read-only transaction of its
+    // own, rolled back as its connection went back to the pool: no
+    // connection of the host is left inside a transaction.
+    let in_transaction = "SELECT COUNT(*) FROM pg_stat_activity WHERE datname = current_database() \
+                          AND pid <> pg_backend_pid() AND state LIKE 'idle in transaction%'";
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while host.count(in_transaction).await > 0 && std::time::Instant::now() < deadline {
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(
+        host.count(in_transaction).await,
+        0,
+        "a host connection stayed in a transaction"
+    );
     // A repeat is a duplicate; an ERROR for the same avatar later is ignored (it completed).
     let (_, again) = host.post_fal(&fixture("ok-portrait.json", "pg-ok")).await;
     assert_eq!(again["status"], "duplicate");
