@@ -29,6 +29,10 @@ pub fn start(dir: &Path, config: &str, data: &str, database_url: Option<&str>) -
     if let Ok(threads) = std::env::var("TOKIO_WORKER_THREADS") {
         command.env("TOKIO_WORKER_THREADS", threads);
     }
+    // And with other allocator tunables (glibc's, for the host alone).
+    if let Ok(tunables) = std::env::var("HOST_GLIBC_TUNABLES") {
+        command.env("GLIBC_TUNABLES", tunables);
+    }
     if let Some(url) = database_url {
         command.env("DATABASE_URL", url);
     }
