@@ -107,10 +107,18 @@ const SECONDS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
 ];
 
+/// The recorder [`prometheus`] installed, once it has been asked for.
+static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
+
+/// Whether metrics go to this process's Prometheus recorder (so that a
+/// handle registered now stays the one `/metrics` reads).
+pub fn prometheus_installed() -> bool {
+    matches!(HANDLE.get(), Some(Some(_)))
+}
+
 /// The process's Prometheus recorder, installed on first call; `None` when
 /// another recorder was installed first.
 pub fn prometheus() -> Option<&'static PrometheusHandle> {
-    static HANDLE: OnceLock<Option<PrometheusHandle>> = OnceLock::new();
     HANDLE
         .get_or_init(|| {
             let builder = PrometheusBuilder::new().set_buckets(SECONDS).ok()?;

@@ -20,7 +20,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::any;
 use axum::{Json, Router};
 use futures_util::StreamExt;
-use serde_json::json;
 use sha2::{Digest, Sha256};
 use std::time::Duration;
 
@@ -69,7 +68,7 @@ async fn receive(state: &AppState, name: &str, request: Request) -> Response {
         Err(error) => error.into_response(),
     };
     // The metrics label: a configured route's name, never an arbitrary path.
-    response.extensions_mut().insert(RouteLabel(route.name.clone()));
+    response.extensions_mut().insert(RouteLabel(route));
     response
 }
 
@@ -127,7 +126,7 @@ fn order_key(key: &OrderKey, headers: &HeaderMap, body: &[u8]) -> Option<String>
 }
 
 async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Response, ApiError> {
-    let (parts, body) = request.into_parts();
+    let (mut parts, body) = request.into_parts();
     let handshakes = route.verifier.has_handshakes() || route.responder.is_some();
     if !handshakes {
         check_event_request(route, &parts)?;
@@ -173,7 +172,7 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         .order_key
         .as_ref()
         .and_then(|key| order_key(key, &parts.headers, &body));
-    let request_id = parts.extensions.get::<RequestId>().map(|id| id.0.clone());
+    let request_id = parts.extensions.remove::<RequestId>().map(|id| id.0);
     let received_at_ms = crate::now_ms();
     // A sync delivery is this instance's to run first: no worker claims it
     // before its deadline has passed (then any does, should this one die).
@@ -198,11 +197,11 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
             if let Some(sync) = &route.sync {
                 return Ok(super::sync_routes::answer(state, route, sync, &event_id).await);
             }
-            json!({ "status": "accepted", "event_id": event_id })
+            Answer::new("accepted", event_id)
         }
         Ok(Insert::Duplicate { event_id }) => {
             tracing::info!(route = %route.name, %event_id, "duplicate delivery; already stored");
-            json!({ "status": "duplicate", "event_id": event_id })
+            Answer::new("duplicate", event_id)
         }
         Err(IntakeError::Overloaded(why)) => return Err(ApiError::overloaded(why)),
         Err(IntakeError::Failed(e)) => {
@@ -210,6 +209,20 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         }
     };
     Ok((StatusCode::OK, Json(answer)).into_response())
+}
+
+/// What a stored delivery is answered with (serialised straight to the
+/// body, no JSON tree built first).
+#[derive(serde::Serialize)]
+struct Answer {
+    status: &'static str,
+    event_id: String,
+}
+
+impl Answer {
+    fn new(status: &'static str, event_id: String) -> Self {
+        Self { status, event_id }
+    }
 }
 
 /// Verifies `request` by the route's schemes; a rejection is counted and logged.
