@@ -78,7 +78,10 @@ fn record(route: &str, status: StatusCode, elapsed: Duration) {
     let kept = telemetry::prometheus_installed();
     if kept {
         let handles = HANDLES.read().unwrap_or_else(|e| e.into_inner());
-        if let Some(h) = handles.get(route).and_then(|all| all.iter().find(|h| h.status == status)) {
+        if let Some(h) = handles
+            .get(route)
+            .and_then(|all| all.iter().find(|h| h.status == status))
+        {
             h.requests.increment(1);
             h.duration.record(elapsed);
             return;
