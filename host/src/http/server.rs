@@ -15,6 +15,7 @@
 //! Body read time is the intake handler's to bound, as it reads the body.
 //! Every refusal is counted in `webhook_http_rejections_total`.
 
+use std::convert::Infallible;
 use std::future::Future;
 use std::io;
 use std::pin::{Pin, pin};
@@ -27,7 +28,6 @@ use anyhow::Result;
 use axum::Router;
 use axum::body::Body;
 use axum::extract::Request;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use http::StatusCode;
 use hyper::body::Incoming;
@@ -83,9 +83,6 @@ pub async fn serve(
     shutdown: impl Future<Output = ()>,
 ) -> Result<()> {
     let limits = Limits::from(settings);
-    let router = router.layer(axum::middleware::from_fn(move |request, next| {
-        deadline(request, next, limits.request)
-    }));
     let slots = Arc::new(Semaphore::new(settings.max_connections));
     let (closing, closed) = watch::channel(false);
     let mut shutdown = pin!(shutdown);
@@ -153,7 +150,7 @@ async fn connection(stream: TcpStream, router: Router, limits: Limits, mut closi
         dispatched.fetch_add(1, Ordering::Relaxed);
         // A Router is always ready, so it is called without waiting.
         let mut router = router.clone();
-        router.call(request.map(Body::new))
+        deadline(router.call(request.map(Body::new)), limits.request)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
@@ -182,16 +179,21 @@ async fn refuse(mut stream: TcpStream) {
     let _ = tokio::time::timeout(Duration::from_secs(1), answer).await;
 }
 
-/// Answers 503 with `Retry-After` when the rest of the stack takes longer
-/// than `limit` (the work under way is dropped with the future; an intake
-/// commit already queued still completes, and a retry is a duplicate).
-async fn deadline(request: Request, next: Next, limit: Duration) -> Response {
-    match tokio::time::timeout(limit, next.run(request)).await {
-        Ok(response) => response,
+/// Answers 503 with `Retry-After` when the router takes longer than
+/// `limit` to answer (the work under way is dropped with the future; an
+/// intake commit already queued still completes, and a retry is a
+/// duplicate). It wraps the router's future where hyper calls it, not
+/// each route as a layer would, so a request pays for no boxed service.
+async fn deadline(
+    answer: impl Future<Output = Result<Response, Infallible>>,
+    limit: Duration,
+) -> Result<Response, Infallible> {
+    match tokio::time::timeout(limit, answer).await {
+        Ok(answer) => answer,
         Err(_) => {
             count_rejection("request_timeout");
             tracing::warn!("request not answered within {} ms", limit.as_millis());
-            ApiError {
+            Ok(ApiError {
                 retry_after: Some(5),
                 ..ApiError::new(
                     StatusCode::SERVICE_UNAVAILABLE,
@@ -199,7 +201,7 @@ async fn deadline(request: Request, next: Next, limit: Duration) -> Response {
                     format!("the request took over {} ms; retry later", limit.as_millis()),
                 )
             }
-            .into_response()
+            .into_response())
         }
     }
 }
