@@ -43,7 +43,7 @@ use sqlx::Connection;
 
 use webhook_host::app::Application;
 use webhook_host::config::Settings;
-use webhook_host::inbox::{Inbox, NewEvent};
+use webhook_host::inbox::{Inbox, NewEvent, StoredPairs};
 use workspace::workspace;
 
 /// An instance's settings; `s3` is the object storage's environment, none
@@ -251,8 +251,8 @@ async fn processing(
                 delivery_id: id,
                 received_at_ms: webhook_host::now_ms(),
                 due_at_ms: webhook_host::now_ms(),
-                headers: vec![],
-                query: vec![],
+                headers: StoredPairs::empty(),
+                query: StoredPairs::empty(),
                 body,
                 request_id: None,
                 order_key: None,

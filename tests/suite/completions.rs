@@ -7,7 +7,7 @@ use webhook_host::config::Secret;
 use webhook_host::db::EventTx;
 use webhook_host::db::grants::TableGrant;
 use webhook_host::inbox::complete::Completer;
-use webhook_host::inbox::{Finish, Inbox, NewEvent, Status};
+use webhook_host::inbox::{Finish, Inbox, NewEvent, Status, StoredPairs};
 
 const PLUGIN: &str = "quiet";
 const VERSION: &str = "v-batch";
@@ -29,8 +29,8 @@ fn quiet_event(delivery_id: String) -> NewEvent {
         delivery_id,
         received_at_ms: 0,
         due_at_ms: 0,
-        headers: vec![],
-        query: vec![],
+        headers: StoredPairs::empty(),
+        query: StoredPairs::empty(),
         body: b"{}".to_vec(),
         request_id: None,
         order_key: None,

@@ -5,7 +5,7 @@
 //! or all, through their own index.
 
 use webhook_host::config::Secret;
-use webhook_host::inbox::{DONE_COUNTED_BELOW, Filter, Finish, Inbox, NewEvent, Replay, Status};
+use webhook_host::inbox::{DONE_COUNTED_BELOW, Filter, Finish, Inbox, NewEvent, Replay, Status, StoredPairs};
 
 const OWNER: &str = "counts";
 
@@ -15,8 +15,8 @@ fn event(route: &str, n: usize, received_at_ms: i64) -> NewEvent {
         delivery_id: format!("{route}-{n}"),
         received_at_ms,
         due_at_ms: 0,
-        headers: vec![],
-        query: vec![],
+        headers: StoredPairs::empty(),
+        query: StoredPairs::empty(),
         body: b"{}".to_vec(),
         request_id: None,
         order_key: None,

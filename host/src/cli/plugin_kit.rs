@@ -9,7 +9,7 @@ use anyhow::{Context, Result, bail};
 
 use crate::caps::Services;
 use crate::config::RuntimeSettings;
-use crate::inbox::{Finish, Inbox, Insert, NewEvent};
+use crate::inbox::{Finish, Inbox, Insert, NewEvent, StoredPairs};
 use crate::manifest::{Manifest, PluginKind};
 use crate::plugins::store::version_of;
 use crate::runtime::Runtime;
@@ -245,8 +245,8 @@ async fn run_once(
             delivery_id: "plugin-test".into(),
             received_at_ms: crate::now_ms(),
             due_at_ms: crate::now_ms(),
-            headers,
-            query,
+            headers: StoredPairs::new(headers.iter().map(|(n, v)| (n, v))),
+            query: StoredPairs::new(query.iter().map(|(n, v)| (n, v))),
             body,
             request_id: None,
             order_key: None,

@@ -30,7 +30,7 @@ use super::observe::{RequestId, RouteLabel};
 use super::state::AppState;
 use crate::config::{BodyKind, DeliveryIdSource, OrderKey};
 use crate::inbox::intake::IntakeError;
-use crate::inbox::{Insert, NewEvent};
+use crate::inbox::{Insert, NewEvent, StoredPairs};
 use crate::routes::{Route, RouteTable};
 use crate::verify;
 
@@ -186,7 +186,7 @@ async fn accept(state: &AppState, route: &Route, request: Request) -> Result<Res
         received_at_ms,
         due_at_ms,
         headers: stored_headers(&parts.headers),
-        query,
+        query: StoredPairs::new(query),
         body,
         request_id,
         order_key,
@@ -328,17 +328,15 @@ async fn read_body(
     Ok(collected)
 }
 
-fn stored_headers(headers: &HeaderMap) -> Vec<(String, String)> {
-    headers
-        .iter()
-        .filter(|(name, _)| !NOT_STORED.contains(&name.as_str()))
-        .map(|(name, value)| {
-            (
-                name.as_str().to_string(),
-                String::from_utf8_lossy(value.as_bytes()).into_owned(),
-            )
-        })
-        .collect()
+/// The headers kept with a delivery, written as stored straight from the
+/// request's map (a value that is not UTF-8 is kept lossily).
+fn stored_headers(headers: &HeaderMap) -> StoredPairs {
+    StoredPairs::new(
+        headers
+            .iter()
+            .filter(|(name, _)| !NOT_STORED.contains(&name.as_str()))
+            .map(|(name, value)| (name.as_str(), String::from_utf8_lossy(value.as_bytes()))),
+    )
 }
 
 #[cfg(test)]
@@ -395,9 +393,6 @@ mod tests {
         h.insert("authorization", HeaderValue::from_static("Bearer x"));
         h.insert("x-fal-webhook-request-id", HeaderValue::from_static("r"));
         let stored = stored_headers(&h);
-        assert_eq!(
-            stored,
-            vec![("x-fal-webhook-request-id".to_string(), "r".to_string())]
-        );
+        assert_eq!(stored.as_str(), r#"[["x-fal-webhook-request-id","r"]]"#);
     }
 }

@@ -39,14 +39,53 @@ pub struct NewEvent {
     /// When a worker may first claim it: `received_at_ms`, or later for a
     /// sync route's delivery, which the instance that took it runs first.
     pub due_at_ms: i64,
-    pub headers: Vec<(String, String)>,
-    pub query: Vec<(String, String)>,
+    pub headers: StoredPairs,
+    pub query: StoredPairs,
     pub body: Vec<u8>,
     /// The request id the HTTP edge decided (nginx's `X-Request-ID` when
     /// acceptable, else one it made): the worker's span carries it.
     pub request_id: Option<String>,
     /// Its ordering key on its route, if the route orders events by one.
     pub order_key: Option<String>,
+}
+
+/// Header or query pairs as the inbox stores them: a JSON array of
+/// two-string arrays, `[["name","value"],…]`, written once where the
+/// pairs are read, so the edge copies no name or value into a string of
+/// its own.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredPairs(String);
+
+impl StoredPairs {
+    pub fn new<N, V>(pairs: impl IntoIterator<Item = (N, V)>) -> Self
+    where
+        N: AsRef<str>,
+        V: AsRef<str>,
+    {
+        let mut text = Vec::with_capacity(256);
+        let mut json = serde_json::Serializer::new(&mut text);
+        serde::Serializer::collect_seq(&mut json, pairs.into_iter().map(AsPair))
+            .expect("string pairs always serialise");
+        Self(String::from_utf8(text).expect("serde_json writes UTF-8"))
+    }
+
+    pub fn empty() -> Self {
+        Self("[]".to_owned())
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// One pair, serialised as a two-string array.
+struct AsPair<N, V>((N, V));
+
+impl<N: AsRef<str>, V: AsRef<str>> Serialize for AsPair<N, V> {
+    fn serialize<S: serde::Serializer>(&self, serializer: S) -> Result<S::Ok, S::Error> {
+        let (name, value) = &self.0;
+        (name.as_ref(), value.as_ref()).serialize(serializer)
+    }
 }
 
 /// What storing a delivery did.
@@ -217,4 +256,39 @@ pub enum Replay<'a> {
 /// A fresh event id: `evt_` and a time-ordered UUID.
 pub fn new_event_id() -> String {
     format!("evt_{}", uuid::Uuid::now_v7().simple())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn stored_pairs_read_back_as_the_pairs_they_were_made_of() {
+        let pairs = [
+            ("content-type", "application/json"),
+            ("x-quote", "a \"b\" \\ c"),
+            ("x-unicode", "привет\u{7}"),
+        ];
+        let stored = StoredPairs::new(pairs);
+        let read: Vec<(String, String)> = serde_json::from_str(stored.as_str()).unwrap();
+        let expected: Vec<(String, String)> = pairs
+            .iter()
+            .map(|(n, v)| (n.to_string(), v.to_string()))
+            .collect();
+        assert_eq!(read, expected);
+        assert_eq!(
+            StoredPairs::new([("a", "1")]).as_str(),
+            r#"[["a","1"]]"#,
+            "the stored form is an array of two-string arrays"
+        );
+    }
+
+    #[test]
+    fn no_pairs_are_an_empty_array() {
+        assert_eq!(StoredPairs::empty().as_str(), "[]");
+        assert_eq!(
+            StoredPairs::new(Vec::<(String, String)>::new()),
+            StoredPairs::empty()
+        );
+    }
 }

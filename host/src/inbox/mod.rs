@@ -32,7 +32,7 @@ pub use self::batch::INSERT_MANY_POSTGRES;
 pub use self::counts::DONE_COUNTED_BELOW;
 pub use self::event::{
     Backlog, Event, Filter, Finish, FollowUp, Insert, NewEvent, Replay, ScheduleGuard, Spawn, Stats, Status,
-    new_event_id,
+    StoredPairs, new_event_id,
 };
 use self::sql::event_from_row;
 use crate::config::Settings;

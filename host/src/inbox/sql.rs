@@ -238,11 +238,6 @@ pub fn get() -> String {
     format!("SELECT {COLUMNS} FROM webhook_events WHERE id = $1")
 }
 
-/// Header or query pairs as stored: a JSON array of two-string arrays.
-pub fn pairs_to_json(pairs: &[(String, String)]) -> String {
-    serde_json::to_string(pairs).expect("string pairs always serialise")
-}
-
 /// Reads an [`Event`] from a row selected with [`COLUMNS`].
 pub fn event_from_row<'r, R>(row: &'r R) -> Result<Event>
 where
