@@ -96,6 +96,7 @@ pub async fn insert_postgres(conn: &mut PgConnection, events: &[NewEvent]) -> Re
     // Every column is bound in row order, borrowed from the events: sqlx
     // encodes each array straight from them, no copy of a body, an id or
     // the headers' JSON (written once, at the edge).
+    //
     // A transaction of its own (committed when it returns: no BEGIN or
     // COMMIT round trips); rows whose delivery is already stored (or
     // earlier in this batch) are skipped.

@@ -50,9 +50,9 @@ pub struct NewEvent {
 }
 
 /// Header or query pairs as the inbox stores them: a JSON array of
-/// two-string arrays, `[["name","value"],…]`, written once where the
-/// pairs are read, so the edge copies no name or value into a string of
-/// its own.
+/// two-string arrays, `[["name","value"],…]`, written once, where the
+/// edge reads the request, so that no name or value is copied into a
+/// string of its own and the batch writer binds the text as it is.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct StoredPairs(String);
 
